@@ -1,0 +1,301 @@
+/**
+ * The flow table: one entry per socket (keyed by its cookie), aggregated per process identity
+ * (pid + start time). Fed only by event records, so a live session and a replay build the same
+ * state. Time is always passed in, never read here.
+ */
+import type { ConnectRecord, EventRecord, Proto, Via } from './records.js';
+import { RateWindow } from './rates.js';
+
+export type FlowState = 'open' | 'failed' | 'closed';
+
+export interface Flow {
+  id: string;
+  /** Process identity key: `${pid}:${startTime}`. */
+  proc: string;
+  pid: number;
+  tid: number;
+  comm: string;
+  uid: number;
+  proto: Proto;
+  src: string;
+  dst: string;
+  provider: string | null;
+  host: string | null;
+  via: Via;
+  state: FlowState;
+  error: string | null;
+  openedAt: number;
+  closedAt: number | null;
+  tx: number;
+  rx: number;
+  txRate: number;
+  rxRate: number;
+  lastActivity: number;
+}
+
+export interface ProcessRow {
+  key: string;
+  pid: number;
+  startTime: number;
+  comm: string;
+  uid: number;
+  gid: number;
+  exe: string | null;
+  cgroup: string | null;
+  providers: string[];
+  open: number;
+  total: number;
+  failed: number;
+  tx: number;
+  rx: number;
+  txRate: number;
+  rxRate: number;
+  firstSeen: number;
+  lastActivity: number;
+  /** Set when the process is known to have exited; the row is kept for a while (a tombstone). */
+  exitedAt: number | null;
+}
+
+export interface Totals {
+  processes: number;
+  open: number;
+  connections: number;
+  tx: number;
+  rx: number;
+  txRate: number;
+  rxRate: number;
+}
+
+export interface TableSnapshot {
+  at: number;
+  flows: Flow[];
+  processes: ProcessRow[];
+  totals: Totals;
+  lost: number;
+}
+
+export interface FlowTableOptions {
+  /** How long a closed or failed flow stays in the table. */
+  closedRetentionMs?: number;
+  /** How many closed flows are kept at most (oldest go first). */
+  closedMax?: number;
+  /** How long an idle process row with no open flow stays. */
+  processRetentionMs?: number;
+  rateWindowMs?: number;
+}
+
+interface FlowEntry extends Flow {
+  txWindow: RateWindow;
+  rxWindow: RateWindow;
+}
+
+interface ProcEntry {
+  row: Omit<ProcessRow, 'providers' | 'open' | 'total' | 'failed' | 'txRate' | 'rxRate'>;
+  providers: Map<string, number>;
+  flows: Set<string>;
+  total: number;
+  failed: number;
+}
+
+export const processKey = (pid: number, startTime: number): string => `${pid}:${startTime}`;
+
+export class FlowTable {
+  private readonly flows = new Map<string, FlowEntry>();
+  private readonly procs = new Map<string, ProcEntry>();
+  private readonly closedOrder: string[] = [];
+  private lostTotal = 0;
+  private readonly closedRetentionMs: number;
+  private readonly closedMax: number;
+  private readonly processRetentionMs: number;
+  private readonly rateWindowMs: number | undefined;
+
+  constructor(opts: FlowTableOptions = {}) {
+    this.closedRetentionMs = opts.closedRetentionMs ?? 10_000;
+    this.closedMax = opts.closedMax ?? 10_000;
+    this.processRetentionMs = opts.processRetentionMs ?? 10_000;
+    this.rateWindowMs = opts.rateWindowMs;
+  }
+
+  get size(): number {
+    return this.flows.size;
+  }
+
+  get lost(): number {
+    return this.lostTotal;
+  }
+
+  apply(rec: EventRecord, nowMs = Date.parse(rec.ts)): void {
+    switch (rec.type) {
+      case 'connect':
+        this.onConnect(rec, nowMs);
+        return;
+      case 'classify': {
+        const f = this.flows.get(rec.flow);
+        if (!f) return;
+        f.provider = rec.provider;
+        f.host = rec.host;
+        f.via = rec.via;
+        this.countProvider(f);
+        return;
+      }
+      case 'traffic': {
+        const f = this.flows.get(rec.flow);
+        if (!f) return;
+        this.addBytes(f, rec.tx, rec.rx, nowMs);
+        return;
+      }
+      case 'close': {
+        const f = this.flows.get(rec.flow);
+        if (!f) return;
+        this.addBytes(f, Math.max(0, rec.tx - f.tx), Math.max(0, rec.rx - f.rx), nowMs);
+        this.finish(f, 'closed', nowMs);
+        return;
+      }
+      case 'lost':
+        this.lostTotal += rec.count;
+        return;
+      case 'session':
+      case 'policy':
+      case 'kill':
+        return;
+    }
+  }
+
+  /** Marks a process identity as exited (its row becomes a tombstone). */
+  markExited(key: string, nowMs: number): void {
+    const p = this.procs.get(key);
+    if (p && p.row.exitedAt === null) p.row.exitedAt = nowMs;
+  }
+
+  /** Keys of process identities with at least one open flow. */
+  liveProcessKeys(): string[] {
+    const keys: string[] = [];
+    for (const [key, p] of this.procs) if (p.row.exitedAt === null) keys.push(key);
+    return keys;
+  }
+
+  /** Drops closed flows and idle process rows past their retention. */
+  prune(nowMs: number): void {
+    while (this.closedOrder.length > 0) {
+      const id = this.closedOrder[0]!;
+      const f = this.flows.get(id);
+      const expired = !f || (f.closedAt !== null && nowMs - f.closedAt >= this.closedRetentionMs);
+      if (!expired && this.closedOrder.length <= this.closedMax) break;
+      this.closedOrder.shift();
+      if (f && f.state !== 'open') this.dropFlow(f);
+    }
+    for (const [key, p] of this.procs) {
+      const idleSince = p.row.exitedAt ?? p.row.lastActivity;
+      if (p.flows.size === 0 && nowMs - idleSince >= this.processRetentionMs) this.procs.delete(key);
+    }
+  }
+
+  snapshot(nowMs: number): TableSnapshot {
+    const flows: Flow[] = [];
+    const procRates = new Map<string, { tx: number; rx: number; open: number }>();
+    const totals: Totals = { processes: 0, open: 0, connections: 0, tx: 0, rx: 0, txRate: 0, rxRate: 0 };
+    for (const f of this.flows.values()) {
+      f.txRate = f.txWindow.rate(nowMs, f.openedAt);
+      f.rxRate = f.rxWindow.rate(nowMs, f.openedAt);
+      const { txWindow: _t, rxWindow: _r, ...flow } = f;
+      flows.push(flow);
+      const agg = procRates.get(f.proc) ?? { tx: 0, rx: 0, open: 0 };
+      agg.tx += f.txRate;
+      agg.rx += f.rxRate;
+      if (f.state === 'open') agg.open++;
+      procRates.set(f.proc, agg);
+    }
+    const processes: ProcessRow[] = [];
+    for (const [key, p] of this.procs) {
+      const agg = procRates.get(key) ?? { tx: 0, rx: 0, open: 0 };
+      processes.push({
+        ...p.row,
+        providers: [...p.providers.keys()].sort(),
+        open: agg.open,
+        total: p.total,
+        failed: p.failed,
+        txRate: agg.tx,
+        rxRate: agg.rx,
+      });
+      totals.processes++;
+      totals.open += agg.open;
+      totals.connections += p.total;
+      totals.tx += p.row.tx;
+      totals.rx += p.row.rx;
+      totals.txRate += agg.tx;
+      totals.rxRate += agg.rx;
+    }
+    return { at: nowMs, flows, processes, totals, lost: this.lostTotal };
+  }
+
+  private onConnect(rec: ConnectRecord, nowMs: number): void {
+    if (this.flows.has(rec.flow)) return; // the same record twice: keep the first
+    const key = processKey(rec.pid, rec.startTime);
+    let p = this.procs.get(key);
+    if (!p) {
+      p = {
+        row: {
+          key, pid: rec.pid, startTime: rec.startTime, comm: rec.comm, uid: rec.uid, gid: rec.gid,
+          exe: rec.exe, cgroup: rec.cgroup, tx: 0, rx: 0, firstSeen: nowMs, lastActivity: nowMs, exitedAt: null,
+        },
+        providers: new Map(),
+        flows: new Set(),
+        total: 0,
+        failed: 0,
+      };
+      this.procs.set(key, p);
+    }
+    p.row.comm = rec.comm;
+    p.row.exe ??= rec.exe;
+    p.row.cgroup ??= rec.cgroup;
+    p.row.lastActivity = nowMs;
+    p.total++;
+    const f: FlowEntry = {
+      id: rec.flow, proc: key, pid: rec.pid, tid: rec.tid, comm: rec.comm, uid: rec.uid, proto: rec.proto,
+      src: rec.src, dst: rec.dst, provider: rec.provider, host: rec.host, via: rec.via,
+      state: rec.error ? 'failed' : 'open', error: rec.error, openedAt: nowMs, closedAt: null,
+      tx: 0, rx: 0, txRate: 0, rxRate: 0, lastActivity: nowMs,
+      txWindow: new RateWindow(this.rateWindowMs), rxWindow: new RateWindow(this.rateWindowMs),
+    };
+    this.flows.set(f.id, f);
+    p.flows.add(f.id);
+    this.countProvider(f);
+    if (rec.error) {
+      p.failed++;
+      this.finish(f, 'failed', nowMs);
+    }
+  }
+
+  private countProvider(f: FlowEntry): void {
+    const p = this.procs.get(f.proc);
+    if (!p || !f.provider) return;
+    p.providers.set(f.provider, (p.providers.get(f.provider) ?? 0) + 1);
+  }
+
+  private addBytes(f: FlowEntry, tx: number, rx: number, nowMs: number): void {
+    if (tx <= 0 && rx <= 0) return;
+    f.tx += tx;
+    f.rx += rx;
+    f.txWindow.add(nowMs, tx);
+    f.rxWindow.add(nowMs, rx);
+    f.lastActivity = nowMs;
+    const p = this.procs.get(f.proc);
+    if (!p) return;
+    p.row.tx += tx;
+    p.row.rx += rx;
+    p.row.lastActivity = nowMs;
+  }
+
+  private finish(f: FlowEntry, state: FlowState, nowMs: number): void {
+    if (f.state === 'closed') return;
+    f.state = state;
+    f.closedAt = nowMs;
+    f.lastActivity = nowMs;
+    this.closedOrder.push(f.id);
+  }
+
+  private dropFlow(f: FlowEntry): void {
+    this.flows.delete(f.id);
+    this.procs.get(f.proc)?.flows.delete(f.id);
+  }
+}

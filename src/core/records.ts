@@ -1,0 +1,123 @@
+/**
+ * Event records, version 1 (../shared/DESIGN.md "Event records").
+ * `--format json`, `--record` and `--replay` all share these shapes: one object per line.
+ * Fields may be added; none may change meaning within version 1.
+ */
+
+export const SCHEMA_VERSION = 1;
+
+export type Proto = 'tcp' | 'udp';
+export type Via = 'sni' | 'dns' | 'cidr' | 'port' | null;
+
+interface RecordBase {
+  /** ISO 8601 with milliseconds. */
+  ts: string;
+}
+
+export interface SessionRecord extends RecordBase {
+  type: 'session';
+  v: number;
+  host: string;
+  kernel: string;
+  version: string;
+  enforce: boolean;
+  /** `live` when attached to the kernel, `replay` when fed from a recording. */
+  source?: 'live' | 'replay';
+}
+
+export interface ProcessFields {
+  pid: number;
+  tid: number;
+  comm: string;
+  uid: number;
+  gid: number;
+  /** Executable path, when /proc still knew it. */
+  exe: string | null;
+  /** cgroup v2 path of the process, when known. */
+  cgroup: string | null;
+  /** Kernel cgroup id (inode of the cgroup v2 directory). */
+  cgroupId: number;
+  /** Process start time in clock ticks since boot (as /proc/PID/stat field 22); with pid, the identity. */
+  startTime: number;
+}
+
+export interface ConnectRecord extends RecordBase, ProcessFields {
+  type: 'connect';
+  /** Stable id of the socket: its kernel socket cookie, in decimal. */
+  flow: string;
+  proto: Proto;
+  src: string;
+  dst: string;
+  provider: string | null;
+  host: string | null;
+  via: Via;
+  /** null when the connection was established; an errno name (ECONNREFUSED, ETIMEDOUT, …) when it failed. */
+  error: string | null;
+}
+
+export interface ClassifyRecord extends RecordBase {
+  type: 'classify';
+  flow: string;
+  pid: number;
+  provider: string | null;
+  host: string | null;
+  via: Via;
+}
+
+export interface TrafficRecord extends RecordBase {
+  type: 'traffic';
+  flow: string;
+  pid: number;
+  /** Bytes sent since the previous traffic record of this flow. */
+  tx: number;
+  /** Bytes received since the previous traffic record of this flow. */
+  rx: number;
+}
+
+export interface CloseRecord extends RecordBase {
+  type: 'close';
+  flow: string;
+  pid: number;
+  /** Totals over the life of the flow, in bytes. */
+  tx: number;
+  rx: number;
+  durationMs: number;
+}
+
+export interface PolicyRecord extends RecordBase {
+  type: 'policy';
+  pid: number;
+  action: 'block' | 'audit';
+  result: 'denied' | 'would-deny';
+  dst: string;
+  provider: string | null;
+  rule: string;
+}
+
+export interface KillRecord extends RecordBase {
+  type: 'kill';
+  pid: number;
+  signal: string;
+}
+
+export interface LostRecord extends RecordBase {
+  type: 'lost';
+  /** Events the kernel could not deliver since the previous lost record. */
+  count: number;
+}
+
+export type EventRecord =
+  | SessionRecord
+  | ConnectRecord
+  | ClassifyRecord
+  | TrafficRecord
+  | CloseRecord
+  | PolicyRecord
+  | KillRecord
+  | LostRecord;
+
+export type RecordType = EventRecord['type'];
+
+export const RECORD_TYPES: readonly RecordType[] = [
+  'session', 'connect', 'classify', 'traffic', 'close', 'policy', 'kill', 'lost',
+];
