@@ -1,0 +1,159 @@
+/**
+ * The kernel/user ABI of bpf/busted.h, decoded with DataView. test/unit/abi.test.ts compiles a
+ * probe against busted.h and checks every size and offset here, so a change on one side fails.
+ */
+
+export const COMM_LEN = 16;
+
+export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3 } as const;
+export type KindValue = (typeof Kind)[keyof typeof Kind];
+
+export const Stat = { LOST: 0, UNTRACKED: 1, MAX: 2 } as const;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+/** struct busted_owner */
+export const OWNER = {
+  size: 64,
+  tgid: 0,
+  tid: 4,
+  uid: 8,
+  gid: 12,
+  cgroup_id: 16,
+  start_ns: 24,
+  exe_ino: 32,
+  exe_dev: 40,
+  comm: 48,
+} as const;
+
+/** struct busted_sock */
+export const SOCK = { size: 72, owner: 0, connect_ns: 64 } as const;
+
+/** struct busted_traffic */
+export const TRAFFIC = { size: 16, tx: 0, rx: 8 } as const;
+
+/** struct busted_event */
+export const EVENT = {
+  size: 152,
+  kind: 0,
+  family: 4,
+  cookie: 8,
+  ts_ns: 16,
+  owner: 24,
+  saddr: 88,
+  daddr: 104,
+  sport: 120,
+  dport: 122,
+  error: 124,
+  connect_ns: 128,
+  tx: 136,
+  rx: 144,
+} as const;
+
+export interface Owner {
+  tgid: number;
+  tid: number;
+  uid: number;
+  gid: number;
+  cgroupId: bigint;
+  startNs: bigint;
+  exeIno: bigint;
+  exeDev: number;
+  comm: string;
+}
+
+export interface KernelEvent {
+  kind: KindValue;
+  family: number;
+  cookie: bigint;
+  tsNs: bigint;
+  owner: Owner;
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  sport: number;
+  dport: number;
+  error: number;
+  connectNs: bigint;
+  tx: bigint;
+  rx: bigint;
+}
+
+const utf8 = new TextDecoder('utf-8');
+
+function decodeComm(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0);
+  return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
+}
+
+export function decodeOwner(view: DataView, base: number): Owner {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + base + OWNER.comm, COMM_LEN);
+  return {
+    tgid: view.getUint32(base + OWNER.tgid, true),
+    tid: view.getUint32(base + OWNER.tid, true),
+    uid: view.getUint32(base + OWNER.uid, true),
+    gid: view.getUint32(base + OWNER.gid, true),
+    cgroupId: view.getBigUint64(base + OWNER.cgroup_id, true),
+    startNs: view.getBigUint64(base + OWNER.start_ns, true),
+    exeIno: view.getBigUint64(base + OWNER.exe_ino, true),
+    exeDev: view.getUint32(base + OWNER.exe_dev, true),
+    comm: decodeComm(bytes),
+  };
+}
+
+/** Decodes one ring-buffer record; returns null when it is too short or of an unknown kind. */
+export function decodeEvent(view: DataView): KernelEvent | null {
+  if (view.byteLength < EVENT.size) return null;
+  const kind = view.getUint32(EVENT.kind, true);
+  if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.CLOSE) return null;
+  const copy = (off: number) => new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + 16));
+  return {
+    kind,
+    family: view.getUint16(EVENT.family, true),
+    cookie: view.getBigUint64(EVENT.cookie, true),
+    tsNs: view.getBigUint64(EVENT.ts_ns, true),
+    owner: decodeOwner(view, EVENT.owner),
+    saddr: copy(EVENT.saddr),
+    daddr: copy(EVENT.daddr),
+    sport: view.getUint16(EVENT.sport, true),
+    dport: view.getUint16(EVENT.dport, true),
+    error: view.getInt32(EVENT.error, true),
+    connectNs: view.getBigUint64(EVENT.connect_ns, true),
+    tx: view.getBigUint64(EVENT.tx, true),
+    rx: view.getBigUint64(EVENT.rx, true),
+  };
+}
+
+/** Formats an address as busted's records do: `ip:port`, IPv6 as `[ip]:port`, v4-mapped v6 as v4. */
+export function formatEndpoint(family: number, addr: Uint8Array, port: number): string {
+  if (family === AF_INET) return `${addr[0]}.${addr[1]}.${addr[2]}.${addr[3]}:${port}`;
+  const mapped = addr.subarray(0, 10).every((b) => b === 0) && addr[10] === 0xff && addr[11] === 0xff;
+  if (mapped) return `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}:${port}`;
+  return `[${formatIpv6(addr)}]:${port}`;
+}
+
+export function formatIpv6(addr: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((addr[i]! << 8) | addr[i + 1]!);
+  // RFC 5952: compress the longest run (length ≥ 2) of zero groups, the first one on a tie
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  const head = hex.slice(0, bestStart).join(':');
+  const tail = hex.slice(bestStart + bestLen).join(':');
+  return `${head}::${tail}`;
+}

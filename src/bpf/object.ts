@@ -1,0 +1,154 @@
+/**
+ * A BPF object's lifecycle: open → set .rodata → load → attach → close. Links are owned by this
+ * process (no pinning): if it exits or is killed, the kernel detaches everything (fail-open).
+ * close() releases every link, ring buffer and the object, and is safe to call twice.
+ */
+import koffi from 'koffi';
+import { existsSync } from 'node:fs';
+import { BpfError, checkInt, checkPtr, libbpf, strerror, takeLibbpfLog, type Ptr } from './libbpf.js';
+
+export interface Closable {
+  close(): void;
+}
+
+export class BpfMap {
+  constructor(
+    readonly name: string,
+    private readonly handle: Ptr,
+  ) {}
+
+  get fd(): number {
+    return checkInt(`bpf_map__fd(${this.name})`, libbpf().bpf_map__fd(this.handle) as number);
+  }
+
+  get maxEntries(): number {
+    return libbpf().bpf_map__max_entries(this.handle) as number;
+  }
+
+  setMaxEntries(n: number): void {
+    checkInt(`bpf_map__set_max_entries(${this.name})`, libbpf().bpf_map__set_max_entries(this.handle, n) as number);
+  }
+
+  /** Looks up one element; returns false when the key is absent. */
+  lookup(key: Buffer, value: Buffer): boolean {
+    const ret = libbpf().bpf_map_lookup_elem(this.fd, key, value) as number;
+    if (ret === -2) return false; // ENOENT
+    checkInt(`bpf_map_lookup_elem(${this.name})`, ret);
+    return true;
+  }
+}
+
+export class BpfProgram {
+  constructor(
+    readonly name: string,
+    readonly section: string,
+    readonly handle: Ptr,
+  ) {}
+}
+
+export class BpfObject implements Closable {
+  private obj: Ptr | null;
+  private readonly links: Ptr[] = [];
+  private readonly owned: Closable[] = [];
+  private loaded = false;
+
+  private constructor(
+    readonly path: string,
+    obj: Ptr,
+  ) {
+    this.obj = obj;
+  }
+
+  static open(path: string): BpfObject {
+    if (!existsSync(path)) {
+      throw new Error(`The BPF object ${path} is missing: run \`npm run build:bpf\` (needs clang, libbpf-dev, bpftool).`);
+    }
+    const lib = libbpf();
+    takeLibbpfLog();
+    const obj = checkPtr(`bpf_object__open_file(${path})`, lib.bpf_object__open_file(path, null));
+    return new BpfObject(path, obj);
+  }
+
+  private get handle(): Ptr {
+    if (this.obj === null) throw new Error('the BPF object is already closed');
+    return this.obj;
+  }
+
+  map(name: string): BpfMap {
+    const m = libbpf().bpf_object__find_map_by_name(this.handle, name);
+    if (!m) throw new Error(`The BPF object has no map named ${name}: rebuild it with \`npm run build:bpf\`.`);
+    return new BpfMap(name, m);
+  }
+
+  programs(): BpfProgram[] {
+    const lib = libbpf();
+    const out: BpfProgram[] = [];
+    let prog: Ptr = lib.bpf_object__next_program(this.handle, null);
+    while (prog) {
+      out.push(new BpfProgram(lib.bpf_program__name(prog) as string, lib.bpf_program__section_name(prog) as string, prog));
+      prog = lib.bpf_object__next_program(this.handle, prog);
+    }
+    return out;
+  }
+
+  /** Chooses which programs are loaded (all by default). Call before load(). */
+  setAutoload(names: (name: string) => boolean): void {
+    for (const p of this.programs()) {
+      checkInt(`bpf_program__set_autoload(${p.name})`, libbpf().bpf_program__set_autoload(p.handle, names(p.name)) as number);
+    }
+  }
+
+  /** Writes `const volatile` globals: `patch` gets the current .rodata bytes to change in place. */
+  setRodata(patch: (rodata: DataView) => void): void {
+    if (this.loaded) throw new Error('.rodata can only be set before load()');
+    const lib = libbpf();
+    const map = lib.bpf_object__find_map_by_name(this.handle, '.rodata');
+    if (!map) throw new Error('The BPF object has no .rodata section: rebuild it with `npm run build:bpf`.');
+    const size = lib.bpf_map__value_size(map) as number;
+    const sizeOut = Buffer.alloc(8);
+    const cur = checkPtr('bpf_map__initial_value(.rodata)', lib.bpf_map__initial_value(map, sizeOut));
+    const data = Buffer.from(koffi.view(cur, size).slice(0));
+    patch(new DataView(data.buffer, data.byteOffset, data.byteLength));
+    checkInt('bpf_map__set_initial_value(.rodata)', lib.bpf_map__set_initial_value(map, data, size) as number);
+  }
+
+  load(): void {
+    takeLibbpfLog();
+    checkInt(`bpf_object__load(${this.path})`, libbpf().bpf_object__load(this.handle) as number);
+    this.loaded = true;
+  }
+
+  /** Attaches one program by its section's default (tp_btf, tracepoint, …); the link is owned here. */
+  attach(prog: BpfProgram): void {
+    const link = checkPtr(`attach ${prog.name} (${prog.section})`, libbpf().bpf_program__attach(prog.handle));
+    this.links.push(link);
+  }
+
+  attachCgroup(prog: BpfProgram, cgroupFd: number): void {
+    const link = checkPtr(
+      `attach ${prog.name} (${prog.section}) to a cgroup`,
+      libbpf().bpf_program__attach_cgroup(prog.handle, cgroupFd),
+    );
+    this.links.push(link);
+  }
+
+  /** Releases something (a ring buffer) together with this object, before its maps go away. */
+  own(resource: Closable): void {
+    this.owned.push(resource);
+  }
+
+  get attachedCount(): number {
+    return this.links.length;
+  }
+
+  close(): void {
+    if (this.obj === null) return;
+    const lib = libbpf();
+    for (const r of this.owned.splice(0).reverse()) r.close();
+    for (const link of this.links.splice(0)) lib.bpf_link__destroy(link);
+    lib.bpf_object__close(this.obj);
+    this.obj = null;
+  }
+}
+
+export { BpfError, strerror };

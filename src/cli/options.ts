@@ -1,0 +1,59 @@
+/** Flag validation and error → (sentence, exit code) mapping shared by the CLI entry points. */
+import { BpfError, LibbpfMissingError } from '../bpf/libbpf.js';
+import { PreflightError } from '../bpf/preflight.js';
+import type { OutputFormat } from '../sinks/printer.js';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const usageError = (message: string) => new UsageError(`${message}; see busted --help.`);
+
+export interface Flags {
+  format: OutputFormat;
+  all: boolean;
+  interval: number;
+  duration: number | undefined;
+  verbose: boolean;
+}
+
+export interface RawFlags {
+  format?: string;
+  all?: boolean;
+  interval?: number;
+  duration?: number;
+  verbose?: boolean;
+}
+
+export function validateFlags(raw: RawFlags): Flags {
+  const format = raw.format ?? 'text';
+  if (format !== 'text' && format !== 'json') throw usageError(`--format must be text or json, not "${format}"`);
+  const interval = raw.interval ?? 1000;
+  if (!Number.isFinite(interval) || interval < 50 || interval > 60_000) {
+    throw usageError(`--interval must be a number of milliseconds between 50 and 60000, not "${raw.interval}"`);
+  }
+  const duration = raw.duration;
+  if (duration !== undefined && (!Number.isFinite(duration) || duration <= 0)) {
+    throw usageError(`--duration must be a positive number of seconds, not "${duration}"`);
+  }
+  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false };
+}
+
+/** One sentence for a person, and the exit code. */
+export function describeError(err: unknown): { message: string; code: number } {
+  if (err instanceof UsageError) return { message: err.message, code: 2 };
+  if (err instanceof PreflightError || err instanceof LibbpfMissingError) return { message: err.message, code: 1 };
+  if (err instanceof BpfError) {
+    const hint =
+      err.code === 'EPERM' || err.code === 'EACCES'
+        ? ' busted needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN: run it with sudo.'
+        : ' Run `busted doctor` to see which kernel feature is missing.';
+    const log = err.log.length > 0 ? `\nlibbpf said:\n  ${err.log.slice(-15).join('\n  ')}` : '';
+    return { message: `${err.message}.${hint}${log}`, code: 1 };
+  }
+  const e = err as Error;
+  return { message: e?.message ?? String(err), code: 1 };
+}

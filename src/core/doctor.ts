@@ -1,0 +1,122 @@
+/**
+ * `busted doctor`: what this machine offers busted, each check with a fix when it fails.
+ * Hooks are checked for real: each program is loaded and attached on its own, then released.
+ */
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { BpfObject } from '../bpf/object.js';
+import { libbpfVersion } from '../bpf/libbpf.js';
+import { BTF_PATH, checkBtf, findCgroup2Mount, privilegeStatus } from '../bpf/preflight.js';
+import { OBJECT_PATH } from '../bpf/probe.js';
+import { VERSION } from './version.js';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** Whether busted can run without it. */
+  required: boolean;
+  fix?: string;
+}
+
+export interface DoctorReport {
+  version: string;
+  kernel: string;
+  checks: Check[];
+  ok: boolean;
+  failOpen: string;
+}
+
+const FAIL_OPEN =
+  'Every busted program is attached through a link owned by the busted process: when busted exits or is killed, the kernel detaches it and traffic flows as before (fail-open). Nothing is pinned.';
+
+function attempt(fn: () => string): { ok: boolean; detail: string } {
+  try {
+    return { ok: true, detail: fn() };
+  } catch (err) {
+    return { ok: false, detail: (err as Error).message };
+  }
+}
+
+async function objectFresh(): Promise<{ ok: boolean; detail: string }> {
+  try {
+    const dir = fileURLToPath(new URL('../../bpf/', import.meta.url));
+    const recorded = readFileSync(`${dir}busted.bpf.o.sha256`, 'utf8').trim();
+    // hash-sources.mjs is the single definition of what the object is built from
+    const { hashBpfSources } = (await import(new URL('../../bpf/hash-sources.mjs', import.meta.url).href)) as {
+      hashBpfSources: (dir?: string) => string;
+    };
+    const actual = hashBpfSources(dir);
+    return recorded === actual
+      ? { ok: true, detail: `${OBJECT_PATH} matches its sources` }
+      : { ok: false, detail: `${OBJECT_PATH} is older than bpf/ sources` };
+  } catch (err) {
+    return { ok: false, detail: (err as Error).message };
+  }
+}
+
+/** Loads and attaches one program alone; returns what happened. */
+function probeHook(name: string): { ok: boolean; detail: string } {
+  return attempt(() => {
+    const obj = BpfObject.open(OBJECT_PATH);
+    try {
+      const prog = obj.programs().find((p) => p.name === name);
+      if (!prog) throw new Error(`no program ${name} in the object`);
+      obj.setAutoload((n) => n === name);
+      obj.load();
+      obj.attach(prog);
+      return `${prog.section} loads and attaches`;
+    } finally {
+      obj.close();
+    }
+  });
+}
+
+export async function runDoctor(): Promise<DoctorReport> {
+  const checks: Check[] = [];
+  const add = (c: Check) => checks.push(c);
+  const kernel = release();
+
+  add({ name: 'kernel', ok: true, detail: kernel, required: true });
+  const btf = attempt(() => (checkBtf(), `${BTF_PATH} present`));
+  add({ name: 'btf', ...btf, required: true, fix: 'use a kernel built with CONFIG_DEBUG_INFO_BTF=y' });
+  const priv = privilegeStatus();
+  add({
+    name: 'privileges',
+    ok: priv.ok,
+    detail: priv.ok ? (priv.root ? 'root' : 'capabilities present') : `missing ${priv.missing.join(', ')}`,
+    required: true,
+    fix: 'run busted with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN',
+  });
+  const lib = attempt(() => `libbpf ${libbpfVersion()}`);
+  add({ name: 'libbpf', ...lib, required: true, fix: 'apt-get install -y libbpf1' });
+  const cg = findCgroup2Mount();
+  add({
+    name: 'cgroup2',
+    ok: cg !== null,
+    detail: cg ? `mounted at ${cg}` : 'not mounted',
+    required: false,
+    fix: 'mount -t cgroup2 none /sys/fs/cgroup/unified (needed for enforcement and cgroup identity)',
+  });
+  add({ name: 'bpf-object', ...(await objectFresh()), required: false, fix: 'npm run build:bpf' });
+
+  const canLoad = btf.ok && priv.ok && lib.ok;
+  for (const name of ['busted_set_state', 'busted_send', 'busted_recv']) {
+    const r = canLoad ? probeHook(name) : { ok: false, detail: 'not tried: BTF, privileges or libbpf missing' };
+    add({ name: `hook:${name}`, ...r, required: true });
+  }
+  return { version: VERSION, kernel, checks, ok: checks.every((c) => c.ok || !c.required), failOpen: FAIL_OPEN };
+}
+
+export function formatDoctor(r: DoctorReport): string {
+  const lines = [`busted ${r.version} doctor — kernel ${r.kernel}`];
+  for (const c of r.checks) {
+    const mark = c.ok ? 'ok  ' : c.required ? 'FAIL' : 'warn';
+    lines.push(`  [${mark}] ${c.name.padEnd(24)} ${c.detail}${!c.ok && c.fix ? ` — fix: ${c.fix}` : ''}`);
+  }
+  lines.push('', r.failOpen, '');
+  const missing = r.checks.filter((c) => !c.ok && c.required).map((c) => c.name);
+  lines.push(r.ok ? 'busted can run here.' : `busted cannot run here: ${missing.join(', ')} missing or failing.`);
+  return lines.join('\n');
+}

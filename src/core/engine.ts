@@ -1,0 +1,157 @@
+/**
+ * The live source: attaches the kernel probe and turns what it reports into event records on
+ * the store. Lifecycle records come from the ring buffer (drained every `pollMs`); byte deltas
+ * come from one batched read of the kernel counters every `intervalMs`. Nothing per-packet
+ * reaches JavaScript.
+ */
+import { hostname, release } from 'node:os';
+import { Kind, formatEndpoint, type KernelEvent } from '../bpf/abi.js';
+import { errnoName } from '../bpf/libbpf.js';
+import { checkBtf, checkPrivileges } from '../bpf/preflight.js';
+import { KernelProbe } from '../bpf/probe.js';
+import { IdentityCache, nsToTicks } from './identity.js';
+import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
+import type { Store } from './store.js';
+import { VERSION } from './version.js';
+
+export interface EngineOptions {
+  all: boolean;
+  /** Counter read and snapshot interval. */
+  intervalMs: number;
+  verbose: boolean;
+  /** Ring-buffer drain interval (default 50 ms). */
+  pollMs?: number;
+  enforce?: boolean;
+  /** Called with problems that do not stop the engine (e.g. an unreadable record). */
+  onWarning?: (message: string) => void;
+}
+
+export interface Engine {
+  session: SessionRecord;
+  stop(): Promise<void>;
+}
+
+interface LiveFlow {
+  pid: number;
+  proc: string;
+  tx: bigint;
+  rx: bigint;
+}
+
+/** Converts kernel monotonic nanoseconds to ISO wall-clock time. */
+export class WallClock {
+  private readonly offsetNs: bigint;
+
+  constructor() {
+    this.offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  }
+
+  iso(monoNs: bigint): string {
+    return new Date(Number((monoNs + this.offsetNs) / 1_000_000n)).toISOString();
+  }
+}
+
+export async function startEngine(store: Store, opts: EngineOptions): Promise<Engine> {
+  checkPrivileges();
+  checkBtf();
+  const clock = new WallClock();
+  const identities = new IdentityCache();
+  const live = new Map<bigint, LiveFlow>();
+  const publish = (rec: EventRecord) => store.publish(rec);
+  let badRecords = 0;
+
+  const onEvent = (ev: KernelEvent) => {
+    const flow = ev.cookie.toString();
+    const ts = clock.iso(ev.tsNs);
+    if (ev.kind === Kind.CLOSE) {
+      live.delete(ev.cookie);
+      publish({
+        type: 'close', ts, flow, pid: ev.owner.tgid, tx: Number(ev.tx), rx: Number(ev.rx),
+        durationMs: Math.round(Number(ev.tsNs - ev.connectNs) / 1e3) / 1e3,
+      });
+      return;
+    }
+    const startTime = nsToTicks(ev.owner.startNs);
+    const who = identities.lookup(ev.owner.tgid, startTime);
+    const rec: ConnectRecord = {
+      type: 'connect', ts, flow, pid: ev.owner.tgid, tid: ev.owner.tid, comm: ev.owner.comm,
+      uid: ev.owner.uid, gid: ev.owner.gid, exe: who.exe, cgroup: who.cgroup,
+      cgroupId: Number(ev.owner.cgroupId), startTime, proto: 'tcp',
+      src: formatEndpoint(ev.family, ev.saddr, ev.sport), dst: formatEndpoint(ev.family, ev.daddr, ev.dport),
+      provider: null, host: null, via: null,
+      error: ev.kind === Kind.FAIL ? (ev.error > 0 ? errnoName(ev.error) : 'ECONNABORTED') : null,
+    };
+    if (ev.kind === Kind.CONNECT) live.set(ev.cookie, { pid: rec.pid, proc: `${rec.pid}:${startTime}`, tx: 0n, rx: 0n });
+    publish(rec);
+  };
+
+  const probe = KernelProbe.start({ selfTgid: process.pid, onEvent, onBadRecord: () => badRecords++ });
+  const session: SessionRecord = {
+    type: 'session', ts: new Date().toISOString(), v: SCHEMA_VERSION, host: hostname(), kernel: release(),
+    version: VERSION, enforce: opts.enforce ?? false, source: 'live',
+  };
+  publish(session);
+
+  let lostSeen = 0n;
+  let lastBad = 0;
+  const drain = () => {
+    probe.poll();
+    const lost = probe.lost();
+    if (lost > lostSeen) {
+      publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });
+      lostSeen = lost;
+    }
+    if (badRecords > lastBad) {
+      opts.onWarning?.(`${badRecords - lastBad} ring-buffer records had an unknown layout and were skipped: rebuild bpf/busted.bpf.o.`);
+      lastBad = badRecords;
+    }
+  };
+  const readCounters = () => {
+    drain(); // connects first, so their counters have somewhere to go
+    const ts = new Date().toISOString();
+    probe.counters.readBatch((cookie, tx, rx) => {
+      const lf = live.get(cookie);
+      if (!lf || (tx === lf.tx && rx === lf.rx)) return;
+      publish({ type: 'traffic', ts, flow: cookie.toString(), pid: lf.pid, tx: Number(tx - lf.tx), rx: Number(rx - lf.rx) });
+      lf.tx = tx;
+      lf.rx = rx;
+    });
+    markExited();
+    store.tick();
+  };
+  let exitCheck = 0;
+  const markExited = () => {
+    if (++exitCheck % 3 !== 0) return;
+    const now = Date.now();
+    for (const key of store.table.liveProcessKeys()) {
+      const [pid, start] = key.split(':').map(Number) as [number, number];
+      if (!identities.alive(pid, start)) {
+        store.table.markExited(key, now);
+        identities.forget(key);
+      }
+    }
+  };
+
+  const pollTimer = setInterval(() => guard(drain), opts.pollMs ?? 50);
+  const counterTimer = setInterval(() => guard(readCounters), opts.intervalMs);
+  const guard = (fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      opts.onWarning?.(`reading the kernel failed: ${(err as Error).message}`);
+    }
+  };
+
+  let stopped = false;
+  return {
+    session,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(pollTimer);
+      clearInterval(counterTimer);
+      guard(readCounters); // the last deltas and records before detaching
+      probe.close();
+    },
+  };
+}

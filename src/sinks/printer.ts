@@ -1,0 +1,124 @@
+/**
+ * The headless printer: event records as text lines (the shape users know) or as JSON lines.
+ * It remembers each open flow's connect record (bounded) so close lines can name the process.
+ */
+import type { CloseRecord, ConnectRecord, EventRecord, TrafficRecord } from '../core/records.js';
+import { formatBytes, formatDurationMs } from './format.js';
+
+export type OutputFormat = 'text' | 'json';
+
+export interface PrinterOptions {
+  format: OutputFormat;
+  verbose: boolean;
+  /** Show flows whose provider is unknown (non-LLM traffic). */
+  all: boolean;
+  write: (line: string) => void;
+  /** Display name of a provider id; the id itself when unknown. */
+  providerName?: (id: string) => string;
+}
+
+const MAX_REMEMBERED = 65536;
+
+export class Printer {
+  private readonly flows = new Map<string, ConnectRecord>();
+  private readonly providerName: (id: string) => string;
+
+  constructor(private readonly opts: PrinterOptions) {
+    this.providerName = opts.providerName ?? ((id) => id);
+  }
+
+  /** Handles one record; returns the line written, or null when the record is not shown. */
+  handle(rec: EventRecord): string | null {
+    const line = this.render(rec);
+    if (line !== null) this.opts.write(line);
+    return line;
+  }
+
+  render(rec: EventRecord): string | null {
+    if (rec.type === 'connect') this.remember(rec);
+    if (!this.shown(rec)) {
+      if (rec.type === 'close') this.flows.delete(rec.flow);
+      return null;
+    }
+    if (this.opts.format === 'json') {
+      if (rec.type === 'close') this.flows.delete(rec.flow);
+      return JSON.stringify(rec);
+    }
+    return this.text(rec);
+  }
+
+  private shown(rec: EventRecord): boolean {
+    if (this.opts.all) return true;
+    switch (rec.type) {
+      case 'connect':
+        return rec.provider !== null;
+      case 'traffic':
+      case 'close':
+      case 'classify': {
+        const c = this.flows.get(rec.flow);
+        return rec.type === 'classify' ? rec.provider !== null : c !== undefined && c.provider !== null;
+      }
+      default:
+        return true;
+    }
+  }
+
+  private remember(rec: ConnectRecord): void {
+    if (rec.error !== null) return; // a failed connect has no close
+    if (this.flows.size >= MAX_REMEMBERED) this.flows.delete(this.flows.keys().next().value!);
+    this.flows.set(rec.flow, rec);
+  }
+
+  private provider(provider: string | null, host: string | null): string {
+    if (!provider) return host ? `- (${host})` : '-';
+    return host ? `${this.providerName(provider)} (${host})` : this.providerName(provider);
+  }
+
+  private text(rec: EventRecord): string | null {
+    switch (rec.type) {
+      case 'session':
+        return `busted ${rec.version}: watching outbound TCP on ${rec.host} (kernel ${rec.kernel}, ${rec.enforce ? 'ENFORCE' : 'AUDIT'} mode)`;
+      case 'connect':
+        return this.connectLine(rec);
+      case 'classify': {
+        const c = this.flows.get(rec.flow);
+        if (c) Object.assign(c, { provider: rec.provider, host: rec.host, via: rec.via });
+        return `[CLASSIFY] PID: ${rec.pid}${c ? ` (${c.comm})` : ''} | ${c ? `${c.src} -> ${c.dst} | ` : ''}Provider: ${this.provider(rec.provider, rec.host)} | via ${rec.via ?? '-'}`;
+      }
+      case 'traffic':
+        return this.opts.verbose ? this.trafficLine(rec) : null;
+      case 'close':
+        return this.closeLine(rec);
+      case 'policy':
+        return `[POLICY] PID: ${rec.pid} | ${rec.action} ${rec.result} | -> ${rec.dst} | Provider: ${this.provider(rec.provider, null)} | rule ${rec.rule}`;
+      case 'kill':
+        return `[KILL] PID: ${rec.pid} | ${rec.signal}`;
+      case 'lost':
+        return `[LOST] ${rec.count} events the kernel could not deliver (ring buffer full)`;
+    }
+  }
+
+  private connectLine(rec: ConnectRecord): string {
+    const tag = rec.error ? 'TCP_FAIL' : 'TCP_CONNECT';
+    let line = `[${tag}] PID: ${rec.pid} (${rec.comm}) | UID: ${rec.uid} | ${rec.src} -> ${rec.dst}`;
+    if (rec.error) line += ` | Error: ${rec.error}`;
+    line += ` | Provider: ${this.provider(rec.provider, rec.host)}`;
+    if (this.opts.verbose) {
+      line += ` | TID: ${rec.tid} | GID: ${rec.gid} | EXE: ${rec.exe ?? '-'} | CGROUP: ${rec.cgroup ?? rec.cgroupId} | FLOW: ${rec.flow}`;
+    }
+    return line;
+  }
+
+  private trafficLine(rec: TrafficRecord): string {
+    const c = this.flows.get(rec.flow);
+    return `[TRAFFIC] PID: ${rec.pid}${c ? ` (${c.comm}) | ${c.src} -> ${c.dst}` : ''} | TX: +${formatBytes(rec.tx)} | RX: +${formatBytes(rec.rx)}`;
+  }
+
+  private closeLine(rec: CloseRecord): string {
+    const c = this.flows.get(rec.flow);
+    this.flows.delete(rec.flow);
+    const who = c ? ` (${c.comm}) | UID: ${c.uid} | ${c.src} -> ${c.dst}` : '';
+    const prov = c ? ` | Provider: ${this.provider(c.provider, c.host)}` : '';
+    return `[TCP_CLOSE] PID: ${rec.pid}${who} | TX: ${formatBytes(rec.tx)} | RX: ${formatBytes(rec.rx)} | ${formatDurationMs(rec.durationMs)}${prov}`;
+  }
+}
