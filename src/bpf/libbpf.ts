@@ -9,14 +9,14 @@ import { constants as osConstants } from 'node:os';
 
 export type Ptr = unknown; // an opaque native pointer (koffi External); never dereferenced here
 
-const LIBBPF_CANDIDATES = [
-  process.env.BUSTED_LIBBPF,
+/** BUSTED_LIBBPF, when set, is the only path tried. */
+const LIBBPF_CANDIDATES = process.env.BUSTED_LIBBPF ? [process.env.BUSTED_LIBBPF] : [
   'libbpf.so.1',
   '/usr/lib/x86_64-linux-gnu/libbpf.so.1',
   '/usr/lib/aarch64-linux-gnu/libbpf.so.1',
   '/usr/lib64/libbpf.so.1',
   '/usr/lib/libbpf.so.1',
-].filter((p): p is string => Boolean(p));
+];
 
 /** errno number → name (ENOENT, EPERM, …). */
 const ERRNO_NAMES = new Map<number, string>(
@@ -99,6 +99,8 @@ function bindAll(lib: LibraryHandle) {
     bpf_map_lookup_batch: lib.func(
       'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)',
     ),
+    bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
+    bpf_link_get_fd_by_id: lib.func('int bpf_link_get_fd_by_id(uint32_t id)'),
     // ring buffer
     ring_buffer__new: lib.func('void *ring_buffer__new(int map_fd, busted_ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
     ring_buffer__consume: lib.func('int ring_buffer__consume(void *rb)'),

@@ -1,0 +1,120 @@
+/**
+ * Fail-open and clear failures, against the real kernel: a SIGKILLed busted leaves nothing
+ * loaded or attached; without root, without BTF or without libbpf busted says why and exits 1.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, readdirSync, readFileSync } from 'node:fs';
+import { libbpf } from '../../src/bpf/libbpf.js';
+import { kernelTest } from '../helpers/kernel.js';
+import { BUSTED_BIN, ROOT, startBusted } from '../helpers/busted.js';
+
+/** prog_id and link_id of every BPF fd a process holds (from /proc/PID/fdinfo). */
+function bpfIdsOf(pid: number): { progs: number[]; links: number[] } {
+  const progs = new Set<number>();
+  const links = new Set<number>();
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    let info = '';
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const prog = /^prog_id:\s*(\d+)/m.exec(info);
+    const link = /^link_id:\s*(\d+)/m.exec(info);
+    if (prog) progs.add(Number(prog[1]));
+    if (link) links.add(Number(link[1]));
+  }
+  return { progs: [...progs], links: [...links] };
+}
+
+function stillExists(kind: 'prog' | 'link', id: number): boolean {
+  const lib = libbpf();
+  const fd = (kind === 'prog' ? lib.bpf_prog_get_fd_by_id(id) : lib.bpf_link_get_fd_by_id(id)) as number;
+  if (fd < 0) return false;
+  closeSync(fd);
+  return true;
+}
+
+/** Waits up to `ms` for the kernel to free them (it does so asynchronously); returns what is left. */
+async function remainingAfter(ids: { progs: number[]; links: number[] }, ms: number): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  const left = () => [
+    ...ids.progs.filter((id) => stillExists('prog', id)).map((id) => `prog ${id}`),
+    ...ids.links.filter((id) => stillExists('link', id)).map((id) => `link ${id}`),
+  ];
+  let now = left();
+  while (now.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    now = left();
+  }
+  return now;
+}
+
+kernelTest('after SIGKILL none of busted\'s programs or links remains within 2 s (fail-open)', async (t) => {
+  const busted = await startBusted();
+  const pid = busted.child.pid!;
+  const ids = bpfIdsOf(pid);
+  t.true(ids.progs.length >= 3, `programs held by busted: ${ids.progs.join(',')}`);
+  t.true(ids.links.length >= 3, `links held by busted: ${ids.links.join(',')}`);
+  t.true(ids.progs.every((id) => stillExists('prog', id)));
+  busted.child.kill('SIGKILL');
+  await busted.stop();
+  t.deepEqual(await remainingAfter(ids, 2000), [], 'programs or links still present 2 s after SIGKILL');
+});
+
+kernelTest('SIGTERM ends busted cleanly with exit 0 and releases everything', async (t) => {
+  const busted = await startBusted();
+  const pid = busted.child.pid!;
+  const ids = bpfIdsOf(pid);
+  busted.child.kill('SIGTERM');
+  t.is(await busted.stop(), 0);
+  t.true(ids.links.length >= 3);
+  t.deepEqual(await remainingAfter(ids, 2000), []);
+});
+
+function runBusted(prefix: string[], env: NodeJS.ProcessEnv = {}) {
+  const [cmd, ...args] = [...prefix, process.execPath, BUSTED_BIN, '--duration', '1'];
+  return spawnSync(cmd!, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+}
+
+kernelTest('without root busted says what it needs and exits 1', async (t) => {
+  const r = runBusted(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--']);
+  t.is(r.status, 1, r.stderr);
+  t.regex(r.stderr, /busted needs root or CAP_BPF\+CAP_PERFMON\+CAP_NET_ADMIN .*sudo/);
+  t.is(r.stderr.trim().split('\n').length, 1);
+});
+
+kernelTest('without kernel BTF busted says so and exits 1', async (t) => {
+  // hide /sys/kernel/btf in a private mount namespace
+  const r = runBusted(['unshare', '--mount', '--', 'sh', '-c', 'mount -t tmpfs none /sys/kernel/btf && exec "$@"', 'sh']);
+  t.is(r.status, 1, r.stderr);
+  t.regex(r.stderr, /no BTF at \/sys\/kernel\/btf\/vmlinux.*CONFIG_DEBUG_INFO_BTF/);
+});
+
+kernelTest('without libbpf.so.1 busted says how to install it and exits 1', async (t) => {
+  const r = runBusted([], { BUSTED_LIBBPF: '/nonexistent/libbpf.so.1' });
+  t.is(r.status, 1, r.stderr);
+  t.regex(r.stderr, /needs libbpf\.so\.1 .*apt-get install -y libbpf1/);
+});
+
+kernelTest('busted doctor reports every hook as loading here and exits 0', async (t) => {
+  const r = spawnSync(process.execPath, [BUSTED_BIN, 'doctor', '--json'], { encoding: 'utf8', timeout: 60_000 });
+  t.is(r.status, 0, r.stdout + r.stderr);
+  const report = JSON.parse(r.stdout) as { ok: boolean; checks: { name: string; ok: boolean }[]; failOpen: string };
+  t.true(report.ok);
+  for (const hook of ['hook:busted_set_state', 'hook:busted_send', 'hook:busted_recv']) {
+    t.true(report.checks.find((c) => c.name === hook)?.ok, hook);
+  }
+  t.regex(report.failOpen, /fail-open/);
+});
+
+kernelTest('busted doctor as a non-root user exits non-zero and names the missing privileges', async (t) => {
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--', process.execPath, BUSTED_BIN, 'doctor'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.is(r.status, 1, r.stdout + r.stderr);
+  t.regex(r.stdout, /\[FAIL\] privileges\s+missing CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN/);
+  t.regex(r.stdout, /busted cannot run here: privileges/);
+});
+

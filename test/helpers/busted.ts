@@ -1,0 +1,94 @@
+/**
+ * Runs the real `busted` CLI as a child process and collects its JSON records, and runs the
+ * real test client (test/helpers/client.py) as another process. Used by the kernel e2e tests.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import type { EventRecord } from '../../src/core/records.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BUSTED_BIN = `${ROOT}bin/busted.js`;
+const CLIENT = `${ROOT}test/helpers/client.py`;
+
+export interface BustedRun {
+  child: ChildProcessWithoutNullStreams;
+  records: EventRecord[];
+  stderr: () => string;
+  /** Resolves with the first record matching `pred`, waiting up to `timeoutMs`. */
+  waitFor<T extends EventRecord>(pred: (r: EventRecord) => r is T, timeoutMs?: number): Promise<T>;
+  waitFor(pred: (r: EventRecord) => boolean, timeoutMs?: number): Promise<EventRecord>;
+  /** SIGINT, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function startBusted(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BustedRun> {
+  const child = spawn(process.execPath, [BUSTED_BIN, '--format', 'json', '--all', ...args], {
+    env: { ...process.env, ...env },
+  });
+  const records: EventRecord[] = [];
+  const waiters = new Set<() => void>();
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    records.push(JSON.parse(line) as EventRecord);
+    for (const w of waiters) w();
+  });
+  const exited = once(child, 'exit');
+  const waitFor = (pred: (r: EventRecord) => boolean, timeoutMs = 10_000): Promise<EventRecord> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = records.find(pred);
+        if (!hit) return false;
+        waiters.delete(check);
+        clearTimeout(timer);
+        resolve(hit);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`no matching record within ${timeoutMs} ms; busted stderr: ${err.trim()}; records: ${records.length}`));
+      }, timeoutMs);
+      if (!check()) waiters.add(check);
+      void exited.then(() => {
+        if (waiters.has(check) && !check()) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`busted exited (code ${child.exitCode}) before a matching record; stderr: ${err.trim()}`));
+        }
+      });
+    });
+  const run: BustedRun = {
+    child,
+    records,
+    stderr: () => err,
+    waitFor: waitFor as BustedRun['waitFor'],
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+      return child.exitCode;
+    },
+  };
+  await run.waitFor((r) => r.type === 'session', 30_000);
+  return run;
+}
+
+export interface ClientResult {
+  pid: number;
+  uid: number;
+  comm: string;
+  [key: string]: unknown;
+}
+
+/** Runs the python test client in its own process; resolves with its JSON report. */
+export async function runClient(args: (string | number)[]): Promise<ClientResult> {
+  const child = spawn('python3', [CLIENT, ...args.map(String)]);
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`client ${args.join(' ')} exited ${code}: ${err}`);
+  return JSON.parse(out) as ClientResult;
+}
