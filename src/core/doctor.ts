@@ -10,6 +10,7 @@ import { libbpfVersion } from '../bpf/libbpf.js';
 import { BTF_PATH, checkBtf, findCgroup2Mount, privilegeStatus } from '../bpf/preflight.js';
 import { OBJECT_PATH } from '../bpf/probe.js';
 import { VERSION } from './version.js';
+import { hashBpfSources } from '../../bpf/hash-sources.mjs';
 
 export interface Check {
   name: string;
@@ -39,15 +40,11 @@ function attempt(fn: () => string): { ok: boolean; detail: string } {
   }
 }
 
-async function objectFresh(): Promise<{ ok: boolean; detail: string }> {
+function objectFresh(): { ok: boolean; detail: string } {
   try {
     const dir = fileURLToPath(new URL('../../bpf/', import.meta.url));
     const recorded = readFileSync(`${dir}busted.bpf.o.sha256`, 'utf8').trim();
-    // hash-sources.mjs is the single definition of what the object is built from
-    const { hashBpfSources } = (await import(new URL('../../bpf/hash-sources.mjs', import.meta.url).href)) as {
-      hashBpfSources: (dir?: string) => string;
-    };
-    const actual = hashBpfSources(dir);
+    const actual = hashBpfSources(dir); // the single definition of what the object is built from
     return recorded === actual
       ? { ok: true, detail: `${OBJECT_PATH} matches its sources` }
       : { ok: false, detail: `${OBJECT_PATH} is older than bpf/ sources` };
@@ -99,7 +96,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     required: false,
     fix: 'mount -t cgroup2 none /sys/fs/cgroup/unified (needed for enforcement and cgroup identity)',
   });
-  add({ name: 'bpf-object', ...(await objectFresh()), required: false, fix: 'npm run build:bpf' });
+  add({ name: 'bpf-object', ...objectFresh(), required: false, fix: 'npm run build:bpf' });
 
   const canLoad = btf.ok && priv.ok && lib.ok;
   for (const name of ['busted_set_state', 'busted_send', 'busted_recv']) {

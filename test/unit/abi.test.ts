@@ -1,0 +1,96 @@
+/**
+ * The ABI of bpf/busted.h as the C compiler lays it out must equal src/bpf/abi.ts: a change on
+ * one side without the other fails here. Also checks decoding and address formatting.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isIPv6 } from 'node:net';
+import { EVENT, Kind, OWNER, SOCK, Stat, TRAFFIC, decodeEvent, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { ROOT } from '../helpers/busted.js';
+
+const LAYOUTS: Record<string, Record<string, number>> = {
+  busted_owner: OWNER,
+  busted_sock: SOCK,
+  busted_traffic: TRAFFIC,
+  busted_event: EVENT,
+};
+
+function compilerLayout(): Record<string, Record<string, number>> & { consts: Record<string, number> } {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-abi-'));
+  const lines = ['#include <stdio.h>', '#include <stddef.h>', '#include <linux/types.h>', '#include "busted.h"', 'int main(void) {', 'printf("{");'];
+  for (const [struct, fields] of Object.entries(LAYOUTS)) {
+    lines.push(`printf("\\"${struct}\\": {\\"size\\": %zu", sizeof(struct ${struct}));`);
+    for (const field of Object.keys(fields)) {
+      if (field !== 'size') lines.push(`printf(", \\"${field}\\": %zu", offsetof(struct ${struct}, ${field}));`);
+    }
+    lines.push('printf("}, ");');
+  }
+  lines.push(
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d}}",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'return 0; }',
+  );
+  writeFileSync(join(dir, 'abi.c'), lines.join('\n'));
+  const cc = process.env.CC ?? 'cc';
+  execFileSync(cc, ['-I', join(ROOT, 'bpf'), '-o', join(dir, 'abi'), join(dir, 'abi.c')]);
+  return JSON.parse(execFileSync(join(dir, 'abi'), { encoding: 'utf8' }));
+}
+
+test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => {
+  const c = compilerLayout();
+  for (const [struct, fields] of Object.entries(LAYOUTS)) t.deepEqual({ ...fields }, c[struct], struct);
+  t.deepEqual(c.consts, { ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, MAX: Stat.MAX, COMM: 16 });
+});
+
+test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
+  const buf = new ArrayBuffer(EVENT.size);
+  const v = new DataView(buf);
+  const bytes = new Uint8Array(buf);
+  v.setUint32(EVENT.kind, Kind.CLOSE, true);
+  v.setUint16(EVENT.family, 2, true);
+  v.setBigUint64(EVENT.cookie, 0x1234_5678_9abcn, true);
+  v.setBigUint64(EVENT.ts_ns, 99n, true);
+  v.setUint32(EVENT.owner + OWNER.tgid, 4242, true);
+  v.setUint32(EVENT.owner + OWNER.uid, 1000, true);
+  v.setBigUint64(EVENT.owner + OWNER.start_ns, 12_340_000_000n, true);
+  bytes.set(new TextEncoder().encode('python3'), EVENT.owner + OWNER.comm);
+  bytes.set([127, 0, 0, 1], EVENT.daddr);
+  v.setUint16(EVENT.dport, 443, true);
+  v.setBigUint64(EVENT.tx, 5n, true);
+  v.setBigUint64(EVENT.rx, 7n, true);
+  const ev = decodeEvent(v)!;
+  t.is(ev.kind, Kind.CLOSE);
+  t.is(ev.cookie, 0x1234_5678_9abcn);
+  t.is(ev.owner.tgid, 4242);
+  t.is(ev.owner.uid, 1000);
+  t.is(ev.owner.comm, 'python3');
+  t.is(ev.owner.startNs, 12_340_000_000n);
+  t.is(formatEndpoint(ev.family, ev.daddr, ev.dport), '127.0.0.1:443');
+  t.is(ev.tx, 5n);
+  t.is(ev.rx, 7n);
+});
+
+test('decodeEvent refuses short records and unknown kinds instead of misreading them', (t) => {
+  t.is(decodeEvent(new DataView(new ArrayBuffer(EVENT.size - 1))), null);
+  const v = new DataView(new ArrayBuffer(EVENT.size));
+  v.setUint32(0, 99, true);
+  t.is(decodeEvent(v), null);
+});
+
+test('IPv6 endpoints are bracketed and compressed like the canonical form; v4-mapped show as v4', (t) => {
+  t.is(formatEndpoint(10, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), 80), '[::1]:80');
+  t.is(formatEndpoint(10, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3]), 443), '10.1.2.3:443');
+  // property: random addresses (with runs of zeros) match the WHATWG URL serializer (RFC 5952)
+  for (let i = 0; i < 2000; i++) {
+    const a = new Uint8Array(16).map(() => (Math.random() < 0.5 ? 0 : Math.floor(Math.random() * 256)));
+    if (a.subarray(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff) continue;
+    const s = formatIpv6(a);
+    t.true(isIPv6(s), s);
+    const canonical = new URL(`http://[${s}]/`).hostname.slice(1, -1);
+    if (canonical !== s) t.fail(`${s} != ${canonical}`);
+  }
+  t.pass();
+});

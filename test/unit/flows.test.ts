@@ -1,0 +1,109 @@
+import test from 'ava';
+import { FlowTable, processKey } from '../../src/core/flows.js';
+import type { ConnectRecord } from '../../src/core/records.js';
+
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+const iso = (ms: number) => new Date(T0 + ms).toISOString();
+
+function connect(flow: string, over: Partial<ConnectRecord> = {}): ConnectRecord {
+  return {
+    type: 'connect', ts: iso(0), flow, pid: 100, tid: 100, comm: 'python3', uid: 1000, gid: 1000, exe: '/usr/bin/python3',
+    cgroup: '/user.slice', cgroupId: 7, startTime: 555, proto: 'tcp', src: '127.0.0.1:5000', dst: '127.0.0.1:443',
+    provider: null, host: null, via: null, error: null, ...over,
+  };
+}
+
+test('connect, traffic and close build one flow and one process row with exact totals', (t) => {
+  const ft = new FlowTable();
+  ft.apply(connect('1'), T0);
+  ft.apply({ type: 'traffic', ts: iso(1000), flow: '1', pid: 100, tx: 100, rx: 1000 }, T0 + 1000);
+  ft.apply({ type: 'traffic', ts: iso(2000), flow: '1', pid: 100, tx: 50, rx: 500 }, T0 + 2000);
+  const open = ft.snapshot(T0 + 2000);
+  t.is(open.flows.length, 1);
+  t.is(open.flows[0]!.state, 'open');
+  t.is(open.processes[0]!.open, 1);
+  t.is(open.processes[0]!.rx, 1500);
+  t.true(open.processes[0]!.rxRate > 0);
+  ft.apply({ type: 'close', ts: iso(2500), flow: '1', pid: 100, tx: 200, rx: 1600, durationMs: 2500 }, T0 + 2500);
+  const closed = ft.snapshot(T0 + 2500);
+  t.is(closed.flows[0]!.state, 'closed');
+  t.is(closed.flows[0]!.tx, 200); // close totals win over the summed deltas
+  t.is(closed.processes[0]!.rx, 1600);
+  t.is(closed.processes[0]!.open, 0);
+  t.is(closed.totals.connections, 1);
+});
+
+test('a reused pid with another start time is a different process identity', (t) => {
+  const ft = new FlowTable();
+  ft.apply(connect('1', { startTime: 555 }), T0);
+  ft.apply(connect('2', { startTime: 999, comm: 'curl' }), T0);
+  const keys = ft.snapshot(T0).processes.map((p) => p.key).sort();
+  t.deepEqual(keys, [processKey(100, 555), processKey(100, 999)]);
+});
+
+test('a failed connect counts as failed and leaves no open flow', (t) => {
+  const ft = new FlowTable();
+  ft.apply(connect('9', { error: 'ECONNREFUSED' }), T0);
+  const s = ft.snapshot(T0);
+  t.is(s.flows[0]!.state, 'failed');
+  t.is(s.processes[0]!.failed, 1);
+  t.is(s.totals.open, 0);
+});
+
+test('closed flows and idle processes are pruned after their retention, open flows never', (t) => {
+  const ft = new FlowTable({ closedRetentionMs: 1000, processRetentionMs: 1000 });
+  ft.apply(connect('1'), T0);
+  ft.apply(connect('2', { pid: 200, startTime: 1 }), T0);
+  ft.apply({ type: 'close', ts: iso(0), flow: '1', pid: 100, tx: 0, rx: 0, durationMs: 1 }, T0);
+  ft.prune(T0 + 999);
+  t.is(ft.size, 2);
+  ft.prune(T0 + 1000);
+  t.is(ft.size, 1);
+  ft.prune(T0 + 2000);
+  const s = ft.snapshot(T0 + 2000);
+  t.deepEqual(s.processes.map((p) => p.pid), [200]);
+});
+
+test('the closed-flow cap drops the oldest closed flows first', (t) => {
+  const ft = new FlowTable({ closedMax: 2, closedRetentionMs: 60_000 });
+  for (const id of ['1', '2', '3']) {
+    ft.apply(connect(id), T0);
+    ft.apply({ type: 'close', ts: iso(0), flow: id, pid: 100, tx: 0, rx: 0, durationMs: 1 }, T0);
+  }
+  ft.prune(T0);
+  t.deepEqual(ft.snapshot(T0).flows.map((f) => f.id), ['2', '3']);
+});
+
+test('lost records add up; duplicate connects and unknown flows are ignored', (t) => {
+  const ft = new FlowTable();
+  ft.apply({ type: 'lost', ts: iso(0), count: 3 }, T0);
+  ft.apply({ type: 'lost', ts: iso(0), count: 4 }, T0);
+  ft.apply(connect('1'), T0);
+  ft.apply(connect('1'), T0);
+  ft.apply({ type: 'traffic', ts: iso(0), flow: 'nope', pid: 1, tx: 5, rx: 5 }, T0);
+  const s = ft.snapshot(T0);
+  t.is(s.lost, 7);
+  t.is(s.totals.connections, 1);
+  t.is(s.totals.tx, 0);
+});
+
+test('classify sets provider, host and via and the process lists the provider', (t) => {
+  const ft = new FlowTable();
+  ft.apply(connect('1'), T0);
+  ft.apply({ type: 'classify', ts: iso(0), flow: '1', pid: 100, provider: 'openai', host: 'api.openai.com', via: 'sni' }, T0);
+  const s = ft.snapshot(T0);
+  t.is(s.flows[0]!.provider, 'openai');
+  t.is(s.flows[0]!.via, 'sni');
+  t.deepEqual(s.processes[0]!.providers, ['openai']);
+});
+
+test('markExited makes a tombstone that is pruned after its retention', (t) => {
+  const ft = new FlowTable({ processRetentionMs: 1000, closedRetentionMs: 0 });
+  ft.apply(connect('1'), T0);
+  ft.apply({ type: 'close', ts: iso(0), flow: '1', pid: 100, tx: 0, rx: 0, durationMs: 1 }, T0);
+  ft.markExited(processKey(100, 555), T0 + 10);
+  ft.prune(T0 + 10);
+  t.is(ft.snapshot(T0 + 10).processes[0]!.exitedAt, T0 + 10);
+  ft.prune(T0 + 1010);
+  t.is(ft.snapshot(T0 + 1010).processes.length, 0);
+});
