@@ -3,6 +3,9 @@
  * caller gets a string it can pad, never one longer than the documented maximum.
  */
 
+// Prose forms (`1.2 KiB`, `3.4 MiB/s`) are shared with the text printer.
+export { formatBytes, formatRate } from '../sinks/format.js';
+
 const UNITS = ['K', 'M', 'G', 'T', 'P'] as const;
 
 /** Bytes in at most 4 characters: `0`, `999`, `1.2K`, `123K`, `1.0M`, … (powers of 1024). */
@@ -16,23 +19,6 @@ export function formatBytesCompact(bytes: number): string {
     if (value < 999.5) return `${Math.round(value)}${unit}`;
   }
   return '>1E';
-}
-
-/** Bytes for prose: `512 B`, `1.2 KiB`, `34.0 MiB`. */
-export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes <= 0) return '0 B';
-  if (bytes < 1024) return `${Math.round(bytes)} B`;
-  let value = bytes;
-  for (const unit of UNITS) {
-    value /= 1024;
-    if (value < 1023.95 || unit === 'P') return `${value.toFixed(1)} ${unit}iB`;
-  }
-  return `${bytes} B`;
-}
-
-/** A byte rate for prose: `0 B/s`, `1.2 KiB/s`. */
-export function formatRate(bytesPerSecond: number): string {
-  return `${formatBytes(bytesPerSecond)}/s`;
 }
 
 /** A duration for prose: `0s`, `59s`, `1m05s`, `1h00m`, `2d03h`. */
@@ -77,4 +63,9 @@ export function truncate(text: string, width: number): string {
 export function fit(text: string, width: number, align: 'left' | 'right' = 'left'): string {
   const cut = truncate(text, width);
   return align === 'left' ? cut.padEnd(width) : cut.padStart(width);
+}
+
+/** A refresh interval: `500ms`, `1s`, `2m00s`. */
+export function formatInterval(ms: number): string {
+  return ms < 1000 ? `${Math.max(0, Math.round(ms))}ms` : formatDuration(ms);
 }

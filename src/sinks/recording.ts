@@ -1,0 +1,145 @@
+/**
+ * Reading a recording (`--replay FILE`): JSON lines → event records. Lines that are not JSON,
+ * have an unknown `type` or fields of the wrong type are skipped and reported with their line
+ * numbers, never fatal. A truncated last line (a crash while writing) is expected and silent.
+ * A missing, unreadable or empty file, or one without any valid record, is a ReplayError.
+ */
+import fs from 'node:fs';
+import { RECORD_TYPES, SCHEMA_VERSION, type EventRecord, type RecordType, type SessionRecord } from '../core/records.js';
+
+export type ReplayErrorCode = 'missing' | 'unreadable' | 'empty' | 'no-records';
+
+export class ReplayError extends Error {
+  constructor(message: string, readonly code: ReplayErrorCode) {
+    super(message);
+    this.name = 'ReplayError';
+  }
+}
+
+export interface RecordingProblem {
+  /** 1-based line number in the file. */
+  line: number;
+  reason: string;
+}
+
+export interface Recording {
+  records: EventRecord[];
+  problems: RecordingProblem[];
+  /** The last line had no newline and did not parse: cut short by a crash, ignored. */
+  truncatedLastLine: boolean;
+}
+
+type FieldType = 'string' | 'number' | 'boolean' | 'string?';
+type Spec = Record<string, FieldType>;
+
+/** Fields that must be present with this type (`string?`: string or null). */
+const REQUIRED: Record<RecordType, Spec> = {
+  session: { v: 'number', host: 'string', kernel: 'string', version: 'string', enforce: 'boolean' },
+  connect: { flow: 'string', pid: 'number', comm: 'string', uid: 'number', src: 'string', dst: 'string' },
+  classify: { flow: 'string', pid: 'number' },
+  traffic: { flow: 'string', pid: 'number', tx: 'number', rx: 'number' },
+  close: { flow: 'string', pid: 'number', tx: 'number', rx: 'number', durationMs: 'number' },
+  policy: { pid: 'number', action: 'string', result: 'string', dst: 'string', rule: 'string' },
+  kill: { pid: 'number', signal: 'string' },
+  lost: { count: 'number' },
+};
+
+/** Fields that may be missing (older writers); filled with these defaults, but type-checked when present. */
+const OPTIONAL: Partial<Record<RecordType, Record<string, [FieldType, (r: Record<string, unknown>) => unknown]>>> = {
+  connect: {
+    tid: ['number', (r) => r.pid], gid: ['number', () => 0], exe: ['string?', () => null],
+    cgroup: ['string?', () => null], cgroupId: ['number', () => 0], startTime: ['number', () => 0],
+    proto: ['string', () => 'tcp'], provider: ['string?', () => null], host: ['string?', () => null],
+    via: ['string?', () => null], error: ['string?', () => null],
+  },
+  classify: { provider: ['string?', () => null], host: ['string?', () => null], via: ['string?', () => null] },
+  policy: { provider: ['string?', () => null] },
+};
+
+function hasType(value: unknown, type: FieldType): boolean {
+  if (type === 'string?') return value === null || typeof value === 'string';
+  if (type === 'number') return typeof value === 'number' && Number.isFinite(value);
+  return typeof value === type;
+}
+
+/** The record, normalized, or the reason it cannot be used. */
+export function validateRecord(value: unknown): EventRecord | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  const obj = value as Record<string, unknown>;
+  const type = obj.type;
+  if (typeof type !== 'string') return 'no "type" field';
+  if (!RECORD_TYPES.includes(type as RecordType)) return `unknown type "${type}"`;
+  if (typeof obj.ts !== 'string' || Number.isNaN(Date.parse(obj.ts))) return `${type}: "ts" is not an ISO 8601 time`;
+  for (const [field, ft] of Object.entries(REQUIRED[type as RecordType])) {
+    if (!hasType(obj[field], ft)) return `${type}: "${field}" is missing or not a ${ft.replace('?', '')}`;
+  }
+  const out: Record<string, unknown> = { ...obj };
+  for (const [field, [ft, fallback]] of Object.entries(OPTIONAL[type as RecordType] ?? {})) {
+    if (obj[field] === undefined) out[field] = fallback(obj);
+    else if (!hasType(obj[field], ft)) return `${type}: "${field}" is not a ${ft.replace('?', ' or null')}`;
+  }
+  return out as unknown as EventRecord;
+}
+
+export function parseRecording(text: string): Recording {
+  const records: EventRecord[] = [];
+  const problems: RecordingProblem[] = [];
+  let truncatedLastLine = false;
+  const lines = text.split('\n');
+  const endsWithNewline = text.endsWith('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!.replace(/\r$/, '');
+    if (raw.trim() === '') continue;
+    const isLast = i === lines.length - 1;
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      if (isLast && !endsWithNewline) truncatedLastLine = true;
+      else problems.push({ line: i + 1, reason: 'not valid JSON' });
+      continue;
+    }
+    const rec = validateRecord(value);
+    if (typeof rec === 'string') problems.push({ line: i + 1, reason: rec });
+    else records.push(rec);
+  }
+  return { records, problems, truncatedLastLine };
+}
+
+/** A session record for recordings that do not start with one (so the header has something). */
+function assumedSession(ts: string): SessionRecord {
+  return { type: 'session', ts, v: SCHEMA_VERSION, host: 'unknown', kernel: 'unknown', version: 'unknown', enforce: false };
+}
+
+export function readRecording(path: string): Recording {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ReplayError(`The recording ${path} does not exist; check the path (try examples/demo.jsonl).`, 'missing');
+    throw new ReplayError(`Cannot read the recording ${path}: ${(e as Error).message}.`, 'unreadable');
+  }
+  if (text.trim() === '') throw new ReplayError(`The recording ${path} is empty; record one with --record FILE first.`, 'empty');
+  const recording = parseRecording(text);
+  if (recording.records.length === 0) {
+    throw new ReplayError(
+      `The recording ${path} has no valid record (${describeProblems(recording.problems)}); is it a busted JSONL recording?`,
+      'no-records',
+    );
+  }
+  const first = recording.records[0]!;
+  if (first.type !== 'session') {
+    recording.records.unshift(assumedSession(first.ts));
+    recording.problems.unshift({ line: 1, reason: 'no session record first; one was assumed' });
+  }
+  return recording;
+}
+
+/** `3 problems: line 4 (not valid JSON), line 9 (unknown type "x"), …` */
+export function describeProblems(problems: readonly RecordingProblem[], max = 5): string {
+  if (problems.length === 0) return 'no problems';
+  const listed = problems.slice(0, max).map((p) => `line ${p.line} (${p.reason})`).join(', ');
+  const more = problems.length > max ? `, and ${problems.length - max} more` : '';
+  return `${problems.length} problem${problems.length === 1 ? '' : 's'}: ${listed}${more}`;
+}

@@ -1,0 +1,67 @@
+/**
+ * The busted-top screen. Snapshots enter through useSyncExternalStore; every tick becomes a
+ * reducer action; everything the user can do goes through KeyInput and the injected actions.
+ */
+import React, { useEffect, useMemo, useReducer, useSyncExternalStore } from 'react';
+import { Box, useApp } from 'ink';
+import type { StoreSnapshot } from '../core/store.js';
+import type { UiActions } from './actions.js';
+import { Header } from './Header.js';
+import { KeyInput } from './KeyInput.js';
+import { layoutScreen } from './layout.js';
+import { UNCLASSIFIED } from './ledger.js';
+import { MainArea } from './MainArea.js';
+import type { UiOptions } from './source.js';
+import { initialState, reducer, type UiConfig, type UiState } from './state.js';
+import { StatusLine } from './StatusLine.js';
+import { useTerminalSize, type TerminalSize } from './useTerminalSize.js';
+
+export interface SnapshotSource {
+  subscribe(listener: () => void): () => void;
+  getSnapshot(): StoreSnapshot;
+}
+
+export interface AppProps {
+  store: SnapshotSource;
+  actions: UiActions;
+  options: UiOptions;
+  config: UiConfig;
+  showAll: boolean;
+  /** Fixed size instead of the terminal's (tests, benchmarks). */
+  size?: TerminalSize;
+}
+
+function providerCount(state: UiState): number {
+  let n = 0;
+  for (const name of state.shown.ledger.providers.keys()) if (state.showAll || name !== UNCLASSIFIED) n++;
+  return n;
+}
+
+export function App(props: AppProps): React.JSX.Element {
+  const { store, options, config } = props;
+  const snapshot = useSyncExternalStore(store.subscribe, store.getSnapshot);
+  const [state, dispatch] = useReducer(reducer, undefined, () => initialState(config, { showAll: props.showAll, snapshot }));
+  useEffect(() => {
+    if (snapshot !== state.live.snapshot) dispatch({ type: 'tick', snapshot });
+  }, [snapshot]);
+  const { exit } = useApp();
+  const actions = useMemo<UiActions>(
+    () => ({ kill: props.actions.kill, quit: () => { props.actions.quit(); exit(); } }),
+    [props.actions, exit],
+  );
+  const { columns, rows } = useTerminalSize(props.size);
+  const layout = layoutScreen(rows, providerCount(state));
+  const view = state.shown;
+  return (
+    <Box flexDirection="column" width={columns} height={rows}>
+      <Header
+        session={view.snapshot.session} at={view.snapshot.at} totals={view.snapshot.totals} lost={view.snapshot.lost}
+        intervalMs={options.intervalMs} source={options.source} recording={options.recording}
+        paused={state.paused} showAll={state.showAll} width={columns}
+      />
+      <MainArea state={state} layout={layout} width={columns} />
+      <StatusLine draft={state.draft} prompt={state.prompt} status={state.status} filterText={state.filterText} screen={state.screen} width={columns} />
+      <KeyInput state={state} dispatch={dispatch} actions={actions} page={Math.max(1, layout.table - 1)} />
+    </Box>
+  );
+}

@@ -1,0 +1,17 @@
+/**
+ * What the UI may ask of the world. The CLI provides it (live: signals a real process and
+ * records a `kill` record; replay: refuses), tests provide fakes. The UI never signals itself.
+ */
+import type { KillSignal, KillTarget } from './state.js';
+
+export interface KillResult {
+  ok: boolean;
+  /** One sentence for the status line. */
+  message: string;
+}
+
+export interface UiActions {
+  kill(target: KillTarget, signal: KillSignal): Promise<KillResult>;
+  /** Leave the UI; the CLI restores the terminal and exits. */
+  quit(): void;
+}

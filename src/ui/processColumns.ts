@@ -1,0 +1,32 @@
+/** The process table's columns (issue 3): what each shows, how wide, what goes first when narrow. */
+import type { ProcessRow } from '../core/flows.js';
+import type { Column } from './columns.js';
+import type { UserName } from './filter.js';
+import { formatAge, formatBytesCompact } from './format.js';
+import type { SortColumn } from './rows.js';
+
+export interface ProcessColumnContext {
+  /** Time of the snapshot, for LAST. */
+  now: number;
+  userName: UserName;
+}
+
+export type ProcessColumn = Column<ProcessRow> & { id: SortColumn | 'policy' };
+
+/** Column widths fit 80 columns with every column shown (PROCESS and PROVIDERS share the rest). */
+export function processColumns(ctx: ProcessColumnContext): ProcessColumn[] {
+  return [
+    { id: 'pid', title: 'PID', width: 7, align: 'right', priority: 10, cell: (r) => String(r.pid) },
+    { id: 'user', title: 'USER', width: 7, priority: 5, cell: (r) => ctx.userName(r.uid) },
+    { id: 'process', title: 'PROCESS', minWidth: 9, flex: 1, priority: 10, cell: (r) => r.comm },
+    { id: 'providers', title: 'PROVIDERS', minWidth: 10, flex: 1, priority: 9, cell: (r) => r.providers.join(',') || '-' },
+    { id: 'conns', title: 'CONNS', width: 5, align: 'right', priority: 6, cell: (r) => `${r.open}/${r.total}` },
+    { id: 'txRate', title: 'TX/s', width: 5, align: 'right', priority: 8, cell: (r) => formatBytesCompact(r.txRate) },
+    { id: 'rxRate', title: 'RX/s', width: 5, align: 'right', priority: 8, cell: (r) => formatBytesCompact(r.rxRate) },
+    { id: 'tx', title: 'TX', width: 5, align: 'right', priority: 7, cell: (r) => formatBytesCompact(r.tx) },
+    { id: 'rx', title: 'RX', width: 5, align: 'right', priority: 7, cell: (r) => formatBytesCompact(r.rx) },
+    { id: 'last', title: 'LAST', width: 4, align: 'right', priority: 4, cell: (r) => formatAge(ctx.now - r.lastActivity) },
+    // Filled in when per-process block/audit lands (its own issue); the column is kept in place.
+    { id: 'policy', title: 'POLICY', width: 6, priority: 3, cell: () => '-' },
+  ];
+}
