@@ -7,18 +7,30 @@
  *                               ESTABLISHED: emit CONNECT; CLOSE: emit FAIL or CLOSE.
  *   tp_btf/sock_send_length     count tx bytes of tracked sockets.
  *   tp_btf/sock_recv_length     count rx bytes of tracked sockets.
- * Only lifecycle records cross the ring buffer; byte counters stay in `traffic`
- * and user space reads them in batches.
+ *   cgroup_skb/egress           sample the first payload of tracked TCP flows when it starts a
+ *                               TLS handshake (the ClientHello, for SNI); emit CONNECT for
+ *                               tracked UDP sockets on their first packet.
+ *   cgroup_skb/ingress          sample DNS messages from port 53.
+ *   cgroup/connect4, connect6   track connected UDP sockets to udp_port (QUIC).
+ *   cgroup/sock_release         emit CLOSE for tracked UDP sockets.
+ * Only lifecycle records and bounded payload samples cross the ring buffer; byte counters
+ * stay in `traffic` and user space reads them in batches.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "busted.h"
 
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 2
+#define SOCK_DGRAM 2
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define TLS_HANDSHAKE 0x16
+#define DNS_PORT 53
 
 /* TCP states (include/net/tcp_states.h); enum values are stable ABI. */
 #define BUSTED_TCP_ESTABLISHED 1
@@ -28,7 +40,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space between open and load. */
-const volatile __u32 self_tgid = 0; /* busted's own sockets are not reported */
+const volatile struct busted_config cfg = { .self_tgid = 0, .udp_port = 443, .sample_payload = 1 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -43,6 +55,13 @@ struct {
 	__type(key, __u64); /* socket cookie */
 	__type(value, struct busted_traffic);
 } traffic SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* socket cookie of a flow whose first payload is not yet sampled */
+	__type(value, struct busted_hello);
+} hellos SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -86,33 +105,45 @@ static __always_inline void fill_owner(struct busted_owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
-static __always_inline void fill_addrs(struct busted_event *e, const struct sock *sk)
+/* Endpoints of a flow, from whichever view of the socket a hook has. */
+struct addrs {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+};
+
+static __always_inline void addrs_from_sk(struct addrs *a, const struct sock *sk)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
-	e->family = family;
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memset(a, 0, sizeof(*a));
+	a->family = family;
+	a->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	a->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET6) {
 		/* BPF_CORE_READ_INTO would copy sizeof(*dst) == 1 byte of an array */
-		bpf_core_read(e->saddr, sizeof(e->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(e->daddr, sizeof(e->daddr), &sk->__sk_common.skc_v6_daddr);
+		bpf_core_read(a->saddr, sizeof(a->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(a->daddr, sizeof(a->daddr), &sk->__sk_common.skc_v6_daddr);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+		BPF_CORE_READ_INTO((__u32 *)a->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)a->daddr, sk, __sk_common.skc_daddr);
 	}
 }
 
 /* Process context (connect()): remember who owns the socket. */
-static __always_inline void on_syn_sent(const struct sock *sk, __u64 cookie)
+static __always_inline void track(__u64 cookie, __u16 proto)
 {
 	struct busted_traffic zero = {};
+	struct busted_hello hello = {};
 	struct busted_sock s = {};
 
 	fill_owner(&s.owner);
-	if (self_tgid && s.owner.tgid == self_tgid)
+	if (cfg.self_tgid && s.owner.tgid == cfg.self_tgid)
 		return;
 	s.connect_ns = bpf_ktime_get_ns();
+	s.proto = proto;
 	if (bpf_map_update_elem(&sockets, &cookie, &s, BPF_NOEXIST)) {
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
@@ -120,13 +151,23 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 cookie)
 	if (bpf_map_update_elem(&traffic, &cookie, &zero, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&sockets, &cookie);
 		stat_inc(BUSTED_STAT_UNTRACKED);
+		return;
 	}
+	/* UDP always needs its first packet (it emits CONNECT); TCP only for payload samples */
+	if (cfg.sample_payload || proto == IPPROTO_UDP)
+		bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
 }
 
-static __always_inline void emit(const struct sock *sk, __u64 cookie, struct busted_sock *s,
-				 __u32 kind)
+static __always_inline void untrack(__u64 cookie)
 {
-	struct busted_traffic *t = NULL;
+	bpf_map_delete_elem(&sockets, &cookie);
+	bpf_map_delete_elem(&traffic, &cookie);
+	bpf_map_delete_elem(&hellos, &cookie);
+}
+
+static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u32 kind,
+				 const struct addrs *a, __s32 error, __u64 tx, __u64 rx)
+{
 	struct busted_event *e;
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -135,53 +176,91 @@ static __always_inline void emit(const struct sock *sk, __u64 cookie, struct bus
 		return;
 	}
 	e->kind = kind;
-	e->_pad0 = 0;
+	e->family = a->family;
+	e->proto = s->proto;
 	e->cookie = cookie;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->owner = s->owner;
-	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-	fill_addrs(e, sk);
-	e->error = kind == BUSTED_EV_FAIL ? BPF_CORE_READ(sk, sk_err) : 0;
+	__builtin_memcpy(e->saddr, a->saddr, 16);
+	__builtin_memcpy(e->daddr, a->daddr, 16);
+	e->sport = a->sport;
+	e->dport = a->dport;
+	e->error = error;
 	e->connect_ns = s->connect_ns;
-	e->tx = 0;
-	e->rx = 0;
-	if (kind == BUSTED_EV_CLOSE) {
-		t = bpf_map_lookup_elem(&traffic, &cookie);
-		if (t) {
-			e->tx = t->tx;
-			e->rx = t->rx;
-		}
-	}
+	e->tx = tx;
+	e->rx = rx;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * CONNECT is emitted exactly once, by the first hook that sees the socket established:
+ * normally the ESTABLISHED transition, else its first send or its release. Tracing programs
+ * skip runs that nest on one CPU (a softirq interrupting the same program: "recursion
+ * misses"), so no single tp_btf hook may be the only witness.
+ */
+static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
+				     struct busted_traffic *t, const struct addrs *a)
+{
+	if (__sync_val_compare_and_swap(&t->announced, 0, 1) != 0)
+		return;
+	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+}
+
+/* CLOSE or FAIL exactly once: only the hook that deletes the socket's entry reports it. */
+static __always_inline void finish(__u64 cookie, __u32 kind, const struct addrs *a, __s32 error)
+{
+	struct busted_traffic *t;
+	struct busted_sock *s;
+	struct busted_sock copy;
+	__u64 tx = 0, rx = 0;
+
+	s = bpf_map_lookup_elem(&sockets, &cookie);
+	if (!s)
+		return;
+	copy = *s; /* preallocated elements are reused as soon as they are deleted */
+	t = bpf_map_lookup_elem(&traffic, &cookie);
+	if (t) {
+		tx = t->tx;
+		rx = t->rx;
+	}
+	if (bpf_map_delete_elem(&sockets, &cookie))
+		return; /* another hook finished it first */
+	bpf_map_delete_elem(&traffic, &cookie);
+	bpf_map_delete_elem(&hellos, &cookie);
+	emit(cookie, &copy, kind, a, error, tx, rx);
 }
 
 static __always_inline int handle_state(const struct sock *sk, int oldstate, int newstate)
 {
+	struct busted_traffic *t;
 	struct busted_sock *s;
+	struct addrs a;
 	__u64 cookie;
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	cookie = bpf_get_socket_cookie((void *)sk);
 	if (newstate == BUSTED_TCP_SYN_SENT) {
-		on_syn_sent(sk, cookie);
+		track(cookie, IPPROTO_TCP);
 		return 0;
 	}
 	if (newstate != BUSTED_TCP_ESTABLISHED && newstate != BUSTED_TCP_CLOSE)
 		return 0;
 	s = bpf_map_lookup_elem(&sockets, &cookie);
-	if (!s)
+	t = bpf_map_lookup_elem(&traffic, &cookie);
+	if (!s || !t)
 		return 0;
+	addrs_from_sk(&a, sk);
 	if (newstate == BUSTED_TCP_ESTABLISHED) {
-		if (oldstate == BUSTED_TCP_SYN_SENT)
-			emit(sk, cookie, s, BUSTED_EV_CONNECT);
+		announce(cookie, s, t, &a);
 		return 0;
 	}
-	/* CLOSE: straight from SYN_SENT means the connect never completed */
-	emit(sk, cookie, s, oldstate == BUSTED_TCP_SYN_SENT ? BUSTED_EV_FAIL : BUSTED_EV_CLOSE);
-	bpf_map_delete_elem(&sockets, &cookie);
-	bpf_map_delete_elem(&traffic, &cookie);
+	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
+	if (!t->announced) {
+		finish(cookie, BUSTED_EV_FAIL, &a, BPF_CORE_READ(sk, sk_err));
+		return 0;
+	}
+	finish(cookie, BUSTED_EV_CLOSE, &a, 0);
 	return 0;
 }
 
@@ -202,10 +281,21 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 	t = bpf_map_lookup_elem(&traffic, &cookie);
 	if (!t)
 		return;
-	if (is_rx)
+	if (is_rx) {
 		__sync_fetch_and_add(&t->rx, ret);
-	else
-		__sync_fetch_and_add(&t->tx, ret);
+		return;
+	}
+	__sync_fetch_and_add(&t->tx, ret);
+	if (!t->announced) {
+		/* first send of a socket whose ESTABLISHED was missed, or of a connected UDP socket */
+		struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
+		struct addrs a;
+
+		if (!s)
+			return;
+		addrs_from_sk(&a, sk);
+		announce(cookie, s, t, &a);
+	}
 }
 
 SEC("tp_btf/sock_send_length")
@@ -222,4 +312,273 @@ int BPF_PROG(busted_recv, struct sock *sk, int ret, int flags)
 		return 0;
 	count_bytes(sk, ret, 1);
 	return 0;
+}
+
+/* ---- packet side: cgroup_skb programs see the network header at offset 0 ---- */
+
+struct pkt {
+	__u32 payload_off;
+	__u32 payload_len;
+	__u32 seq;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 _pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Parses IPv4/IPv6 + TCP/UDP headers; returns 0 on success. Fragments and IPv6 extension
+ * headers are not followed: a ClientHello or DNS answer never starts in one. */
+static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 l4;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return -1;
+		if (ip.ihl < 5 || (ip.frag_off & bpf_htons(0x3fff)))
+			return -1;
+		p->family = AF_INET;
+		p->proto = ip.protocol;
+		__builtin_memset(p->saddr, 0, sizeof(p->saddr));
+		__builtin_memset(p->daddr, 0, sizeof(p->daddr));
+		__builtin_memcpy(p->saddr, &ip.saddr, 4);
+		__builtin_memcpy(p->daddr, &ip.daddr, 4);
+		l4 = ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return -1;
+		p->family = AF_INET6;
+		p->proto = ip6.nexthdr;
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+		l4 = sizeof(ip6);
+	} else {
+		return -1;
+	}
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr th;
+
+		if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
+			return -1;
+		p->sport = bpf_ntohs(th.source);
+		p->dport = bpf_ntohs(th.dest);
+		p->seq = bpf_ntohl(th.seq);
+		p->payload_off = l4 + th.doff * 4;
+	} else if (p->proto == IPPROTO_UDP) {
+		struct udphdr uh;
+
+		if (bpf_skb_load_bytes(skb, l4, &uh, sizeof(uh)))
+			return -1;
+		p->sport = bpf_ntohs(uh.source);
+		p->dport = bpf_ntohs(uh.dest);
+		p->seq = 0;
+		p->payload_off = l4 + sizeof(uh);
+	} else {
+		return -1;
+	}
+	/* skb->len, not the IP length: a GSO packet is larger than its header says */
+	p->payload_len = skb->len > p->payload_off ? skb->len - p->payload_off : 0;
+	return 0;
+}
+
+/* Copies up to BUSTED_PAYLOAD_MAX bytes at payload offset `from` into one ring record. */
+static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt *p, __u64 cookie,
+					 __u8 what, __u32 from, __u32 stream_off)
+{
+	struct busted_payload *e;
+	__u64 n; /* 64-bit: a 32-bit copy would be checked while the unchecked original is passed */
+
+	if (from >= p->payload_len)
+		return;
+	n = p->payload_len - from;
+	if (n > BUSTED_PAYLOAD_MAX)
+		n = BUSTED_PAYLOAD_MAX;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(BUSTED_STAT_LOST);
+		return;
+	}
+	e->kind = BUSTED_EV_PAYLOAD;
+	e->family = p->family;
+	e->what = what;
+	e->proto = p->proto;
+	e->cookie = cookie;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->offset = stream_off;
+	e->total = p->payload_len;
+	e->_pad0 = 0;
+	__builtin_memcpy(e->saddr, p->saddr, 16);
+	__builtin_memcpy(e->daddr, p->daddr, 16);
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->_pad1 = 0;
+	/* the verifier needs a bounded, non-zero length in the register it sees: keep the
+	 * compiler from folding these checks into the ones above */
+	asm volatile("" : "+r"(n));
+	if (n < 1 || n > BUSTED_PAYLOAD_MAX || bpf_skb_load_bytes(skb, p->payload_off + from, e->data, n)) {
+		e->len = 0;
+	} else {
+		e->len = n;
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* First packet of a tracked UDP socket: its CONNECT, unless its first send announced it. */
+static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
+{
+	struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
+	struct busted_traffic *t = bpf_map_lookup_elem(&traffic, &cookie);
+	struct addrs a = {};
+
+	bpf_map_delete_elem(&hellos, &cookie);
+	if (!s || !t)
+		return;
+	__builtin_memcpy(a.saddr, p->saddr, 16);
+	__builtin_memcpy(a.daddr, p->daddr, 16);
+	a.family = p->family;
+	a.sport = p->sport;
+	a.dport = p->dport;
+	announce(cookie, s, t, &a);
+}
+
+static __always_inline void handle_egress(struct __sk_buff *skb)
+{
+	struct busted_hello *h;
+	struct pkt p = {};
+	__u64 cookie;
+	__u32 off;
+	__u8 head[5];
+
+	cookie = bpf_get_socket_cookie(skb);
+	h = bpf_map_lookup_elem(&hellos, &cookie); /* the one lookup every other packet costs */
+	if (!h)
+		return;
+	if (parse_pkt(skb, &p))
+		return;
+	if (p.proto == IPPROTO_UDP) {
+		udp_first_packet(&p, cookie);
+		return;
+	}
+	if (p.proto != IPPROTO_TCP || p.payload_len == 0 || !cfg.sample_payload)
+		return;
+	if (!h->started) {
+		/* the stream must open with a TLS handshake record: type, version, length */
+		if (bpf_skb_load_bytes(skb, p.payload_off, head, sizeof(head)) || head[0] != TLS_HANDSHAKE) {
+			bpf_map_delete_elem(&hellos, &cookie);
+			return;
+		}
+		h->started = 1;
+		h->first_seq = p.seq;
+		h->need = 5 + (((__u32)head[3] << 8) | head[4]);
+		if (h->need > BUSTED_HELLO_MAX)
+			h->need = BUSTED_HELLO_MAX;
+	}
+	off = p.seq - h->first_seq; /* wraps correctly */
+	if (off >= h->need) {
+		bpf_map_delete_elem(&hellos, &cookie);
+		return;
+	}
+	for (int i = 0; i < BUSTED_PAYLOAD_CHUNKS; i++) {
+		__u32 from = i * BUSTED_PAYLOAD_MAX;
+
+		if (from >= p.payload_len || off + from >= h->need)
+			break;
+		emit_payload(skb, &p, cookie, BUSTED_PL_TLS, from, off + from);
+	}
+	if (off + p.payload_len >= h->need)
+		bpf_map_delete_elem(&hellos, &cookie);
+}
+
+SEC("cgroup_skb/egress")
+int busted_egress(struct __sk_buff *skb)
+{
+	handle_egress(skb);
+	return 1; /* observe only */
+}
+
+static __always_inline void handle_ingress(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+
+	if (!cfg.sample_payload || parse_pkt(skb, &p) || p.sport != DNS_PORT || p.payload_len == 0)
+		return;
+	/* one sample per message: answers longer than BUSTED_PAYLOAD_MAX are cut (and parsed as far as they go) */
+	emit_payload(skb, &p, bpf_get_socket_cookie(skb), BUSTED_PL_DNS, 0, 0);
+}
+
+SEC("cgroup_skb/ingress")
+int busted_ingress(struct __sk_buff *skb)
+{
+	handle_ingress(skb);
+	return 1; /* observe only */
+}
+
+static __always_inline void on_connect(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_DGRAM || !cfg.udp_port || bpf_ntohs((__u16)ctx->user_port) != cfg.udp_port)
+		return;
+	track(bpf_get_socket_cookie(ctx), IPPROTO_UDP);
+}
+
+SEC("cgroup/connect4")
+int busted_connect4(struct bpf_sock_addr *ctx)
+{
+	on_connect(ctx);
+	return 1; /* allow */
+}
+
+SEC("cgroup/connect6")
+int busted_connect6(struct bpf_sock_addr *ctx)
+{
+	on_connect(ctx);
+	return 1; /* allow */
+}
+
+/*
+ * The owner closed its socket (process context; cgroup programs are never skipped). For TCP
+ * this comes before the protocol's own close, with every byte the owner will ever send or
+ * receive already counted, and catches whatever the tracing hooks missed.
+ */
+SEC("cgroup/sock_release")
+int busted_release(struct bpf_sock *ctx)
+{
+	/* a sock_release context is the kernel's struct sock, whose fields a CGROUP_SOCK program
+	 * may not read directly beyond family/type/protocol: read them with CO-RE probe reads */
+	const struct sock *sk = (const struct sock *)ctx;
+	struct busted_traffic *t;
+	struct busted_sock *s;
+	struct addrs a;
+	__u64 cookie;
+	__u8 state;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	s = bpf_map_lookup_elem(&sockets, &cookie);
+	t = bpf_map_lookup_elem(&traffic, &cookie);
+	if (!s || !t)
+		return 1;
+	addrs_from_sk(&a, sk);
+	if (ctx->protocol == IPPROTO_UDP) {
+		if (t->announced)
+			finish(cookie, BUSTED_EV_CLOSE, &a, 0);
+		else
+			untrack(cookie); /* connected but never sent: not a flow */
+		return 1;
+	}
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !t->announced)) {
+		finish(cookie, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
+		return 1;
+	}
+	announce(cookie, s, t, &a);
+	finish(cookie, BUSTED_EV_CLOSE, &a, 0);
+	return 1;
 }

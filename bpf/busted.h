@@ -9,12 +9,31 @@
 
 #define BUSTED_COMM_LEN 16
 
+/* Load-time configuration: the object's only .rodata variable (`cfg`), set between open and load. */
+struct busted_config {
+	__u32 self_tgid;      /* busted's own sockets are not reported */
+	__u16 udp_port;       /* connected UDP sockets to this port are flows (QUIC); 0 = none */
+	__u8 sample_payload;  /* ClientHello and DNS samples on (1) or off (0) */
+	__u8 _pad0;
+};
+
 /* Ring-buffer record kinds. */
 enum busted_kind {
 	BUSTED_EV_CONNECT = 1, /* outbound TCP connection established */
 	BUSTED_EV_FAIL = 2,    /* outbound TCP connect failed or was abandoned */
-	BUSTED_EV_CLOSE = 3,   /* tracked TCP connection closed */
+	BUSTED_EV_CLOSE = 3,   /* tracked TCP connection closed, or UDP socket released */
+	BUSTED_EV_PAYLOAD = 4, /* a bounded sample of packet payload (ClientHello, DNS answer) */
 };
+
+/* What a BUSTED_EV_PAYLOAD sample holds. */
+enum busted_payload_what {
+	BUSTED_PL_TLS = 1, /* first bytes of an outbound TCP stream that starts a TLS handshake */
+	BUSTED_PL_DNS = 2, /* a DNS message received from port 53 (UDP, or one TCP segment) */
+};
+
+#define BUSTED_PAYLOAD_MAX 1024 /* bytes per sample */
+#define BUSTED_PAYLOAD_CHUNKS 4 /* samples per packet at most; ClientHellos up to 4 KiB */
+#define BUSTED_HELLO_MAX 4096   /* stream bytes sampled per flow at most */
 
 /* Indexes of the per-CPU `stats` array. */
 enum busted_stat {
@@ -37,23 +56,35 @@ struct busted_owner {
 	char comm[BUSTED_COMM_LEN];
 };
 
-/* Value of the `sockets` hash map, keyed by socket cookie. 72 bytes. */
+/* Value of the `sockets` hash map, keyed by socket cookie. 80 bytes. */
 struct busted_sock {
 	struct busted_owner owner;
-	__u64 connect_ns; /* bpf_ktime_get_ns() when SYN_SENT was entered */
+	__u64 connect_ns; /* bpf_ktime_get_ns() when SYN_SENT was entered (UDP: connect()) */
+	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 _pad0;
+	__u32 _pad1;
 };
 
-/* Value of the `traffic` hash map, keyed by socket cookie. Counters only grow. 16 bytes. */
+/* Value of the `hellos` hash map: sampling state of a flow's first payload bytes. 16 bytes. */
+struct busted_hello {
+	__u32 first_seq;  /* TCP sequence number of the first payload byte */
+	__u32 need;       /* stream bytes to sample: the TLS record, capped at BUSTED_HELLO_MAX */
+	__u32 started;    /* first payload seen */
+	__u32 _pad0;
+};
+
+/* Value of the `traffic` hash map, keyed by socket cookie. Counters only grow. 24 bytes. */
 struct busted_traffic {
 	__u64 tx;
 	__u64 rx;
+	__u64 announced;  /* CONNECT emitted (set once, by a 64-bit compare-and-swap) */
 };
 
 /* The one ring-buffer record. 152 bytes. */
 struct busted_event {
 	__u32 kind;       /* enum busted_kind */
 	__u16 family;     /* AF_INET or AF_INET6 */
-	__u16 _pad0;
+	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
 	__u64 cookie;     /* socket cookie: the flow id */
 	__u64 ts_ns;      /* bpf_ktime_get_ns() of the event */
 	struct busted_owner owner;
@@ -65,6 +96,26 @@ struct busted_event {
 	__u64 connect_ns; /* when SYN_SENT was entered */
 	__u64 tx;         /* BUSTED_EV_CLOSE: total bytes sent */
 	__u64 rx;         /* BUSTED_EV_CLOSE: total bytes received */
+};
+
+/* A payload sample. 1104 bytes. */
+struct busted_payload {
+	__u32 kind;       /* BUSTED_EV_PAYLOAD */
+	__u16 family;     /* AF_INET or AF_INET6 */
+	__u8 what;        /* enum busted_payload_what */
+	__u8 proto;       /* IPPROTO_TCP or IPPROTO_UDP */
+	__u64 cookie;     /* socket cookie of the sending (TLS) or receiving (DNS) socket */
+	__u64 ts_ns;
+	__u32 offset;     /* TLS: stream offset of data[0] from the first payload byte; DNS: 0 */
+	__u32 len;        /* valid bytes in data */
+	__u32 total;      /* payload bytes in the packet */
+	__u32 _pad0;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;      /* host byte order */
+	__u16 dport;
+	__u32 _pad1;
+	__u8 data[BUSTED_PAYLOAD_MAX];
 };
 
 #endif /* BUSTED_H */

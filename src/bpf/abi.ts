@@ -5,13 +5,26 @@
 
 export const COMM_LEN = 16;
 
-export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3 } as const;
+export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4 } as const;
+
+export const PayloadWhat = { TLS: 1, DNS: 2 } as const;
+export type PayloadWhatValue = (typeof PayloadWhat)[keyof typeof PayloadWhat];
+
+export const PAYLOAD_MAX = 1024;
+export const PAYLOAD_CHUNKS = 4;
+export const HELLO_MAX = 4096;
+
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
 export const Stat = { LOST: 0, UNTRACKED: 1, MAX: 2 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
+
+/** struct busted_config: the object's only .rodata variable, at offset 0. */
+export const CONFIG = { size: 8, self_tgid: 0, udp_port: 4, sample_payload: 6 } as const;
 
 /** struct busted_owner */
 export const OWNER = {
@@ -28,16 +41,39 @@ export const OWNER = {
 } as const;
 
 /** struct busted_sock */
-export const SOCK = { size: 72, owner: 0, connect_ns: 64 } as const;
+export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72 } as const;
+
+/** struct busted_hello */
+export const HELLO = { size: 16, first_seq: 0, need: 4, started: 8 } as const;
+
+/** struct busted_payload */
+export const PAYLOAD = {
+  size: 1104,
+  kind: 0,
+  family: 4,
+  what: 6,
+  proto: 7,
+  cookie: 8,
+  ts_ns: 16,
+  offset: 24,
+  len: 28,
+  total: 32,
+  saddr: 40,
+  daddr: 56,
+  sport: 72,
+  dport: 74,
+  data: 80,
+} as const;
 
 /** struct busted_traffic */
-export const TRAFFIC = { size: 16, tx: 0, rx: 8 } as const;
+export const TRAFFIC = { size: 24, tx: 0, rx: 8, announced: 16 } as const;
 
 /** struct busted_event */
 export const EVENT = {
   size: 152,
   kind: 0,
   family: 4,
+  proto: 6,
   cookie: 8,
   ts_ns: 16,
   owner: 24,
@@ -64,8 +100,9 @@ export interface Owner {
 }
 
 export interface KernelEvent {
-  kind: KindValue;
+  kind: typeof Kind.CONNECT | typeof Kind.FAIL | typeof Kind.CLOSE;
   family: number;
+  proto: number;
   cookie: bigint;
   tsNs: bigint;
   owner: Owner;
@@ -101,15 +138,64 @@ export function decodeOwner(view: DataView, base: number): Owner {
   };
 }
 
+export interface PayloadSample {
+  kind: typeof Kind.PAYLOAD;
+  what: PayloadWhatValue;
+  family: number;
+  proto: number;
+  cookie: bigint;
+  tsNs: bigint;
+  /** TLS: stream offset of `data` from the flow's first payload byte. */
+  offset: number;
+  /** Payload bytes in the packet (data may hold fewer). */
+  total: number;
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  sport: number;
+  dport: number;
+  data: Uint8Array;
+}
+
+const copyBytes = (view: DataView, off: number, len: number) =>
+  new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + len));
+
 /** Decodes one ring-buffer record; returns null when it is too short or of an unknown kind. */
+export function decodeRecord(view: DataView): KernelEvent | PayloadSample | null {
+  if (view.byteLength < 4) return null;
+  return view.getUint32(0, true) === Kind.PAYLOAD ? decodePayload(view) : decodeEvent(view);
+}
+
+export function decodePayload(view: DataView): PayloadSample | null {
+  if (view.byteLength < PAYLOAD.size || view.getUint32(PAYLOAD.kind, true) !== Kind.PAYLOAD) return null;
+  const what = view.getUint8(PAYLOAD.what);
+  if (what !== PayloadWhat.TLS && what !== PayloadWhat.DNS) return null;
+  const len = Math.min(view.getUint32(PAYLOAD.len, true), PAYLOAD_MAX);
+  return {
+    kind: Kind.PAYLOAD,
+    what,
+    family: view.getUint16(PAYLOAD.family, true),
+    proto: view.getUint8(PAYLOAD.proto),
+    cookie: view.getBigUint64(PAYLOAD.cookie, true),
+    tsNs: view.getBigUint64(PAYLOAD.ts_ns, true),
+    offset: view.getUint32(PAYLOAD.offset, true),
+    total: view.getUint32(PAYLOAD.total, true),
+    saddr: copyBytes(view, PAYLOAD.saddr, 16),
+    daddr: copyBytes(view, PAYLOAD.daddr, 16),
+    sport: view.getUint16(PAYLOAD.sport, true),
+    dport: view.getUint16(PAYLOAD.dport, true),
+    data: copyBytes(view, PAYLOAD.data, len),
+  };
+}
+
 export function decodeEvent(view: DataView): KernelEvent | null {
   if (view.byteLength < EVENT.size) return null;
   const kind = view.getUint32(EVENT.kind, true);
   if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.CLOSE) return null;
-  const copy = (off: number) => new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + 16));
+  const copy = (off: number) => copyBytes(view, off, 16);
   return {
     kind,
     family: view.getUint16(EVENT.family, true),
+    proto: view.getUint16(EVENT.proto, true),
     cookie: view.getBigUint64(EVENT.cookie, true),
     tsNs: view.getBigUint64(EVENT.ts_ns, true),
     owner: decodeOwner(view, EVENT.owner),

@@ -122,7 +122,7 @@ const logLines: string[] = [];
 const LOG_KEEP = 200;
 
 function onLibbpfPrint(vsnprintf: KoffiFunc<(...args: any[]) => any>) {
-  const buf = Buffer.alloc(4096);
+  const buf = Buffer.alloc(1 << 20); // verifier logs arrive as one long message
   return (level: number, fmt: string, args: Ptr): number => {
     const n = vsnprintf(buf, buf.length, fmt, args) as number;
     const text = buf.toString('utf8', 0, Math.max(0, Math.min(n, buf.length - 1)));

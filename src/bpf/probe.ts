@@ -2,24 +2,37 @@
  * busted's kernel side as one unit: finds bpf/busted.bpf.o, configures, loads and attaches it,
  * and exposes the ring buffer, the counters and the stats. Used by the engine and by doctor.
  */
+import { openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeEvent, Stat, type KernelEvent } from './abi.js';
+import { CONFIG, decodeRecord, Kind, Stat, type KernelEvent, type PayloadSample } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject } from './object.js';
 import { RingBuffer } from './ringbuf.js';
 
 export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/busted.bpf.o', import.meta.url));
 
-/** Offset of `self_tgid` in .rodata (the object's only `const volatile` global). */
-const RODATA_SELF_TGID = 0;
+/** Every program in the object, with the hook its section names. */
+export const PROGRAMS = [
+  'busted_set_state', 'busted_send', 'busted_recv',
+  'busted_egress', 'busted_ingress', 'busted_connect4', 'busted_connect6', 'busted_release',
+] as const;
 
-/** Programs attached by default (section names give the hook). */
-export const TRACING_PROGRAMS = ['busted_set_state', 'busted_send', 'busted_recv'] as const;
+export const isCgroupSection = (section: string) => section.startsWith('cgroup');
+
+const isCgroupProgram = (obj: BpfObject, name: string) =>
+  obj.programs().some((p) => p.name === name && isCgroupSection(p.section));
 
 export interface ProbeOptions {
   /** Events of this process are not reported (busted's own sockets). */
   selfTgid?: number;
+  /** cgroup v2 directory the cgroup programs attach to (the root, to see every socket); null: none. */
+  cgroupPath: string | null;
+  /** Connected UDP sockets to this port are flows (QUIC); 0 turns UDP tracking off. */
+  udpPort?: number;
+  /** ClientHello and DNS payload samples. */
+  samplePayload?: boolean;
   onEvent: (ev: KernelEvent) => void;
+  onPayload?: (sample: PayloadSample) => void;
   /** Records whose kind the decoder does not know (ABI mismatch): counted, not fatal. */
   onBadRecord?: () => void;
 }
@@ -31,9 +44,10 @@ export class KernelProbe {
 
   private constructor(private readonly obj: BpfObject, opts: ProbeOptions) {
     this.ring = new RingBuffer(obj.map('events'), (view) => {
-      const ev = decodeEvent(view);
-      if (ev) opts.onEvent(ev);
-      else opts.onBadRecord?.();
+      const rec = decodeRecord(view);
+      if (rec === null) opts.onBadRecord?.();
+      else if (rec.kind === Kind.PAYLOAD) opts.onPayload?.(rec);
+      else opts.onEvent(rec);
     });
     obj.own(this.ring);
     this.counters = new TrafficCounters(obj.map('traffic'));
@@ -44,9 +58,22 @@ export class KernelProbe {
   static start(opts: ProbeOptions): KernelProbe {
     const obj = BpfObject.open(OBJECT_PATH);
     try {
-      obj.setRodata((ro) => ro.setUint32(RODATA_SELF_TGID, opts.selfTgid ?? 0, true));
+      obj.setRodata((ro) => {
+        ro.setUint32(CONFIG.self_tgid, opts.selfTgid ?? 0, true);
+        ro.setUint16(CONFIG.udp_port, opts.udpPort ?? 443, true);
+        ro.setUint8(CONFIG.sample_payload, opts.samplePayload === false ? 0 : 1);
+      });
+      if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name));
       obj.load();
-      for (const prog of obj.programs()) obj.attach(prog);
+      const cgroupFd = opts.cgroupPath === null ? -1 : openSync(opts.cgroupPath, 'r');
+      try {
+        for (const prog of obj.programs()) {
+          if (!isCgroupSection(prog.section)) obj.attach(prog);
+          else if (cgroupFd >= 0) obj.attachCgroup(prog, cgroupFd);
+        }
+      } finally {
+        if (cgroupFd >= 0) closeSync(cgroupFd); // links keep their own reference to the cgroup
+      }
       return new KernelProbe(obj, opts);
     } catch (err) {
       obj.close();

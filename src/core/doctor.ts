@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../bpf/object.js';
 import { libbpfVersion } from '../bpf/libbpf.js';
 import { BTF_PATH, checkBtf, findCgroup2Mount, privilegeStatus } from '../bpf/preflight.js';
-import { OBJECT_PATH } from '../bpf/probe.js';
+import { OBJECT_PATH, PROGRAMS, isCgroupSection } from '../bpf/probe.js';
+import { closeSync, openSync } from 'node:fs';
 import { VERSION } from './version.js';
 import { hashBpfSources } from '../../bpf/hash-sources.mjs';
 
@@ -53,8 +54,8 @@ function objectFresh(): { ok: boolean; detail: string } {
   }
 }
 
-/** Loads and attaches one program alone; returns what happened. */
-function probeHook(name: string): { ok: boolean; detail: string } {
+/** Loads and attaches one program alone (cgroup programs to `cgroup`), then releases it. */
+function probeHook(name: string, cgroup: string | null): { ok: boolean; detail: string } {
   return attempt(() => {
     const obj = BpfObject.open(OBJECT_PATH);
     try {
@@ -62,13 +63,35 @@ function probeHook(name: string): { ok: boolean; detail: string } {
       if (!prog) throw new Error(`no program ${name} in the object`);
       obj.setAutoload((n) => n === name);
       obj.load();
-      obj.attach(prog);
+      if (!isCgroupSection(prog.section)) {
+        obj.attach(prog);
+      } else {
+        if (cgroup === null) throw new Error(`${prog.section} loads, but there is no cgroup v2 mount to attach it to`);
+        const fd = openSync(cgroup, 'r');
+        try {
+          obj.attachCgroup(prog, fd);
+        } finally {
+          closeSync(fd);
+        }
+      }
       return `${prog.section} loads and attaches`;
     } finally {
       obj.close();
     }
   });
 }
+
+/** What each hook gives; the tracing hooks are required, the cgroup ones add classification. */
+const HOOK_ROLE: Record<(typeof PROGRAMS)[number], { required: boolean; role: string }> = {
+  busted_set_state: { required: true, role: 'TCP lifecycle' },
+  busted_send: { required: true, role: 'tx bytes' },
+  busted_recv: { required: true, role: 'rx bytes' },
+  busted_egress: { required: false, role: 'TLS SNI samples, UDP flows' },
+  busted_ingress: { required: false, role: 'DNS answers' },
+  busted_connect4: { required: false, role: 'UDP/QUIC flows (IPv4)' },
+  busted_connect6: { required: false, role: 'UDP/QUIC flows (IPv6)' },
+  busted_release: { required: false, role: 'closes missed by the tracing hooks, UDP closes' },
+};
 
 export async function runDoctor(): Promise<DoctorReport> {
   const checks: Check[] = [];
@@ -99,9 +122,10 @@ export async function runDoctor(): Promise<DoctorReport> {
   add({ name: 'bpf-object', ...objectFresh(), required: false, fix: 'npm run build:bpf' });
 
   const canLoad = btf.ok && priv.ok && lib.ok;
-  for (const name of ['busted_set_state', 'busted_send', 'busted_recv']) {
-    const r = canLoad ? probeHook(name) : { ok: false, detail: 'not tried: BTF, privileges or libbpf missing' };
-    add({ name: `hook:${name}`, ...r, required: true });
+  for (const name of PROGRAMS) {
+    const r = canLoad ? probeHook(name, cg) : { ok: false, detail: 'not tried: BTF, privileges or libbpf missing' };
+    const { required, role } = HOOK_ROLE[name];
+    add({ name: `hook:${name}`, ok: r.ok, detail: `${r.detail} (${role})`, required });
   }
   return { version: VERSION, kernel, checks, ok: checks.every((c) => c.ok || !c.required), failOpen: FAIL_OPEN };
 }

@@ -5,9 +5,9 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { Kind, formatEndpoint, type KernelEvent } from '../bpf/abi.js';
+import { IPPROTO_UDP, Kind, formatEndpoint, type KernelEvent } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
-import { checkBtf, checkPrivileges } from '../bpf/preflight.js';
+import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe } from '../bpf/probe.js';
 import { IdentityCache, nsToTicks } from './identity.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
@@ -22,6 +22,8 @@ export interface EngineOptions {
   /** Ring-buffer drain interval (default 50 ms). */
   pollMs?: number;
   enforce?: boolean;
+  /** cgroup v2 directory for the cgroup programs; default: the cgroup v2 root from /proc/mounts. */
+  cgroupPath?: string | null;
   /** Called with problems that do not stop the engine (e.g. an unreadable record). */
   onWarning?: (message: string) => void;
 }
@@ -76,7 +78,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     const rec: ConnectRecord = {
       type: 'connect', ts, flow, pid: ev.owner.tgid, tid: ev.owner.tid, comm: ev.owner.comm,
       uid: ev.owner.uid, gid: ev.owner.gid, exe: who.exe, cgroup: who.cgroup,
-      cgroupId: Number(ev.owner.cgroupId), startTime, proto: 'tcp',
+      cgroupId: Number(ev.owner.cgroupId), startTime, proto: ev.proto === IPPROTO_UDP ? 'udp' : 'tcp',
       src: formatEndpoint(ev.family, ev.saddr, ev.sport), dst: formatEndpoint(ev.family, ev.daddr, ev.dport),
       provider: null, host: null, via: null,
       error: ev.kind === Kind.FAIL ? (ev.error > 0 ? errnoName(ev.error) : 'ECONNABORTED') : null,
@@ -85,7 +87,11 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     publish(rec);
   };
 
-  const probe = KernelProbe.start({ selfTgid: process.pid, onEvent, onBadRecord: () => badRecords++ });
+  const cgroupPath = opts.cgroupPath !== undefined ? opts.cgroupPath : findCgroup2Mount();
+  if (cgroupPath === null) {
+    opts.onWarning?.('cgroup v2 is not mounted: TLS SNI, DNS answers and UDP flows are not seen (mount -t cgroup2 none /sys/fs/cgroup).');
+  }
+  const probe = KernelProbe.start({ selfTgid: process.pid, cgroupPath, onEvent, onBadRecord: () => badRecords++ });
   const session: SessionRecord = {
     type: 'session', ts: new Date().toISOString(), v: SCHEMA_VERSION, host: hostname(), kernel: release(),
     version: VERSION, enforce: opts.enforce ?? false, source: 'live',

@@ -8,14 +8,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { EVENT, Kind, OWNER, SOCK, Stat, TRAFFIC, decodeEvent, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CONFIG, EVENT, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
+  busted_config: CONFIG,
   busted_owner: OWNER,
   busted_sock: SOCK,
   busted_traffic: TRAFFIC,
   busted_event: EVENT,
+  busted_hello: HELLO,
+  busted_payload: PAYLOAD,
 };
 
 function compilerLayout(): Record<string, Record<string, number>> & { consts: Record<string, number> } {
@@ -29,8 +32,10 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     lines.push('printf("}, ");');
   }
   lines.push(
-    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d}}",',
-    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d}}",',
+    '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX);',
     'return 0; }',
   );
   writeFileSync(join(dir, 'abi.c'), lines.join('\n'));
@@ -42,7 +47,17 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
 test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => {
   const c = compilerLayout();
   for (const [struct, fields] of Object.entries(LAYOUTS)) t.deepEqual({ ...fields }, c[struct], struct);
-  t.deepEqual(c.consts, { ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, MAX: Stat.MAX, COMM: 16 });
+  t.deepEqual(c.consts, {
+    ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, MAX: Stat.MAX, COMM: 16,
+    ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX,
+  });
+});
+
+test('the compiled object keeps busted_config as its only .rodata variable, at offset 0', (t) => {
+  const dump = execFileSync('bpftool', ['btf', 'dump', 'file', join(ROOT, 'bpf/busted.bpf.o')], { encoding: 'utf8' });
+  const m = /DATASEC '\.rodata' size=\d+ vlen=(\d+)\n\s+type_id=\d+ offset=(\d+) size=(\d+) \(VAR 'cfg'\)/.exec(dump);
+  t.truthy(m, 'no .rodata datasec with cfg');
+  t.deepEqual(m!.slice(1).map(Number), [1, 0, CONFIG.size]);
 });
 
 test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
@@ -71,6 +86,22 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   t.is(formatEndpoint(ev.family, ev.daddr, ev.dport), '127.0.0.1:443');
   t.is(ev.tx, 5n);
   t.is(ev.rx, 7n);
+});
+
+test('decodeRecord tells payload samples from lifecycle events and bounds len', (t) => {
+  const v = new DataView(new ArrayBuffer(PAYLOAD.size));
+  v.setUint32(PAYLOAD.kind, Kind.PAYLOAD, true);
+  v.setUint8(PAYLOAD.what, PayloadWhat.DNS);
+  v.setUint32(PAYLOAD.len, 3, true);
+  new Uint8Array(v.buffer).set([9, 8, 7], PAYLOAD.data);
+  const s = decodeRecord(v);
+  t.is(s?.kind, Kind.PAYLOAD);
+  t.deepEqual(s?.kind === Kind.PAYLOAD ? [...s.data] : null, [9, 8, 7]);
+  v.setUint32(PAYLOAD.len, 99_999, true); // hostile length: capped at the buffer
+  const big = decodeRecord(v);
+  t.is(big?.kind === Kind.PAYLOAD ? big.data.length : -1, PAYLOAD_MAX);
+  v.setUint8(PAYLOAD.what, 77);
+  t.is(decodeRecord(v), null);
 });
 
 test('decodeEvent refuses short records and unknown kinds instead of misreading them', (t) => {
