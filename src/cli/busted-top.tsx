@@ -129,10 +129,10 @@ async function main(): Promise<number> {
     process.stderr.write(`busted-top: ${NEED_ROOT}\n`);
     return 1;
   }
+  const source = flags.replay !== null ? replaySource(flags, flags.replay) : liveSource(flags);
   if (!process.stdout.isTTY || !process.stdin.isTTY) {
     throw topUsageError('busted-top needs a terminal on stdin and stdout; for pipes use busted --format json');
   }
-  const source = flags.replay !== null ? replaySource(flags, flags.replay) : liveSource(flags);
   const store = new Store(source.clock);
   const recorder = flags.record
     ? new Recorder(flags.record, { fallbackSession: () => defaultSession(VERSION) }).attach(store)

@@ -18,7 +18,7 @@ export interface StatusLineProps {
 const HINTS: Record<Screen, string> = {
   table: '? help  q quit  / filter  s sort  Enter detail  x kill  Space pause  t all/LLM',
   detail: 'Esc back  j/k scroll  x kill  Space pause  ? help  q quit',
-  help: 'any key closes the help  q quit',
+  help: 'any key closes the help  ^C quit',
 };
 
 function StatusLineView(props: StatusLineProps): React.JSX.Element {

@@ -24,7 +24,8 @@ export function sparkline(values: readonly number[]): string {
   return values
     .map((v) => {
       if (v <= 0) return ' ';
-      return SPARKS[Math.min(SPARKS.length - 1, Math.floor((v / max) * SPARKS.length))]!;
+      const level = Math.ceil((v / max) * SPARKS.length); // 1..8: the smallest non-zero value still shows
+      return SPARKS[Math.min(SPARKS.length, Math.max(1, level)) - 1]!;
     })
     .join('');
 }

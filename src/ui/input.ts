@@ -88,7 +88,8 @@ export function interpretKey(press: KeyPress, state: UiState, page: number): Eff
   if (state.prompt) return onPromptKey(command, press, state.prompt);
   switch (state.screen) {
     case 'help':
-      return command === 'quit' ? [{ kind: 'quit' }] : act({ type: 'screen', screen: 'table' });
+      // An overlay: any key closes it, q included; only Ctrl-C quits from here.
+      return press.name === 'ctrl+c' ? [{ kind: 'quit' }] : act({ type: 'screen', screen: 'table' });
     case 'detail':
       return onDetailCommand(command, page);
     case 'table':
