@@ -5,8 +5,11 @@
 import meow from 'meow';
 import { formatDoctor, runDoctor } from '../core/doctor.js';
 import { startEngine, type Engine } from '../core/engine.js';
-import { Store } from '../core/store.js';
+import { Store, systemClock, type Clock } from '../core/store.js';
+import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
+import { closeAllRecorders, defaultSession, Recorder } from '../sinks/recorder.js';
+import { describeProblems, readRecording, ReplayPlayer } from '../sinks/replay.js';
 import { describeError, usageError, type Flags, validateFlags } from './options.js';
 
 const cli = meow(
@@ -21,6 +24,9 @@ const cli = meow(
     --interval MS        how often byte counters are read and traffic records made (default 1000)
     --duration S         stop after S seconds
     --verbose            more fields per line (tid, gid, exe, cgroup, flow id) and traffic lines
+    --record FILE        also write every record to FILE (JSON lines, mode 0600, flushed every second)
+    --replay FILE        print a recording instead of watching the kernel (no root needed)
+    --speed N            with --replay: play N times faster (default 1; 0 = as fast as possible)
     --json               (doctor) print the report as JSON
     --help               show this help
     --version            show the version
@@ -30,7 +36,8 @@ const cli = meow(
 
   Examples
     $ sudo busted --format json | jq 'select(.type=="close")'
-    $ sudo busted --duration 60 --verbose
+    $ sudo busted --duration 60 --verbose --record /var/tmp/busted.jsonl
+    $ busted --replay examples/demo.jsonl --speed 0 --format json
 `,
   {
     importMeta: import.meta,
@@ -42,12 +49,15 @@ const cli = meow(
       duration: { type: 'number' },
       verbose: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      record: { type: 'string' },
+      replay: { type: 'string' },
+      speed: { type: 'number' },
     },
   },
 );
 
 async function main(): Promise<number> {
-  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'help', 'version']);
+  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'help', 'version']);
   const unknown = Object.keys(cli.flags).find((k) => !known.has(k));
   if (unknown) throw usageError(`unknown option --${unknown.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const [command, ...extra] = cli.input;
@@ -62,20 +72,77 @@ async function main(): Promise<number> {
   return runHeadless(flags);
 }
 
+interface Source {
+  clock: Clock;
+  start(store: Store): Promise<void>;
+  stop(): Promise<void>;
+  /** Resolves when the source has nothing more to give (a replay's end). */
+  ended: Promise<void>;
+}
+
+function liveSource(flags: Flags, warn: (msg: string) => void): Source {
+  let engine: Engine | null = null;
+  return {
+    clock: systemClock,
+    ended: new Promise<void>(() => {}),
+    async start(store) {
+      engine = await startEngine(store, { all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
+      if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
+    },
+    async stop() {
+      const e = engine;
+      engine = null;
+      await e?.stop();
+    },
+  };
+}
+
+function replaySource(flags: Flags, file: string, warn: (msg: string) => void): Source {
+  const recording = readRecording(file);
+  let store: Store | null = null;
+  const speed = flags.speed === 0 ? 1e9 : flags.speed;
+  const player = new ReplayPlayer({ publish: (rec) => store?.publish(rec) }, recording.records, { speed });
+  return {
+    clock: player.clock,
+    ended: player.done.then(() => {
+      if (recording.problems.length > 0) warn(`${file}: ${describeProblems(recording.problems)}.`);
+      if (recording.truncatedLastLine) warn(`${file}: the last line was cut short and was skipped.`);
+    }),
+    async start(s) {
+      store = s;
+      player.start();
+    },
+    async stop() {
+      player.stop();
+    },
+  };
+}
+
 async function runHeadless(flags: Flags): Promise<number> {
-  const store = new Store();
   const out = new StdoutLines();
+  const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
+  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, warn);
+  const store = new Store(source.clock);
   const printer = new Printer({ format: flags.format, verbose: flags.verbose, all: true, write: (l) => out.write(l) });
   store.onRecord((rec) => printer.handle(rec));
-  const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
+  const recorder = flags.record !== undefined
+    ? new Recorder(flags.record, { fallbackSession: () => defaultSession(VERSION) }).attach(store)
+    : null;
+  process.once('exit', () => closeAllRecorders());
+  process.once('uncaughtException', (err) => {
+    closeAllRecorders();
+    throw err;
+  });
 
-  let engine: Engine | null = null;
   let finish: (code: number) => void = () => {};
   const done = new Promise<number>((resolve) => (finish = resolve));
+  let stopping = false;
   const stop = async (code: number) => {
-    const e = engine;
-    engine = null;
-    if (e) await e.stop();
+    if (stopping) return;
+    stopping = true;
+    await source.stop();
+    for (const problem of closeAllRecorders()) warn(problem);
+    if (recorder && flags.format === 'text') warn(`recorded ${recorder.count} records to ${recorder.path}`);
     await out.flush();
     finish(code);
   };
@@ -84,8 +151,8 @@ async function runHeadless(flags: Flags): Promise<number> {
   process.once('SIGHUP', () => void stop(0));
   out.onBrokenPipe(() => void stop(0));
 
-  engine = await startEngine(store, { all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
-  if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
+  await source.start(store);
+  void source.ended.then(() => stop(0));
   if (flags.duration !== undefined) setTimeout(() => void stop(0), flags.duration * 1000).unref();
   return done;
 }

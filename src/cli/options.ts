@@ -18,6 +18,10 @@ export interface Flags {
   interval: number;
   duration: number | undefined;
   verbose: boolean;
+  record: string | undefined;
+  replay: string | undefined;
+  /** Replay speed; 0 means as fast as possible. */
+  speed: number;
 }
 
 export interface RawFlags {
@@ -26,6 +30,9 @@ export interface RawFlags {
   interval?: number;
   duration?: number;
   verbose?: boolean;
+  record?: string;
+  replay?: string;
+  speed?: number;
 }
 
 export function validateFlags(raw: RawFlags): Flags {
@@ -39,13 +46,19 @@ export function validateFlags(raw: RawFlags): Flags {
   if (duration !== undefined && (!Number.isFinite(duration) || duration <= 0)) {
     throw usageError(`--duration must be a positive number of seconds, not "${duration}"`);
   }
-  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false };
+  if (raw.record !== undefined && raw.record.trim() === '') throw usageError('--record needs a file path');
+  if (raw.replay !== undefined && raw.replay.trim() === '') throw usageError('--replay needs a file path');
+  const speed = raw.speed ?? 1;
+  if (!Number.isFinite(speed) || speed < 0) throw usageError(`--speed must be a number ≥ 0, not "${raw.speed}"`);
+  if (raw.speed !== undefined && raw.replay === undefined) throw usageError('--speed only applies with --replay FILE');
+  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, speed };
 }
 
 /** One sentence for a person, and the exit code. */
 export function describeError(err: unknown): { message: string; code: number } {
   if (err instanceof UsageError) return { message: err.message, code: 2 };
   if (err instanceof PreflightError || err instanceof LibbpfMissingError) return { message: err.message, code: 1 };
+  if (err instanceof Error && (err.name === 'ReplayError' || err.name === 'RecordError')) return { message: err.message, code: 1 };
   if (err instanceof BpfError) {
     const hint =
       err.code === 'EPERM' || err.code === 'EACCES'

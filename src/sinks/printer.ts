@@ -77,7 +77,9 @@ export class Printer {
   private text(rec: EventRecord): string | null {
     switch (rec.type) {
       case 'session':
-        return `busted ${rec.version}: watching outbound TCP on ${rec.host} (kernel ${rec.kernel}, ${rec.enforce ? 'ENFORCE' : 'AUDIT'} mode)`;
+        return rec.source === 'replay'
+          ? `busted ${rec.version}: replaying a recording from ${rec.host} (kernel ${rec.kernel}, ${rec.enforce ? 'ENFORCE' : 'AUDIT'} mode)`
+          : `busted ${rec.version}: watching outbound connections on ${rec.host} (kernel ${rec.kernel}, ${rec.enforce ? 'ENFORCE' : 'AUDIT'} mode)`;
       case 'connect':
         return this.connectLine(rec);
       case 'classify': {
