@@ -1,26 +1,15 @@
 /**
- * `busted-top`: the terminal UI, live (root) or from a recording (`--replay FILE`). Parses flags,
- * wires a source (kernel engine or replay player) to the store, the store to the UI and the
- * recorder, and owns the process: only this file exits. The terminal is restored on q, Ctrl-C,
- * SIGINT/SIGTERM/SIGHUP and on an exception. Exit codes: 0 done, 1 runtime failure, 2 usage error.
+ * `busted-top`: the terminal UI, live (root) or from a recording (`--replay FILE`). This file
+ * parses flags and owns the process (only it exits); the wiring lives in top-run.tsx and is
+ * loaded after the flags are checked, so usage errors and --help answer at once.
+ * Exit codes: 0 done, 1 runtime failure, 2 usage error.
  */
-import React from 'react';
-import { render, type Instance } from 'ink';
 import meow from 'meow';
-import { readStartTime } from '../core/identity.js';
-import type { KillRecord } from '../core/records.js';
-import { Store, systemClock, type Clock } from '../core/store.js';
-import { VERSION } from '../core/version.js';
-import { closeAllRecorders, defaultSession, Recorder } from '../sinks/recorder.js';
-import { describeProblems, readRecording, ReplayError, ReplayPlayer, type Recording } from '../sinks/replay.js';
-import { App } from '../ui/App.js';
-import type { UiActions } from '../ui/actions.js';
-import type { UiOptions } from '../ui/source.js';
+import { closeAllRecorders } from '../sinks/recorder.js';
+import { ReplayError } from '../sinks/recording.js';
 import { describeError, UsageError } from './options.js';
-import { liveKill, REPLAY_KILL, refuseInReplay } from './kill.js';
 import { FullScreen } from './terminal.js';
-import { NEED_ROOT, topUsageError, validateTopFlags, type TopFlags } from './top-options.js';
-import { localUserNames, recordedUserNames } from './users.js';
+import { NEED_ROOT, validateTopFlags } from './top-options.js';
 
 const HELP = `
   Usage
@@ -52,76 +41,8 @@ const cli = meow(HELP, {
   },
 });
 
-interface Source {
-  options: UiOptions['source'];
-  clock: Clock;
-  start(store: Store): Promise<void>;
-  stop(): Promise<void>;
-  kill: UiActions['kill'];
-  /** Why kill is refused up front, or null. */
-  killUnavailable: string | null;
-  /** Said on stderr once the terminal is restored. */
-  notes(): string[];
-}
-
-function replaySource(flags: TopFlags, file: string): Source {
-  const recording: Recording = readRecording(file);
-  // The store needs the player's clock, so the player publishes to a store it is given later.
-  let store: Store | null = null;
-  const player = new ReplayPlayer({ publish: (rec) => store?.publish(rec) }, recording.records, { speed: flags.speed });
-  let ticker: NodeJS.Timeout | null = null;
-  return {
-    options: { mode: 'replay', file, speed: flags.speed, endsAt: player.endsAt },
-    clock: player.clock,
-    async start(s) {
-      store = s;
-      player.start();
-      s.tick();
-      ticker = setInterval(() => s.tick(), flags.intervalMs);
-    },
-    async stop() {
-      player.stop();
-      if (ticker) clearInterval(ticker);
-    },
-    kill: refuseInReplay,
-    killUnavailable: REPLAY_KILL,
-    notes: () => {
-      const notes: string[] = [];
-      if (recording.problems.length > 0) notes.push(`${file}: ${describeProblems(recording.problems)}.`);
-      if (recording.truncatedLastLine) notes.push(`${file}: the last line was cut short (a crash while recording?) and was skipped.`);
-      return notes;
-    },
-  };
-}
-
-function liveSource(flags: TopFlags): Source {
-  let engine: { stop(): Promise<void> } | null = null;
-  let publishKill: (rec: KillRecord) => void = () => {};
-  return {
-    options: { mode: 'live' },
-    clock: systemClock,
-    async start(store) {
-      publishKill = (rec) => store.publish(rec);
-      // Imported here so a replay never loads the kernel bindings.
-      const { startEngine } = await import('../core/engine.js');
-      engine = await startEngine(store, { all: flags.all, intervalMs: flags.intervalMs, verbose: false });
-      store.tick();
-    },
-    async stop() {
-      const e = engine;
-      engine = null;
-      await e?.stop();
-    },
-    kill: liveKill({
-      selfPid: process.pid,
-      readStartTime: (pid) => readStartTime(pid),
-      signal: (pid, sig) => process.kill(pid, sig),
-      publish: (rec) => publishKill(rec),
-    }),
-    killUnavailable: null,
-    notes: () => [],
-  };
-}
+/** The one full screen of this process: every exit path restores it before saying anything. */
+const screen = new FullScreen();
 
 async function main(): Promise<number> {
   const flags = validateTopFlags(cli.flags, cli.input);
@@ -129,71 +50,19 @@ async function main(): Promise<number> {
     process.stderr.write(`busted-top: ${NEED_ROOT}\n`);
     return 1;
   }
-  const source = flags.replay !== null ? replaySource(flags, flags.replay) : liveSource(flags);
-  if (!process.stdout.isTTY || !process.stdin.isTTY) {
-    throw topUsageError('busted-top needs a terminal on stdin and stdout; for pipes use busted --format json');
-  }
-  const store = new Store(source.clock);
-  const recorder = flags.record
-    ? new Recorder(flags.record, { fallbackSession: () => defaultSession(VERSION) }).attach(store)
-    : null;
-  await source.start(store);
-  return runUi(flags, source, store, recorder);
-}
-
-/** The one full screen of this process: every exit path restores it before saying anything. */
-const screen = new FullScreen();
-
-async function runUi(flags: TopFlags, source: Source, store: Store, recorder: Recorder | null): Promise<number> {
-  let instance: Instance | null = null;
-  const quit = (): void => instance?.unmount();
-  const onSignal = (): void => quit();
-  const onExit = (): void => {
-    screen.restore();
-    closeAllRecorders();
-  };
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
-  process.on('exit', onExit);
-  screen.enter();
-  instance = render(
-    <App
-      store={store}
-      actions={{ kill: source.kill, quit: () => {} }}
-      options={{ source: source.options, recording: recorder?.path ?? null, intervalMs: flags.intervalMs }}
-      config={{ selfPid: process.pid, tombstoneMs: 5000, userName: flags.replay ? recordedUserNames : localUserNames(),
-        killUnavailable: source.killUnavailable }}
-      showAll={flags.all}
-    />,
-    { exitOnCtrlC: false },
-  );
-  try {
-    await instance.waitUntilExit();
-  } finally {
-    await source.stop().catch(() => {});
-    screen.restore();
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
-  }
-  const problems = closeAllRecorders();
-  if (recorder) process.stderr.write(`busted-top: recorded ${recorder.count} records to ${recorder.path}\n`);
-  for (const note of [...source.notes(), ...problems]) process.stderr.write(`busted-top: ${note}\n`);
-  return 0;
+  const { runTop } = await import('./top-run.js');
+  return runTop(flags, screen);
 }
 
 function fail(err: unknown): never {
   screen.restore();
-  const { message, code } =
-    err instanceof ReplayError ? { message: err.message, code: 1 } : describeError(err);
+  closeAllRecorders();
+  const { message, code } = err instanceof ReplayError ? { message: err.message, code: 1 } : describeError(err);
   process.stderr.write(`busted-top: ${message}\n`);
   process.exit(err instanceof UsageError ? 2 : code);
 }
 
-process.on('uncaughtException', (err) => {
-  closeAllRecorders();
-  fail(err);
-});
-process.on('unhandledRejection', (err) => {
-  closeAllRecorders();
-  fail(err);
-});
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
 
 main().then((code) => process.exit(code), fail);

@@ -27,6 +27,8 @@ export interface AppProps {
   options: UiOptions;
   config: UiConfig;
   showAll: boolean;
+  /** Shown on the status line at start (e.g. problems found in a recording). */
+  notice?: { text: string; level: 'info' | 'error' };
   /** Fixed size instead of the terminal's (tests, benchmarks). */
   size?: TerminalSize;
 }
@@ -40,7 +42,7 @@ function providerCount(state: UiState): number {
 export function App(props: AppProps): React.JSX.Element {
   const { store, options, config } = props;
   const snapshot = useSyncExternalStore(store.subscribe, store.getSnapshot);
-  const [state, dispatch] = useReducer(reducer, undefined, () => initialState(config, { showAll: props.showAll, snapshot }));
+  const [state, dispatch] = useReducer(reducer, undefined, () => initialState(config, { showAll: props.showAll, snapshot, notice: props.notice }));
   useEffect(() => {
     if (snapshot !== state.live.snapshot) dispatch({ type: 'tick', snapshot });
   }, [snapshot]);

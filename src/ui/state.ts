@@ -89,6 +89,8 @@ export type Action =
 
 export const STATUS_TICKS = { info: 5, error: 10 } as const;
 
+const status = (text: string, level: Status['level']): Status => ({ text, level, ticksLeft: STATUS_TICKS[level] });
+
 const emptySnapshot = (at: number): StoreSnapshot => ({
   at, flows: [], processes: [],
   totals: { processes: 0, open: 0, connections: 0, tx: 0, rx: 0, txRate: 0, rxRate: 0 },
@@ -97,7 +99,7 @@ const emptySnapshot = (at: number): StoreSnapshot => ({
 
 export function initialState(
   config: UiConfig,
-  opts: { showAll?: boolean; snapshot?: StoreSnapshot } = {},
+  opts: { showAll?: boolean; snapshot?: StoreSnapshot; notice?: Pick<Status, 'text' | 'level'> } = {},
 ): UiState {
   const view: View = {
     snapshot: opts.snapshot ?? emptySnapshot(0), tombstones: new Map(), ledger: EMPTY_LEDGER, history: [],
@@ -105,7 +107,7 @@ export function initialState(
   const state: UiState = {
     config, live: view, shown: view, paused: false, showAll: opts.showAll ?? false, sort: DEFAULT_SORT,
     filterText: '', filter: EMPTY_FILTER, draft: null, selected: null, selectedIndex: 0, screen: 'table',
-    detailScroll: 0, prompt: null, status: null,
+    detailScroll: 0, prompt: null, status: opts.notice ? status(opts.notice.text, opts.notice.level) : null,
   };
   return opts.snapshot ? reducer(state, { type: 'tick', snapshot: opts.snapshot }) : state;
 }
@@ -172,8 +174,6 @@ function nextSort(sort: SortOrder, change: 'next' | 'prev' | 'reverse'): SortOrd
   const descending = !['user', 'process', 'providers'].includes(column);
   return { column, descending };
 }
-
-const status = (text: string, level: Status['level']): Status => ({ text, level, ticksLeft: STATUS_TICKS[level] });
 
 function askKill(state: UiState): UiState {
   if (state.config.killUnavailable) return { ...state, status: status(state.config.killUnavailable, 'error') };

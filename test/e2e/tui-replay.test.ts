@@ -1,0 +1,107 @@
+/**
+ * busted-top in a real terminal (tmux): replay a fixture, press keys, read the screen, and check
+ * that every way out (q, Ctrl-C, SIGTERM) gives the terminal back as it was. No root needed.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { ROOT } from '../helpers/busted.js';
+import { Tmux } from '../helpers/tmux.js';
+
+const FIXTURE = `${ROOT}test/fixtures/tui-replay.jsonl`;
+
+/** Runs busted-top between two markers, then reports its exit code and the tty's mode. */
+function command(args: string): string {
+  // Ink draws nothing interactive when it thinks it runs in CI: the UI's own terminal is not CI.
+  const run = `env -u CI -u CONTINUOUS_INTEGRATION ${process.execPath} ${ROOT}bin/busted-top.js ${args}`;
+  return `sh -c 'printf "BEFORE-MARK\\n"; ${run}; echo "EXIT=$?"; stty -a | tr " ;" "\\n\\n" | grep -x -- "-\\{0,1\\}icanon"; sleep 60'`;
+}
+
+const dataRows = (lines: string[]): string[] => lines.filter((l) => /^\s+\d+ \S/.test(l)).map((l) => l.trim().split(/\s+/)[0]!);
+
+test.before(() => {
+  execFileSync('tmux', ['-V']); // fails the run (not skips) when tmux is missing
+});
+
+test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores the terminal', async (t) => {
+  const tm = new Tmux('tui');
+  t.teardown(() => tm.kill());
+  tm.start(command(`--replay ${FIXTURE} --speed 10`), 80, 24);
+  let lines = await tm.waitFor((s) => s.includes('REPLAY ×10 ended') && /\s4211 /.test(s), 'the replayed rows');
+  t.is(tm.format('alternate_on'), '1', 'on the alternate screen');
+  t.regex(lines[0]!, /^busted-top {2}AUDIT {2}REPLAY ×10 ended/);
+  t.regex(lines[1]!, /procs 3 {2}conns 3\/4 .*lost 3$/);
+  t.regex(lines[2]!, /^\s+PID USER\s+PROCESS\s+PROVIDERS\s+CONNS\s+TX\/s ▼RX\/s\s+TX\s+RX LAST POLICY$/, 'every column at 80 wide');
+  t.deepEqual(dataRows(lines), ['4211', '5120', '6001'], 'sorted by RX/s');
+  t.true(lines.some((l) => /^openai\s+█/.test(l)), 'the provider breakdown is drawn');
+  t.regex(lines[23]!, /line 9 \(not valid JSON\)/, 'the malformed line is reported on the status line');
+  t.true(lines.every((l) => l.length <= 80));
+
+  tm.keys('s');
+  lines = await tm.waitFor((s) => s.includes('▼TX '), 'sort by TX');
+  t.deepEqual(dataRows(lines), ['6001', '5120', '4211']);
+  tm.keys('r');
+  lines = await tm.waitFor((s) => s.includes('▲TX '), 'reversed sort');
+  t.deepEqual(dataRows(lines), ['4211', '5120', '6001']);
+
+  tm.keys('/');
+  tm.keys('provider:anthropic', true);
+  tm.keys('Enter');
+  lines = await tm.waitFor((_, l) => dataRows(l).length === 1, 'the filter');
+  t.deepEqual(dataRows(lines), ['5120']);
+  // the status line shows the recording's problem for 10 refreshes, then the active filter
+  await tm.waitFor((_, l) => /^filter: provider:anthropic \(Esc clears\)/.test(l[23] ?? ''), 'the filter on the status line', 15_000);
+
+  tm.keys('Enter');
+  lines = await tm.waitFor((s) => s.includes('exe      /usr/local/bin/node'), 'the detail view');
+  t.regex(lines[2]!, /^process {2}node {2}pid 5120 {2}start 600 {2}running/);
+  t.true(lines.some((l) => /^192\.0\.2\.20:443\s+api\.anthropic\.com\s+anthropic\s+sni\s+open/.test(l)));
+  tm.keys('Escape');
+  await tm.waitFor((s) => s.includes('PROVIDERS'), 'back to the table');
+  tm.keys('Escape');
+  lines = await tm.waitFor((_, l) => dataRows(l).length === 3, 'the filter cleared');
+
+  tm.keys('?');
+  lines = await tm.waitFor((s) => s.includes('Keys (Esc or ? closes this help)'), 'the help');
+  t.true(lines.some((l) => l.includes('q ^C') && l.includes('quit')));
+  tm.keys('Escape');
+  await tm.waitFor((s) => s.includes('PROVIDERS'), 'help closed');
+
+  tm.resize(120, 30);
+  lines = await tm.waitFor((_, l) => l.length === 30 && l.some((x) => x.length > 100), 'a redraw at 120x30');
+  t.regex(lines[29]!, /\? help/);
+
+  tm.keys('q');
+  lines = await tm.waitFor((s) => s.includes('EXIT='), 'busted-top to exit');
+  t.is(tm.format('alternate_on'), '0', 'back on the normal screen');
+  t.is(tm.format('cursor_flag'), '1', 'cursor visible');
+  const text = lines.join('\n');
+  t.regex(text, /BEFORE-MARK/, 'what was on the screen before is back');
+  t.regex(text, /EXIT=0/);
+  t.regex(text, /busted-top: .*tui-replay\.jsonl: 1 problem: line 9 \(not valid JSON\)\./);
+  t.regex(text, /^icanon$/m, 'the tty is back in canonical mode');
+  t.notRegex(text, /PROVIDERS/, 'no UI left on the normal screen');
+});
+
+for (const [name, stop] of [
+  ['Ctrl-C', (tm: Tmux) => tm.keys('C-c')],
+  ['SIGTERM', (tm: Tmux) => {
+    const shell = tm.format('pane_pid');
+    const child = execFileSync('pgrep', ['-P', shell], { encoding: 'utf8' }).trim().split('\n')[0]!;
+    process.kill(Number(child), 'SIGTERM');
+  }],
+] as const) {
+  test(`${name} also restores the terminal`, async (t) => {
+    const tm = new Tmux(`stop-${name}`);
+    t.teardown(() => tm.kill());
+    tm.start(command(`--replay ${FIXTURE} --speed 10`), 80, 24);
+    await tm.waitFor((s) => /\s4211 /.test(s), 'the replayed rows');
+    stop(tm);
+    const lines = await tm.waitFor((s) => s.includes('EXIT='), 'busted-top to exit');
+    const text = lines.join('\n');
+    t.regex(text, /EXIT=0/);
+    t.regex(text, /BEFORE-MARK/);
+    t.regex(text, /^icanon$/m);
+    t.is(tm.format('alternate_on'), '0');
+    t.is(tm.format('cursor_flag'), '1');
+  });
+}

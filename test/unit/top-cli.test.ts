@@ -1,0 +1,78 @@
+/** busted-top's command line: usage errors (exit 2), the non-root hint, replay errors (exit 1). */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from '../helpers/busted.js';
+import { validateTopFlags } from '../../src/cli/top-options.js';
+import { UsageError } from '../../src/cli/options.js';
+
+const BIN = `${ROOT}bin/busted-top.js`;
+const DEMO = `${ROOT}examples/demo.jsonl`;
+const run = (args: string[], opts: { asNobody?: boolean } = {}) => {
+  const asNobody = opts.asNobody && process.geteuid?.() === 0;
+  const cmd = asNobody ? 'setpriv' : process.execPath;
+  const argv = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args] : [BIN, ...args];
+  return spawnSync(cmd, argv, { encoding: 'utf8', timeout: 30_000, cwd: os.tmpdir(), env: { ...process.env, HOME: os.tmpdir() } });
+};
+
+const USAGE: [string[], RegExp][] = [
+  [['--speed', '0', '--replay', DEMO], /--speed must be a number above 0/],
+  [['--speed', 'fast', '--replay', DEMO], /--speed must be a number/],
+  [['--speed', '2'], /--speed only applies with --replay FILE/],
+  [['--interval', '5', '--replay', DEMO], /--interval must be a number of milliseconds between 50 and 60000/],
+  [['--bogus'], /unknown option --bogus/],
+  [['--replay', DEMO, 'extra'], /unexpected argument extra/],
+  [['--replay', DEMO, '--record', DEMO], /cannot be the same file/],
+];
+
+for (const [args, message] of USAGE) {
+  test(`busted-top ${args.map((a) => path.basename(a)).join(' ')} is a usage error`, (t) => {
+    const r = run(args);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, message);
+    t.regex(r.stderr, /^busted-top: .*; see busted-top --help\.\n$/);
+    t.is(r.stdout, '');
+  });
+}
+
+test('--help and --version', (t) => {
+  const help = run(['--help']);
+  t.is(help.status, 0);
+  for (const flag of ['--replay', '--speed', '--interval', '--record', '--all', '--version']) t.true(help.stdout.includes(flag), flag);
+  const version = run(['--version']);
+  t.is(version.status, 0);
+  t.regex(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+});
+
+test('without root and without --replay it says how to use a recording, exit 1', (t) => {
+  const r = run([], { asNobody: true });
+  t.is(r.status, 1, r.stderr);
+  t.regex(r.stderr, /^busted-top: busted-top needs root .*: run it with sudo, or try it without privileges on a recording: busted-top --replay examples\/demo\.jsonl\n$/);
+});
+
+test('a missing or empty recording is one clear sentence, exit 1', (t) => {
+  const missing = run(['--replay', '/nonexistent/rec.jsonl'], { asNobody: true });
+  t.is(missing.status, 1);
+  t.is(missing.stderr, 'busted-top: The recording /nonexistent/rec.jsonl does not exist; check the path (try examples/demo.jsonl).\n');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-cli-'));
+  fs.chmodSync(dir, 0o755);
+  const empty = path.join(dir, 'empty.jsonl');
+  fs.writeFileSync(empty, '', { mode: 0o644 });
+  const r = run(['--replay', empty], { asNobody: true });
+  fs.rmSync(dir, { recursive: true });
+  t.is(r.status, 1);
+  t.regex(r.stderr, /is empty; record one with --record FILE first\.\n$/);
+});
+
+test('without a terminal it is a usage error pointing to busted', (t) => {
+  const r = run(['--replay', DEMO]);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /needs a terminal on stdin and stdout; for pipes use busted --format json/);
+});
+
+test('validateTopFlags defaults', (t) => {
+  t.deepEqual(validateTopFlags({}), { replay: null, speed: 1, intervalMs: 1000, record: null, all: false });
+  t.throws(() => validateTopFlags({ replay: ' ' }), { instanceOf: UsageError });
+});
