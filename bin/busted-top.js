@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs the TypeScript entry point through tsx, so an install needs no build step.
-import { register } from 'tsx/esm/api';
+// React's development build adds per-render bookkeeping a monitor does not need.
+process.env.NODE_ENV ??= 'production';
+const { register } = await import('tsx/esm/api');
 
 register();
 await import('../src/cli/busted-top.tsx');

@@ -2,7 +2,7 @@
  * The busted-top screen. Snapshots enter through useSyncExternalStore; every tick becomes a
  * reducer action; everything the user can do goes through KeyInput and the injected actions.
  */
-import React, { useEffect, useMemo, useReducer, useSyncExternalStore } from 'react';
+import React, { useMemo, useReducer, useSyncExternalStore } from 'react';
 import { Box, useApp } from 'ink';
 import type { StoreSnapshot } from '../core/store.js';
 import type { UiActions } from './actions.js';
@@ -43,9 +43,9 @@ export function App(props: AppProps): React.JSX.Element {
   const { store, options, config } = props;
   const snapshot = useSyncExternalStore(store.subscribe, store.getSnapshot);
   const [state, dispatch] = useReducer(reducer, undefined, () => initialState(config, { showAll: props.showAll, snapshot, notice: props.notice }));
-  useEffect(() => {
-    if (snapshot !== state.live.snapshot) dispatch({ type: 'tick', snapshot });
-  }, [snapshot]);
+  // A new snapshot becomes a tick during this render (React re-runs the render at once, before
+  // committing), so each refresh draws one frame, never a stale one followed by the real one.
+  if (snapshot !== state.live.snapshot) dispatch({ type: 'tick', snapshot });
   const { exit } = useApp();
   const actions = useMemo<UiActions>(
     () => ({ kill: props.actions.kill, quit: () => { props.actions.quit(); exit(); } }),

@@ -69,7 +69,8 @@ export function updateLedger(ledger: ProviderLedger, flows: readonly Flow[]): Pr
       t.bytes += Math.max(0, bytes - before.bytes);
     }
     t.rate += f.txRate + f.rxRate;
-    seen.set(f.id, { provider: name, bytes });
+    // Unchanged entries are shared with the previous ledger (they are never mutated).
+    seen.set(f.id, before && before.provider === name && before.bytes === bytes ? before : { provider: name, bytes });
   }
   for (const [name, t] of providers) if (t.connections === 0 && t.bytes === 0) providers.delete(name);
   return { providers, seen };
