@@ -4,6 +4,7 @@
  */
 import meow from 'meow';
 import { formatDoctor, runDoctor } from '../core/doctor.js';
+import { loadCatalog, type Catalog } from '../core/catalog.js';
 import { startEngine, type Engine } from '../core/engine.js';
 import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
@@ -20,7 +21,8 @@ const cli = meow(
 
   Options
     --format text|json   output format (default text); json starts with a session record
-    --all                also show non-LLM TCP flows (until classification lands, everything is shown)
+    --all                also show flows that are not LLM traffic (default: LLM providers only)
+    --providers FILE     extra or overriding provider catalog entries (YAML or JSON; see README)
     --interval MS        how often byte counters are read and traffic records made (default 1000)
     --duration S         stop after S seconds
     --verbose            more fields per line (tid, gid, exe, cgroup, flow id) and traffic lines
@@ -50,6 +52,7 @@ const cli = meow(
       verbose: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       record: { type: 'string' },
+      providers: { type: 'string' },
       replay: { type: 'string' },
       speed: { type: 'number' },
     },
@@ -57,7 +60,7 @@ const cli = meow(
 );
 
 async function main(): Promise<number> {
-  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'help', 'version']);
+  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'help', 'version']);
   const unknown = Object.keys(cli.flags).find((k) => !known.has(k));
   if (unknown) throw usageError(`unknown option --${unknown.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const [command, ...extra] = cli.input;
@@ -80,13 +83,13 @@ interface Source {
   ended: Promise<void>;
 }
 
-function liveSource(flags: Flags, warn: (msg: string) => void): Source {
+function liveSource(flags: Flags, catalog: Catalog, warn: (msg: string) => void): Source {
   let engine: Engine | null = null;
   return {
     clock: systemClock,
     ended: new Promise<void>(() => {}),
     async start(store) {
-      engine = await startEngine(store, { all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
+      engine = await startEngine(store, { catalog, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
       if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
     },
     async stop() {
@@ -121,9 +124,13 @@ function replaySource(flags: Flags, file: string, warn: (msg: string) => void): 
 async function runHeadless(flags: Flags): Promise<number> {
   const out = new StdoutLines();
   const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
-  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, warn);
+  const catalog = loadCatalog(flags.providers ?? null);
+  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, warn);
   const store = new Store(source.clock);
-  const printer = new Printer({ format: flags.format, verbose: flags.verbose, all: true, write: (l) => out.write(l) });
+  const printer = new Printer({
+    format: flags.format, verbose: flags.verbose, all: flags.all, write: (l) => out.write(l),
+    providerName: (id) => catalog.get(id)?.name ?? id,
+  });
   store.onRecord((rec) => printer.handle(rec));
   const recorder = flags.record !== undefined
     ? new Recorder(flags.record, { fallbackSession: () => defaultSession(VERSION) }).attach(store)

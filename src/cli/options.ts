@@ -20,6 +20,7 @@ export interface Flags {
   verbose: boolean;
   record: string | undefined;
   replay: string | undefined;
+  providers: string | undefined;
   /** Replay speed; 0 means as fast as possible. */
   speed: number;
 }
@@ -32,6 +33,7 @@ export interface RawFlags {
   verbose?: boolean;
   record?: string;
   replay?: string;
+  providers?: string;
   speed?: number;
 }
 
@@ -48,10 +50,11 @@ export function validateFlags(raw: RawFlags): Flags {
   }
   if (raw.record !== undefined && raw.record.trim() === '') throw usageError('--record needs a file path');
   if (raw.replay !== undefined && raw.replay.trim() === '') throw usageError('--replay needs a file path');
+  if (raw.providers !== undefined && raw.providers.trim() === '') throw usageError('--providers needs a file path');
   const speed = raw.speed ?? 1;
   if (!Number.isFinite(speed) || speed < 0) throw usageError(`--speed must be a number ≥ 0, not "${raw.speed}"`);
   if (raw.speed !== undefined && raw.replay === undefined) throw usageError('--speed only applies with --replay FILE');
-  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, speed };
+  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, providers: raw.providers, speed };
 }
 
 /** One sentence for a person, and the exit code. */
@@ -59,6 +62,7 @@ export function describeError(err: unknown): { message: string; code: number } {
   if (err instanceof UsageError) return { message: err.message, code: 2 };
   if (err instanceof PreflightError || err instanceof LibbpfMissingError) return { message: err.message, code: 1 };
   if (err instanceof Error && (err.name === 'ReplayError' || err.name === 'RecordError')) return { message: err.message, code: 1 };
+  if (err instanceof Error && err.name === 'CatalogError') return { message: `${err.message}; nothing was started.`, code: 2 };
   if (err instanceof BpfError) {
     const hint =
       err.code === 'EPERM' || err.code === 'EACCES'

@@ -5,16 +5,24 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_UDP, Kind, formatEndpoint, type KernelEvent } from '../bpf/abi.js';
+import { IPPROTO_TCP, IPPROTO_UDP, Kind, PayloadWhat, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe } from '../bpf/probe.js';
+import { loadCatalog, type Catalog } from './catalog.js';
+import { ClassificationStage } from './classify-stage.js';
+import { Classifier } from './classifier.js';
 import { IdentityCache, nsToTicks } from './identity.js';
+import { ListenerFinder } from './listeners.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
 
 export interface EngineOptions {
+  /** The provider catalog (built-in plus --providers); default: the built-in one. */
+  catalog?: Catalog;
+  /** How long a TCP connect waits for its ClientHello before it is published (default 250 ms). */
+  holdMs?: number;
   all: boolean;
   /** Counter read and snapshot interval. */
   intervalMs: number;
@@ -62,11 +70,24 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const publish = (rec: EventRecord) => store.publish(rec);
   let badRecords = 0;
 
+  const cgroupPath = opts.cgroupPath !== undefined ? opts.cgroupPath : findCgroup2Mount();
+  const stage = new ClassificationStage({
+    classifier: new Classifier(opts.catalog ?? loadCatalog()),
+    publish,
+    listeners: new ListenerFinder(),
+    now: () => Date.now(),
+    holdMs: opts.holdMs,
+    sampling: cgroupPath !== null,
+  });
+
   const onEvent = (ev: KernelEvent) => {
     const flow = ev.cookie.toString();
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
+      const lf = live.get(ev.cookie);
       live.delete(ev.cookie);
+      stage.forget(flow); // a held connect goes out before its close
+      if (!lf) return; // never announced (no connect record): nothing to close
       publish({
         type: 'close', ts, flow, pid: ev.owner.tgid, tx: Number(ev.tx), rx: Number(ev.rx),
         durationMs: Math.round(Number(ev.tsNs - ev.connectNs) / 1e3) / 1e3,
@@ -84,14 +105,18 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       error: ev.kind === Kind.FAIL ? (ev.error > 0 ? errnoName(ev.error) : 'ECONNABORTED') : null,
     };
     if (ev.kind === Kind.CONNECT) live.set(ev.cookie, { pid: rec.pid, proc: `${rec.pid}:${startTime}`, tx: 0n, rx: 0n });
-    publish(rec);
+    stage.connect(rec);
   };
 
-  const cgroupPath = opts.cgroupPath !== undefined ? opts.cgroupPath : findCgroup2Mount();
+  const onPayload = (sample: PayloadSample) => {
+    if (sample.what === PayloadWhat.TLS) stage.tls(sample.cookie.toString(), sample.offset, sample.data);
+    else if (sample.proto === IPPROTO_TCP || sample.proto === IPPROTO_UDP) stage.dns(sample.data, sample.proto === IPPROTO_TCP ? 'tcp' : 'udp');
+  };
+
   if (cgroupPath === null) {
     opts.onWarning?.('cgroup v2 is not mounted: TLS SNI, DNS answers and UDP flows are not seen (mount -t cgroup2 none /sys/fs/cgroup).');
   }
-  const probe = KernelProbe.start({ selfTgid: process.pid, cgroupPath, onEvent, onBadRecord: () => badRecords++ });
+  const probe = KernelProbe.start({ selfTgid: process.pid, cgroupPath, onEvent, onPayload, onBadRecord: () => badRecords++ });
   const session: SessionRecord = {
     type: 'session', ts: new Date().toISOString(), v: SCHEMA_VERSION, host: hostname(), kernel: release(),
     version: VERSION, enforce: opts.enforce ?? false, source: 'live',
@@ -102,6 +127,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let lastBad = 0;
   const drain = () => {
     probe.poll();
+    stage.tick();
     const lost = probe.lost();
     if (lost > lostSeen) {
       publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });
@@ -118,7 +144,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     probe.counters.readBatch((cookie, tx, rx) => {
       const lf = live.get(cookie);
       if (!lf || (tx === lf.tx && rx === lf.rx)) return;
-      publish({ type: 'traffic', ts, flow: cookie.toString(), pid: lf.pid, tx: Number(tx - lf.tx), rx: Number(rx - lf.rx) });
+      const flow = cookie.toString();
+      if (stage.isHeld(flow)) return; // its deltas wait for its connect record
+      publish({ type: 'traffic', ts, flow, pid: lf.pid, tx: Number(tx - lf.tx), rx: Number(rx - lf.rx) });
       lf.tx = tx;
       lf.rx = rx;
     });

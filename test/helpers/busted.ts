@@ -23,8 +23,10 @@ export interface BustedRun {
   stop(): Promise<number | null>;
 }
 
-export async function startBusted(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BustedRun> {
-  const child = spawn(process.execPath, [BUSTED_BIN, '--format', 'json', '--all', ...args], {
+/** Starts `busted --format json` (with `--all` unless `all: false`) and waits for its session record. */
+export async function startBusted(args: string[] = [], env: NodeJS.ProcessEnv = {}, opts: { all?: boolean } = {}): Promise<BustedRun> {
+  const all = opts.all === false ? [] : ['--all'];
+  const child = spawn(process.execPath, [BUSTED_BIN, '--format', 'json', ...all, ...args], {
     env: { ...process.env, ...env },
   });
   const records: EventRecord[] = [];
@@ -82,8 +84,8 @@ export interface ClientResult {
 }
 
 /** Runs the python test client in its own process; resolves with its JSON report. */
-export async function runClient(args: (string | number)[]): Promise<ClientResult> {
-  const child = spawn('python3', [CLIENT, ...args.map(String)]);
+export async function runClient(args: (string | number)[], python = 'python3'): Promise<ClientResult> {
+  const child = spawn(python, [CLIENT, ...args.map(String)]);
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));

@@ -1,6 +1,9 @@
 """Test client: a separate process that makes real loopback connections.
 
 usage: client.py exchange HOST PORT SEND RECV   connect, send SEND bytes, receive exactly RECV, close
+       client.py tls HOST PORT SNI               start TLS with server name SNI (plain listener)
+       client.py dns SERVER NAME:PORT SEND       resolve NAME at SERVER:53, connect to it, send
+       client.py udp HOST PORT SEND              connected UDP socket, send SEND bytes once
        client.py refused HOST PORT              connect to a port nobody listens on
        client.py churn HOST PORT COUNT          COUNT connect/close pairs as fast as possible
 Prints one JSON line with its pid and what happened.
@@ -51,12 +54,84 @@ def churn(host, port, count):
     return {'count': count, 'sports': ports}
 
 
+def tls_hello(host, port, sni):
+    """Starts TLS with server name `sni` against a plain TCP listener; the handshake fails."""
+    import ssl
+    raw = socket.socket(family(host), socket.SOCK_STREAM)
+    raw.settimeout(10)
+    raw.connect((host, port))
+    ctx = ssl.create_default_context()
+    try:
+        ctx.wrap_socket(raw, server_hostname=sni).close()
+    except (ssl.SSLError, OSError):
+        pass
+    finally:
+        raw.close()
+    return {'sni': sni}
+
+
+def dns_then_connect(server, name, send):
+    """Asks the DNS server at `server` (ip) for `name`, connects to the first A/AAAA answer on
+    the port given after the name (name:port), sends `send` bytes and closes."""
+    import struct
+    qname, port = name.rsplit(':', 1)
+    q = struct.pack('>HHHHHH', 0x4242, 0x0100, 1, 0, 0, 0)
+    for label in qname.split('.'):
+        q += bytes([len(label)]) + label.encode()
+    q += b'\x00' + struct.pack('>HH', 1, 1)
+    u = socket.socket(family(server), socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.sendto(q, (server, 53))
+    resp, _ = u.recvfrom(4096)
+    u.close()
+    # the last A record of the answer section (after any CNAMEs)
+    an = struct.unpack('>H', resp[6:8])[0]
+    off = 12
+    while resp[off] != 0:
+        off += 1 + resp[off]
+    off += 5
+    addr = None
+    for _ in range(an):
+        if resp[off] & 0xc0 == 0xc0:
+            off += 2
+        else:
+            while resp[off] != 0:
+                off += 1 + resp[off]
+            off += 1
+        rtype, _, _, rdlen = struct.unpack('>HHIH', resp[off:off + 10])
+        off += 10
+        if rtype == 1:
+            addr = socket.inet_ntoa(resp[off:off + 4])
+        off += rdlen
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.connect((addr, int(port)))
+    s.sendall(b'd' * send)
+    s.close()
+    return {'address': addr}
+
+
+def udp_send(host, port, send):
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.send(b'u' * send)
+    local = s.getsockname()[1]
+    s.close()
+    return {'sport': local}
+
+
 def main():
-    mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    mode, host = sys.argv[1], sys.argv[2]
+    port = int(sys.argv[3]) if sys.argv[3].isdigit() else 0
     if mode == 'exchange':
         out = exchange(host, port, int(sys.argv[4]), int(sys.argv[5]))
     elif mode == 'refused':
         out = refused(host, port)
+    elif mode == 'tls':
+        out = tls_hello(host, port, sys.argv[4])
+    elif mode == 'dns':
+        out = dns_then_connect(host, sys.argv[3], int(sys.argv[4]))
+    elif mode == 'udp':
+        out = udp_send(host, port, int(sys.argv[4]))
     elif mode == 'churn':
         out = churn(host, port, int(sys.argv[4]))
     else:

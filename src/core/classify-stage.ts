@@ -1,0 +1,187 @@
+/**
+ * Classification between the kernel and the store. A TCP connect is held back briefly (at most
+ * `holdMs`) for its ClientHello so that its connect record already names the provider and host;
+ * SNI that completes later, or a DNS answer, yields a `classify` record instead. Holding never
+ * reorders one flow's records: a held connect is released before that flow's traffic or close.
+ */
+import { networkInterfaces } from 'node:os';
+import type { Classification, Classifier } from './classifier.js';
+import { parseDnsResponse, parseDnsTcpResponse } from './dns.js';
+import { listenerNames, type ListenerFinder } from './listeners.js';
+import type { ConnectRecord, EventRecord } from './records.js';
+import { ClientHelloAssembler } from './tls.js';
+
+export interface StageOptions {
+  classifier: Classifier;
+  publish: (rec: EventRecord) => void;
+  listeners: ListenerFinder;
+  now: () => number;
+  /** How long a TCP connect waits for its ClientHello (default 250 ms); 0 never waits. */
+  holdMs?: number;
+  /** Whether the kernel sends ClientHello samples at all (else nothing is held). */
+  sampling: boolean;
+}
+
+interface FlowState {
+  rec: ConnectRecord;
+  cls: Classification;
+  dstIp: string;
+  dstPort: number;
+  held: boolean;
+  heldUntil: number;
+  hello: ClientHelloAssembler | null;
+  sni: string | null;
+  ech: boolean;
+}
+
+/** `ip:port` or `[ip]:port` → parts. */
+export function splitEndpoint(ep: string): { ip: string; port: number } {
+  if (ep.startsWith('[')) {
+    const end = ep.indexOf(']');
+    return { ip: ep.slice(1, end), port: Number(ep.slice(end + 2)) };
+  }
+  const colon = ep.lastIndexOf(':');
+  return { ip: ep.slice(0, colon), port: Number(ep.slice(colon + 1)) };
+}
+
+const MAX_FLOWS = 65536;
+
+export class ClassificationStage {
+  private readonly flows = new Map<string, FlowState>();
+  private readonly holdMs: number;
+  private readonly localPorts: Set<number>;
+  private localAddrs: { at: number; set: Set<string> } = { at: -Infinity, set: new Set() };
+  dnsAnswers = 0;
+  badDns = 0;
+
+  constructor(private readonly opts: StageOptions) {
+    this.holdMs = opts.sampling ? (opts.holdMs ?? 250) : 0;
+    this.localPorts = new Set(opts.classifier.catalog.entries.flatMap((e) => e.local?.ports ?? []));
+  }
+
+  isHeld(flow: string): boolean {
+    return this.flows.get(flow)?.held ?? false;
+  }
+
+  /** A new connect from the kernel: classified from what is known now, then published or held. */
+  connect(rec: ConnectRecord): void {
+    const { ip, port } = splitEndpoint(rec.dst);
+    const st: FlowState = {
+      rec, cls: { provider: null, host: null, via: null }, dstIp: ip, dstPort: port, held: false, heldUntil: 0,
+      hello: null, sni: null, ech: false,
+    };
+    st.cls = this.classify(st);
+    if (rec.error !== null) {
+      this.opts.publish({ ...rec, ...st.cls });
+      return;
+    }
+    if (this.flows.size >= MAX_FLOWS) this.forget(this.flows.keys().next().value!);
+    this.flows.set(rec.flow, st);
+    if (rec.proto === 'tcp' && this.holdMs > 0) {
+      st.held = true;
+      st.heldUntil = this.opts.now() + this.holdMs;
+      return;
+    }
+    this.opts.publish({ ...rec, ...st.cls });
+  }
+
+  /** A ClientHello sample (TLS payload at `offset` of the flow's stream). */
+  tls(flow: string, offset: number, data: Uint8Array): void {
+    const st = this.flows.get(flow);
+    if (!st || st.sni !== null) return;
+    st.hello ??= new ClientHelloAssembler();
+    const r = st.hello.push(data, offset);
+    if (r.state === 'pending') return;
+    st.hello = null;
+    if (r.state === 'complete') {
+      st.sni = r.info.sni ?? '';
+      st.ech = r.info.ech;
+      this.reclassify(st);
+    } else {
+      st.sni = '';
+    }
+    this.release(st);
+  }
+
+  /** A DNS message received from port 53. */
+  dns(data: Uint8Array, proto: 'tcp' | 'udp'): void {
+    const answer = proto === 'tcp' ? parseDnsTcpResponse(data) : parseDnsResponse(data);
+    if (!answer) {
+      this.badDns++;
+      return;
+    }
+    if (answer.addresses.length === 0) return;
+    this.dnsAnswers++;
+    this.opts.classifier.observeDns(answer, this.opts.now());
+  }
+
+  /** Before a flow's traffic or close is published: its connect goes first. */
+  flush(flow: string): void {
+    const st = this.flows.get(flow);
+    if (st) this.release(st);
+  }
+
+  /** The flow is over. */
+  forget(flow: string): void {
+    const st = this.flows.get(flow);
+    if (!st) return;
+    this.release(st);
+    this.flows.delete(flow);
+  }
+
+  /** Releases connects whose hold expired. */
+  tick(): void {
+    const now = this.opts.now();
+    for (const st of this.flows.values()) if (st.held && now >= st.heldUntil) this.release(st);
+  }
+
+  private release(st: FlowState): void {
+    if (!st.held) return;
+    st.held = false;
+    this.opts.publish({ ...st.rec, ...st.cls });
+  }
+
+  private reclassify(st: FlowState): void {
+    const next = this.classify(st);
+    const cur = st.cls;
+    if (next.provider === cur.provider && next.host === cur.host && next.via === cur.via) return;
+    st.cls = next;
+    if (st.held) return; // the connect record will carry it
+    this.opts.publish({
+      type: 'classify', ts: new Date(this.opts.now()).toISOString(), flow: st.rec.flow, pid: st.rec.pid, ...next,
+    });
+  }
+
+  private classify(st: FlowState): Classification {
+    const listener = this.localListener(st.dstIp, st.dstPort);
+    return this.opts.classifier.classify({
+      dstIp: st.dstIp,
+      dstPort: st.dstPort,
+      sni: st.sni || null,
+      ech: st.ech,
+      listenerExe: listener?.exe ?? null,
+      listenerComm: listener?.comm ?? null,
+      nowMs: this.opts.now(),
+    });
+  }
+
+  /** The listener on a local destination port that a local model server may use. */
+  private localListener(ip: string, port: number): { exe: string | null; comm: string | null } | null {
+    if (!this.localPorts.has(port) || !this.isLocalAddress(ip)) return null;
+    const l = this.opts.listeners.find(port, this.opts.now());
+    if (!l) return null;
+    const names = listenerNames(l);
+    return { exe: l.exe ?? names[0] ?? null, comm: l.comm };
+  }
+
+  private isLocalAddress(ip: string): boolean {
+    if (ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.')) return true;
+    const now = this.opts.now();
+    if (now - this.localAddrs.at > 60_000) {
+      const set = new Set<string>();
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) set.add(a.address);
+      this.localAddrs = { at: now, set };
+    }
+    return this.localAddrs.set.has(ip);
+  }
+}
