@@ -15,6 +15,7 @@ export interface TerminalStreams {
 
 export class FullScreen {
   private active = false;
+  private teardown: (() => void) | null = null;
 
   constructor(private readonly io: TerminalStreams = { stdout: process.stdout, stdin: process.stdin }) {}
 
@@ -28,9 +29,24 @@ export class FullScreen {
     this.active = true;
   }
 
+  /**
+   * Runs `fn` first thing in restore(), still on the alternate screen: the UI unmounts there,
+   * so its last frame never lands on the user's normal screen (e.g. on an exception).
+   */
+  beforeRestore(fn: () => void): void {
+    this.teardown = fn;
+  }
+
   restore(): void {
     if (!this.active) return;
     this.active = false;
+    const teardown = this.teardown;
+    this.teardown = null;
+    try {
+      teardown?.();
+    } catch {
+      // the UI is already broken; leaving the alternate screen matters more
+    }
     try {
       if (this.io.stdin.isTTY) this.io.stdin.setRawMode?.(false);
     } catch {

@@ -117,6 +117,7 @@ async function runUi(
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
   process.on('exit', onExit);
   screen.enter();
+  screen.beforeRestore(quit);
   instance = render(
     <App
       store={store}

@@ -10,10 +10,17 @@ import { Tmux } from '../helpers/tmux.js';
 const FIXTURE = `${ROOT}test/fixtures/tui-replay.jsonl`;
 
 /** Runs busted-top between two markers, then reports its exit code and the tty's mode. */
-function command(args: string): string {
+function command(args: string, nodeArgs = ''): string {
   // Ink draws nothing interactive when it thinks it runs in CI: the UI's own terminal is not CI.
-  const run = `env -u CI -u CONTINUOUS_INTEGRATION ${process.execPath} ${ROOT}bin/busted-top.js ${args}`;
+  const run = `env -u CI -u CONTINUOUS_INTEGRATION ${process.execPath} ${nodeArgs} ${ROOT}bin/busted-top.js ${args}`;
   return `sh -c 'printf "BEFORE-MARK\\n"; ${run}; echo "EXIT=$?"; stty -a | tr " ;" "\\n\\n" | grep -x -- "-\\{0,1\\}icanon"; sleep 60'`;
+}
+
+/** The pid of busted-top: the child of the pane's shell. */
+function bustedTopPid(tm: Tmux): number {
+  const children = execFileSync('pgrep', ['-P', tm.format('pane_pid')], { encoding: 'utf8' }).trim().split('\n');
+  if (children.length !== 1) throw new Error(`expected one child of the pane's shell, found ${children.join(', ')}`);
+  return Number(children[0]);
 }
 
 const dataRows = (lines: string[]): string[] => lines.filter((l) => /^\s+\d+ \S/.test(l)).map((l) => l.trim().split(/\s+/)[0]!);
@@ -84,11 +91,7 @@ test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores 
 
 for (const [name, stop] of [
   ['Ctrl-C', (tm: Tmux) => tm.keys('C-c')],
-  ['SIGTERM', (tm: Tmux) => {
-    const shell = tm.format('pane_pid');
-    const child = execFileSync('pgrep', ['-P', shell], { encoding: 'utf8' }).trim().split('\n')[0]!;
-    process.kill(Number(child), 'SIGTERM');
-  }],
+  ['SIGTERM', (tm: Tmux) => process.kill(bustedTopPid(tm), 'SIGTERM')],
 ] as const) {
   test(`${name} also restores the terminal`, async (t) => {
     const tm = new Tmux(`stop-${name}`);
@@ -105,3 +108,20 @@ for (const [name, stop] of [
     t.is(tm.format('cursor_flag'), '1');
   });
 }
+
+test('an uncaught exception restores the terminal and says what happened, exit 1', async (t) => {
+  const tm = new Tmux('boom');
+  t.teardown(() => tm.kill());
+  tm.start(command(`--replay ${FIXTURE} --speed 10`, `--import ${ROOT}test/fixtures/throw-later.mjs`), 80, 24);
+  await tm.waitFor((s) => /\s4211 /.test(s), 'the replayed rows');
+  t.is(tm.format('alternate_on'), '1');
+  process.kill(bustedTopPid(tm), 'SIGUSR2');
+  const lines = await tm.waitFor((s) => s.includes('EXIT='), 'busted-top to exit');
+  const text = lines.join('\n');
+  t.regex(text, /busted-top: boom from the test\nEXIT=1/);
+  t.notRegex(text, /PROVIDER/, 'the last frame did not land on the normal screen');
+  t.regex(text, /BEFORE-MARK/);
+  t.regex(text, /^icanon$/m);
+  t.is(tm.format('alternate_on'), '0');
+  t.is(tm.format('cursor_flag'), '1');
+});

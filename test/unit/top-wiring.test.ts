@@ -57,14 +57,20 @@ test('FullScreen: enters the alternate screen, restores once, leaves raw mode', 
   const fd = fs.openSync(file, 'w');
   const raw: boolean[] = [];
   const screen = new FullScreen({ stdout: { fd, isTTY: true }, stdin: { isTTY: true, setRawMode: (on) => raw.push(on) } });
+  const order: string[] = [];
   screen.restore(); // nothing to restore yet
   screen.enter();
+  screen.beforeRestore(() => {
+    order.push(`teardown at ${fs.readFileSync(file, 'utf8').length} bytes`);
+    throw new Error('a broken UI does not stop the restore');
+  });
   t.true(screen.entered);
   screen.restore();
   screen.restore();
   fs.closeSync(fd);
   t.is(fs.readFileSync(file, 'utf8'), '\x1b[?1049h\x1b[H\x1b[2J\x1b[?25h\x1b[?1049l');
   t.deepEqual(raw, [false]);
+  t.deepEqual(order, ['teardown at 15 bytes'], 'the UI is torn down once, before leaving the alternate screen');
   const notTty = new FullScreen({ stdout: { fd: 1, isTTY: false }, stdin: {} });
   notTty.enter();
   t.false(notTty.entered, 'a pipe is never switched to the alternate screen');
