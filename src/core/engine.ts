@@ -64,6 +64,7 @@ export class WallClock {
 export async function startEngine(store: Store, opts: EngineOptions): Promise<Engine> {
   checkPrivileges();
   checkBtf();
+  const catalog = opts.catalog ?? loadCatalog(); // before anything is attached: a bad file attaches nothing
   const clock = new WallClock();
   const identities = new IdentityCache();
   const live = new Map<bigint, LiveFlow>();
@@ -71,14 +72,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let badRecords = 0;
 
   const cgroupPath = opts.cgroupPath !== undefined ? opts.cgroupPath : findCgroup2Mount();
-  const stage = new ClassificationStage({
-    classifier: new Classifier(opts.catalog ?? loadCatalog()),
-    publish,
-    listeners: new ListenerFinder(),
-    now: () => Date.now(),
-    holdMs: opts.holdMs,
-    sampling: cgroupPath !== null,
-  });
+  let stage!: ClassificationStage; // made once the probe says whether payload samples come
 
   const onEvent = (ev: KernelEvent) => {
     const flow = ev.cookie.toString();
@@ -116,7 +110,27 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   if (cgroupPath === null) {
     opts.onWarning?.('cgroup v2 is not mounted: TLS SNI, DNS answers and UDP flows are not seen (mount -t cgroup2 none /sys/fs/cgroup).');
   }
-  const probe = KernelProbe.start({ selfTgid: process.pid, cgroupPath, onEvent, onPayload, onBadRecord: () => badRecords++ });
+  const startProbe = (cg: string | null) =>
+    KernelProbe.start({ selfTgid: process.pid, cgroupPath: cg, onEvent, onPayload, onBadRecord: () => badRecords++ });
+  let probe: KernelProbe;
+  let sampling = cgroupPath !== null;
+  try {
+    probe = startProbe(cgroupPath);
+  } catch (err) {
+    if (cgroupPath === null) throw err;
+    // an older kernel may refuse a cgroup hook: keep monitoring without classification samples
+    opts.onWarning?.(`the cgroup programs could not be attached (${(err as Error).message}); TLS SNI, DNS and UDP flows are not seen. Run busted doctor for details.`);
+    probe = startProbe(null);
+    sampling = false;
+  }
+  stage = new ClassificationStage({
+    classifier: new Classifier(catalog),
+    publish,
+    listeners: new ListenerFinder(),
+    now: () => Date.now(),
+    holdMs: opts.holdMs,
+    sampling,
+  });
   const session: SessionRecord = {
     type: 'session', ts: new Date().toISOString(), v: SCHEMA_VERSION, host: hostname(), kernel: release(),
     version: VERSION, enforce: opts.enforce ?? false, source: 'live',
