@@ -1,6 +1,7 @@
 /** busted-top's command line: usage errors (exit 2), the non-root hint, replay errors (exit 1). */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,12 +11,19 @@ import { UsageError } from '../../src/cli/options.js';
 
 const BIN = `${ROOT}bin/busted-top.js`;
 const DEMO = `${ROOT}examples/demo.jsonl`;
-const run = (args: string[], opts: { asNobody?: boolean } = {}) => {
+/** Runs busted-top (as nobody when asked and we are root); resolves with exit code and output. */
+async function run(args: string[], opts: { asNobody?: boolean } = {}) {
   const asNobody = opts.asNobody && process.geteuid?.() === 0;
   const cmd = asNobody ? 'setpriv' : process.execPath;
   const argv = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args] : [BIN, ...args];
-  return spawnSync(cmd, argv, { encoding: 'utf8', timeout: 30_000, cwd: os.tmpdir(), env: { ...process.env, HOME: os.tmpdir() } });
-};
+  const child = spawn(cmd, argv, { cwd: os.tmpdir(), env: { ...process.env, HOME: os.tmpdir() }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [status] = (await once(child, 'close')) as [number | null];
+  return { status, stdout, stderr };
+}
 
 const USAGE: [string[], RegExp][] = [
   [['--speed', '0', '--replay', DEMO], /--speed must be a number above 0/],
@@ -28,8 +36,8 @@ const USAGE: [string[], RegExp][] = [
 ];
 
 for (const [args, message] of USAGE) {
-  test(`busted-top ${args.map((a) => path.basename(a)).join(' ')} is a usage error`, (t) => {
-    const r = run(args);
+  test(`busted-top ${args.map((a) => path.basename(a)).join(' ')} is a usage error`, async (t) => {
+    const r = await run(args);
     t.is(r.status, 2, r.stderr);
     t.regex(r.stderr, message);
     t.regex(r.stderr, /^busted-top: .*; see busted-top --help\.\n$/);
@@ -37,37 +45,37 @@ for (const [args, message] of USAGE) {
   });
 }
 
-test('--help and --version', (t) => {
-  const help = run(['--help']);
+test('--help and --version', async (t) => {
+  const help = await run(['--help']);
   t.is(help.status, 0);
   for (const flag of ['--replay', '--speed', '--interval', '--record', '--all', '--version']) t.true(help.stdout.includes(flag), flag);
-  const version = run(['--version']);
+  const version = await run(['--version']);
   t.is(version.status, 0);
   t.regex(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
 });
 
-test('without root and without --replay it says how to use a recording, exit 1', (t) => {
-  const r = run([], { asNobody: true });
+test('without root and without --replay it says how to use a recording, exit 1', async (t) => {
+  const r = await run([], { asNobody: true });
   t.is(r.status, 1, r.stderr);
   t.regex(r.stderr, /^busted-top: busted-top needs root .*: run it with sudo, or try it without privileges on a recording: busted-top --replay examples\/demo\.jsonl\n$/);
 });
 
-test('a missing or empty recording is one clear sentence, exit 1', (t) => {
-  const missing = run(['--replay', '/nonexistent/rec.jsonl'], { asNobody: true });
+test('a missing or empty recording is one clear sentence, exit 1', async (t) => {
+  const missing = await run(['--replay', '/nonexistent/rec.jsonl'], { asNobody: true });
   t.is(missing.status, 1);
   t.is(missing.stderr, 'busted-top: The recording /nonexistent/rec.jsonl does not exist; check the path (try examples/demo.jsonl).\n');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-cli-'));
   fs.chmodSync(dir, 0o755);
   const empty = path.join(dir, 'empty.jsonl');
   fs.writeFileSync(empty, '', { mode: 0o644 });
-  const r = run(['--replay', empty], { asNobody: true });
+  const r = await run(['--replay', empty], { asNobody: true });
   fs.rmSync(dir, { recursive: true });
   t.is(r.status, 1);
   t.regex(r.stderr, /is empty; record one with --record FILE first\.\n$/);
 });
 
-test('without a terminal it is a usage error pointing to busted', (t) => {
-  const r = run(['--replay', DEMO]);
+test('without a terminal it is a usage error pointing to busted', async (t) => {
+  const r = await run(['--replay', DEMO]);
   t.is(r.status, 2);
   t.regex(r.stderr, /needs a terminal on stdin and stdout; for pipes use busted --format json/);
 });
