@@ -50,6 +50,10 @@ async function main(): Promise<number> {
     process.stderr.write(`busted-top: ${NEED_ROOT}\n`);
     return 1;
   }
+  // Ink draws no interactive frames when it believes it runs in CI (CI=1 in the environment);
+  // busted-top only ever runs on a terminal (top-run checks), so that guess does not apply.
+  delete process.env.CI;
+  delete process.env.CONTINUOUS_INTEGRATION;
   const { runTop } = await import('./top-run.js');
   return runTop(flags, screen);
 }

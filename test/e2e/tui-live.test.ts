@@ -27,7 +27,7 @@ kernelTest('live busted-top shows a client within two refreshes and x + y ends i
     server.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  const run = `env -u CI -u CONTINUOUS_INTEGRATION ${process.execPath} ${ROOT}bin/busted-top.js --all --interval ${INTERVAL_MS} --record ${recording}`;
+  const run = `env CI=true ${process.execPath} ${ROOT}bin/busted-top.js --all --interval ${INTERVAL_MS} --record ${recording}`;
   tm.start(`sh -c '${run}; echo "EXIT=$?"; sleep 60'`, 100, 30);
   await tm.waitFor((s) => /^busted-top {2}AUDIT {2}● REC/m.test(s) && /up \d+s/.test(s), 'busted-top attached', 30_000);
 
