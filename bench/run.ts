@@ -1,0 +1,662 @@
+/**
+ * busted's benchmark: what it costs to have busted attached, as a ratio against the same load
+ * without it. Not a test: it prints numbers (and writes bench/results.json); the targets are
+ * printed next to them.
+ *
+ *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~9 min)
+ *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~1 min)
+ *
+ * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-shared,
+ * --busted PATH (the busted.js to run; default bin/busted.js of this checkout),
+ * --out FILE (default bench/results.json), --bpf-stats (turn on kernel.bpf_stats_enabled while the
+ * bench runs and report the kernel time of each busted program; this adds a little cost to every
+ * BPF program on the machine, so the headline ratios should come from a run without it).
+ *
+ * Figures (all over loopback only):
+ *   iperf-128k / iperf-1k: iperf3 throughput, 128 KiB and 1 KiB writes, one TCP stream.
+ *   churn: connections per second of bench/churn.c (connect, send 64 B, receive 64 B, close),
+ *     the load pinned to CPU 0 in both runs, busted free to run on any CPU.
+ *   churn-shared (information, no target): the same with busted pinned to the load's CPU too, so
+ *     all of busted's user-space work comes out of the load's CPU time (the worst case).
+ * Each figure: one discarded warm-up run, then N pairs of (baseline, monitored) runs, alternating.
+ * A monitored run starts `node bin/busted.js --format json --all`, waits for its first line (the
+ * `session` record: everything attached), runs the load, then stops busted with SIGINT. busted's
+ * output goes to a temporary file (nothing reads it while the load runs) and is counted afterwards:
+ * records, `lost`, and the `connect`/`close` records of the load's pid, which must match the
+ * connections the load made.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createReadStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const CHURN_SRC = join(ROOT, 'bench', 'churn.c');
+
+// ---------------------------------------------------------------------------------------------
+// options
+
+interface Options {
+  quick: boolean;
+  runs: number;
+  seconds: number;
+  only: Set<string> | null;
+  busted: string;
+  out: string;
+  bpfStats: boolean;
+}
+
+const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-shared'] as const;
+type FigureId = (typeof FIGURE_IDS)[number];
+
+function usage(msg: string): never {
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${FIGURE_IDS.join(',')}] [--busted PATH] [--out FILE] [--bpf-stats]\n`);
+  process.exit(2);
+}
+
+function parseOptions(argv: string[]): Options {
+  const quick = argv.includes('--quick');
+  const opts: Options = {
+    quick,
+    runs: quick ? 2 : 5,
+    seconds: quick ? 3 : 10,
+    only: null,
+    busted: join(ROOT, 'bin', 'busted.js'),
+    out: join(ROOT, 'bench', 'results.json'),
+    bpfStats: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') continue;
+    else if (a === '--bpf-stats') opts.bpfStats = true;
+    else if (a === '--runs') opts.runs = Number(value());
+    else if (a === '--seconds') opts.seconds = Number(value());
+    else if (a === '--busted') opts.busted = value();
+    else if (a === '--out') opts.out = value();
+    else if (a === '--only') {
+      opts.only = new Set(value().split(','));
+      for (const id of opts.only) if (!(FIGURE_IDS as readonly string[]).includes(id)) usage(`unknown figure ${id}`);
+    } else usage(`unknown option ${a}`);
+  }
+  if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 50) usage('--runs must be an integer in 1..50');
+  if (!Number.isFinite(opts.seconds) || opts.seconds < 1 || opts.seconds > 120) usage('--seconds must be in 1..120');
+  if (!existsSync(opts.busted)) usage(`no busted at ${opts.busted}`);
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// processes: every child is tracked, bounded in time, and killed if the bench is interrupted
+
+const children = new Set<ChildProcess>();
+let tmp = '';
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function cleanupAndExit(code: number): Promise<never> {
+  for (const c of children) c.kill('SIGKILL');
+  restoreBpfStats();
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+  process.exit(code);
+}
+process.once('SIGINT', () => void cleanupAndExit(130));
+process.once('SIGTERM', () => void cleanupAndExit(143));
+
+interface Done {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion, killing it after `timeoutMs`. */
+async function run(cmd: string, args: string[], timeoutMs: number): Promise<Done & { pid: number }> {
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(timer);
+  if (signal === 'SIGKILL') throw new Error(`${cmd} ${args.join(' ')} did not finish within ${timeoutMs} ms`);
+  return { code, signal, stdout, stderr, pid: child.pid ?? 0 };
+}
+
+async function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await once(child, 'exit');
+  clearTimeout(timer);
+  return child.signalCode !== 'SIGKILL';
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** utime+stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --bpf-stats: kernel run time of busted's programs, read from /proc/PID/fdinfo of its prog fds
+
+const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
+let bpfStatsBefore: string | null = null;
+
+function enableBpfStats(): void {
+  bpfStatsBefore = readFileSync(BPF_STATS, 'utf8').trim();
+  writeFileSync(BPF_STATS, '1');
+}
+
+function restoreBpfStats(): void {
+  if (bpfStatsBefore === null) return;
+  try {
+    writeFileSync(BPF_STATS, bpfStatsBefore);
+  } catch {
+    // best effort on the way out
+  }
+  bpfStatsBefore = null;
+}
+
+interface ProgStat {
+  id: number;
+  name: string;
+  runs: number;
+  ns: number;
+}
+
+/** Names of programs by id, from bpftool when it is there (the fdinfo has no name). */
+function progNames(): Map<number, string> {
+  const names = new Map<number, string>();
+  const r = spawnSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) return names;
+  try {
+    for (const p of JSON.parse(r.stdout) as { id: number; name?: string }[]) if (p.name) names.set(p.id, p.name);
+  } catch {
+    // no names then
+  }
+  return names;
+}
+
+function progStats(pid: number): ProgStat[] {
+  const byId = new Map<number, ProgStat>();
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return [];
+  }
+  for (const fd of fds) {
+    let info = '';
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const field = (k: string) => new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(info)?.[1];
+    const id = field('prog_id');
+    const runs = field('run_cnt');
+    const ns = field('run_time_ns');
+    if (id === undefined || runs === undefined || ns === undefined) continue; // links carry prog_id only
+    byId.set(Number(id), { id: Number(id), name: `prog ${id}`, runs: Number(runs), ns: Number(ns) });
+  }
+  const names = byId.size ? progNames() : new Map<number, string>();
+  for (const p of byId.values()) p.name = names.get(p.id) ?? p.name;
+  return [...byId.values()].sort((a, b) => b.ns - a.ns);
+}
+
+// ---------------------------------------------------------------------------------------------
+// busted as a child whose output is counted after the run
+
+interface Monitor {
+  pid: number;
+  startupMs: number;
+  /** Stops busted (SIGINT) and counts what it printed; `loadPid` selects the load's records. */
+  stop(loadPid: number): Promise<MonitorReport>;
+}
+
+interface MonitorReport {
+  exitCode: number | null;
+  records: number;
+  byType: Record<string, number>;
+  lost: number;
+  /** connect records of the load's pid without / with an error, and its close records */
+  loadConnects: number;
+  loadFailedConnects: number;
+  loadCloses: number;
+  /** CPU time busted used between its session record and SIGINT */
+  cpuSeconds: number | null;
+  /** with --bpf-stats: run count and kernel time of each of busted's programs */
+  progs: ProgStat[] | null;
+  /** ms from the session record to the first `lost` record, when there is one */
+  firstLostAfterMs: number | null;
+  stderr: string;
+}
+
+let monitorSeq = 0;
+
+/** Starts busted and resolves once it printed its session record; `cpu` pins it (via taskset). */
+async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean): Promise<Monitor> {
+  const file = join(tmp, `busted-${++monitorSeq}.jsonl`);
+  const fh = await open(file, 'w');
+  const t0 = performance.now();
+  const argv = [process.execPath, bustedPath, '--format', 'json', '--all'];
+  if (cpu !== null) argv.unshift('taskset', '-c', String(cpu)); // taskset execs node: same pid
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fh.fd, 'pipe'] }));
+  await fh.close(); // the child holds its own copy of the descriptor
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const text = await readFile(file, 'utf8');
+    const nl = text.indexOf('\n');
+    if (nl >= 0) {
+      const first = JSON.parse(text.slice(0, nl)) as { type?: string };
+      if (first.type !== 'session') throw new Error(`busted's first line is not a session record: ${text.slice(0, nl)}`);
+      break;
+    }
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`busted exited (code ${child.exitCode}) before attaching: ${stderr.trim()}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`busted printed no session record within 30 s: ${stderr.trim()}`);
+    }
+    await sleep(20);
+  }
+  const startupMs = performance.now() - t0;
+  const pid = child.pid ?? 0;
+  const cpu0 = cpuSeconds(pid);
+  return {
+    pid,
+    startupMs,
+    async stop(loadPid: number) {
+      const diedEarly = child.exitCode !== null || child.signalCode !== null;
+      // busted drains the ring buffer every 50 ms and once more when it stops; give it a moment
+      if (!diedEarly) await sleep(250);
+      const cpu1 = cpuSeconds(pid);
+      const progs = bpfStats && !diedEarly ? progStats(pid) : null;
+      if (!diedEarly) child.kill('SIGINT');
+      const clean = await waitExit(child, 30_000);
+      if (!clean) stderr += '\n(bench: busted did not exit within 30 s of SIGINT and was killed)';
+      if (diedEarly) stderr += `\n(bench: busted exited during the load, code ${child.exitCode} signal ${child.signalCode})`;
+      const report = await countRecords(file, loadPid);
+      await rm(file, { force: true });
+      return {
+        ...report,
+        exitCode: child.exitCode,
+        cpuSeconds: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null,
+        progs,
+        stderr: stderr.trim(),
+      };
+    },
+  };
+}
+
+async function countRecords(file: string, loadPid: number) {
+  const byType: Record<string, number> = {};
+  let records = 0;
+  let lost = 0;
+  let loadConnects = 0;
+  let loadFailedConnects = 0;
+  let loadCloses = 0;
+  let sessionMs = 0;
+  let firstLostAfterMs: number | null = null;
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (!line) continue;
+    const rec = JSON.parse(line) as { type: string; ts: string; pid?: number; count?: number; error?: string | null };
+    records++;
+    byType[rec.type] = (byType[rec.type] ?? 0) + 1;
+    if (rec.type === 'session') sessionMs = Date.parse(rec.ts);
+    else if (rec.type === 'lost') {
+      lost += rec.count ?? 0;
+      firstLostAfterMs ??= Date.parse(rec.ts) - sessionMs;
+    }
+    else if (rec.pid === loadPid) {
+      if (rec.type === 'connect') rec.error ? loadFailedConnects++ : loadConnects++;
+      else if (rec.type === 'close') loadCloses++;
+    }
+  }
+  return { records, byType, lost, firstLostAfterMs, loadConnects, loadFailedConnects, loadCloses };
+}
+
+// ---------------------------------------------------------------------------------------------
+// loads
+
+interface LoadResult {
+  /** the figure's value: bits/s for iperf, connections/s for churn */
+  value: number;
+  pid: number;
+  /** connections the load made (successful connects) and failed connects, when known */
+  connections: number;
+  failed: number;
+  detail: Record<string, unknown>;
+}
+
+let portSeq = 0;
+
+/** True once something listens on 127.0.0.1:port (from /proc/net/tcp; state 0A is LISTEN). */
+function listening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const table = readFileSync('/proc/net/tcp', 'utf8');
+  return table.split('\n').some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[1] === `0100007F:${hex}` && f[3] === '0A';
+  });
+}
+
+async function iperf(seconds: number, len: string): Promise<LoadResult> {
+  let port = 0;
+  for (let i = 0; i < 100 && !port; i++) {
+    const p = 5300 + (portSeq++ % 600);
+    if (!listening(p)) port = p;
+  }
+  if (!port) throw new Error('no free port in 5300..5899 for the iperf3 server');
+  const server = track(spawn('iperf3', ['-s', '-1', '-p', String(port), '-B', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  let serverErr = '';
+  server.stderr!.setEncoding('utf8').on('data', (d: string) => (serverErr += d));
+  try {
+    const deadline = Date.now() + 5000;
+    while (!listening(port)) {
+      if (server.exitCode !== null) throw new Error(`iperf3 server exited: ${serverErr.trim()}`);
+      if (Date.now() > deadline) throw new Error(`iperf3 server not listening on 127.0.0.1:${port} within 5 s`);
+      await sleep(20);
+    }
+    const client = await run('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-l', len, '--json'], (seconds + 20) * 1000);
+    const out = JSON.parse(client.stdout) as {
+      error?: string;
+      end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { bits_per_second: number; retransmits?: number } };
+    };
+    if (out.error || !out.end?.sum_received) throw new Error(`iperf3 client failed: ${out.error ?? client.stderr.trim()}`);
+    return {
+      value: out.end.sum_received.bits_per_second,
+      pid: client.pid,
+      connections: 2, // iperf3 opens a control connection and one data stream
+      failed: 0,
+      detail: { bytes: out.end.sum_received.bytes, sentBps: out.end.sum_sent?.bits_per_second },
+    };
+  } finally {
+    await waitExit(server, 5000);
+  }
+}
+
+let churnBin = '';
+
+async function buildChurn(): Promise<void> {
+  churnBin = join(tmp, 'churn');
+  const cc = spawnSync('cc', ['-O2', '-Wall', '-pthread', '-o', churnBin, CHURN_SRC], { encoding: 'utf8' });
+  if (cc.error && (cc.error as NodeJS.ErrnoException).code === 'ENOENT') {
+    throw new Error('no C compiler (cc) found: install one with `sudo apt-get install -y gcc` and run the bench again.');
+  }
+  if (cc.status !== 0) throw new Error(`cc failed to build bench/churn.c:\n${cc.stderr}`);
+}
+
+/** The load's CPU for the churn figures (both threads of churn are pinned to it). */
+const CHURN_CPU = 0;
+
+async function churn(seconds: number): Promise<LoadResult> {
+  const res = await run(churnBin, [String(seconds), '10000000', '4', String(CHURN_CPU)], (seconds + 30) * 1000);
+  const line = res.stdout.trim().split('\n').pop() ?? '';
+  if (!line.startsWith('{')) throw new Error(`churn failed (code ${res.code}): ${res.stderr.trim()}`);
+  const out = JSON.parse(line) as { pid: number; connections: number; failed: number; incomplete: number; firstError: string; seconds: number; cps: number };
+  if (res.code !== 0) throw new Error(`churn gave up after ${out.failed} failed connects (first error: ${out.firstError})`);
+  return { value: out.cps, pid: out.pid, connections: out.connections, failed: out.failed, detail: out };
+}
+
+// ---------------------------------------------------------------------------------------------
+// figures
+
+interface Figure {
+  id: FigureId;
+  label: string;
+  unit: string;
+  /** minimum ratio, or null for a figure given for information */
+  target: number | null;
+  load: (seconds: number) => Promise<LoadResult>;
+  show: (v: number) => string;
+  /** pin busted to this CPU (null: let the scheduler place it) */
+  bustedCpu: number | null;
+}
+
+const gbps = (bps: number) => `${(bps / 1e9).toFixed(2)} Gbit/s`;
+const cps = (v: number) => `${Math.round(v).toLocaleString('en-US')} conn/s`;
+
+const FIGURES: Figure[] = [
+  { id: 'iperf-128k', label: 'iperf3 loopback, 128 KiB writes', unit: 'bit/s', target: 0.97, load: (s) => iperf(s, '128K'), show: gbps, bustedCpu: null },
+  { id: 'iperf-1k', label: 'iperf3 loopback, 1 KiB writes', unit: 'bit/s', target: 0.92, load: (s) => iperf(s, '1K'), show: gbps, bustedCpu: null },
+  { id: 'churn', label: 'connect/send/recv/close churn', unit: 'conn/s', target: 0.95, load: churn, show: cps, bustedCpu: null },
+  { id: 'churn-shared', label: 'churn, busted on the same CPU', unit: 'conn/s', target: null, load: churn, show: cps, bustedCpu: CHURN_CPU },
+];
+
+interface MonitoredRun {
+  value: number;
+  connections: number;
+  failed: number;
+  startupMs: number;
+  busted: MonitorReport;
+  /** every connection the load made appears as a connect record, and nothing was lost */
+  complete: boolean;
+}
+
+interface FigureResult {
+  id: FigureId;
+  label: string;
+  unit: string;
+  target: number | null;
+  baseline: { runs: number[]; median: number };
+  monitored: { runs: number[]; median: number; details: MonitoredRun[] };
+  ratio: number;
+  pairRatios: number[];
+  meetsTarget: boolean | null;
+  allReported: boolean;
+  /** median CPU time busted used per connection of the load, in microseconds */
+  bustedCpuUsPerConnection: number | null;
+  /** with --bpf-stats: per program, median kernel ns per run and runs per second of load */
+  bpf: { name: string; nsPerRun: number; runsPerSecond: number; nsPerConnection: number | null }[] | null;
+  loadavg: string;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+function bpfSummary(mon: MonitoredRun[], seconds: number): FigureResult['bpf'] {
+  const withStats = mon.filter((r) => r.busted.progs);
+  if (!withStats.length) return null;
+  const names = [...new Set(withStats.flatMap((r) => r.busted.progs!.map((p) => p.name)))];
+  return names.map((name) => {
+    const per = withStats.map((r) => ({ p: r.busted.progs!.find((x) => x.name === name), conns: r.connections }));
+    const ok = per.filter((x): x is { p: ProgStat; conns: number } => !!x.p && x.p.runs > 0);
+    return {
+      name,
+      nsPerRun: ok.length ? Math.round(median(ok.map((x) => x.p.ns / x.p.runs))) : 0,
+      runsPerSecond: ok.length ? Math.round(median(ok.map((x) => x.p.runs / seconds))) : 0,
+      nsPerConnection: ok.length && ok[0]!.conns > 2 ? Math.round(median(ok.map((x) => x.p.ns / x.conns))) : null,
+    };
+  });
+}
+
+async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
+  const where = fig.id.startsWith('churn') ? `; load on CPU ${CHURN_CPU}, busted ${fig.bustedCpu === null ? 'on any CPU' : `pinned to CPU ${fig.bustedCpu}`}` : '';
+  const target = fig.target === null ? 'for information' : `target ratio >= ${fig.target}`;
+  const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
+  log(`\n== ${fig.label} (${opts.runs} pairs of ${opts.seconds} s runs, ${target}${where}; load average ${loadavg.split(' ').slice(0, 3).join(' ')})`);
+  await fig.load(Math.max(1, Math.round(opts.seconds / 2))); // warm-up, discarded
+  const base: number[] = [];
+  const mon: MonitoredRun[] = [];
+  for (let i = 0; i < opts.runs; i++) {
+    const b = await fig.load(opts.seconds);
+    base.push(b.value);
+    log(`  run ${i + 1} baseline : ${fig.show(b.value)}`);
+
+    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats);
+    let m: LoadResult;
+    try {
+      m = await fig.load(opts.seconds);
+    } catch (err) {
+      await busted.stop(0);
+      throw err;
+    }
+    const rep = await busted.stop(m.pid);
+    const complete = rep.loadConnects === m.connections && rep.loadFailedConnects === m.failed && rep.lost === 0;
+    mon.push({ value: m.value, connections: m.connections, failed: m.failed, startupMs: busted.startupMs, busted: rep, complete });
+    const perConn = rep.cpuSeconds !== null && m.connections > 2 ? `, ${Math.round((rep.cpuSeconds * 1e6) / m.connections)} µs/connection` : '';
+    const cpu = rep.cpuSeconds === null ? '?' : `${rep.cpuSeconds.toFixed(2)} s${perConn}`;
+    log(
+      `  run ${i + 1} monitored: ${fig.show(m.value)}  (ratio ${(m.value / b.value).toFixed(3)}; busted: ${rep.records.toLocaleString('en-US')} records, ` +
+        `lost ${rep.lost}, cpu ${cpu}, attach ${Math.round(busted.startupMs)} ms)`,
+    );
+    log(
+      `      reported: ${rep.loadConnects.toLocaleString('en-US')}/${m.connections.toLocaleString('en-US')} connects of pid ${m.pid}` +
+        `, ${rep.loadCloses.toLocaleString('en-US')} closes, ${rep.loadFailedConnects}/${m.failed} failed connects, lost ${rep.lost}` +
+        ` -> ${complete ? 'all reported' : 'MISMATCH'}`,
+    );
+    if (rep.firstLostAfterMs !== null) log(`      first lost record ${(rep.firstLostAfterMs / 1000).toFixed(1)} s after busted attached`);
+    if (rep.progs) {
+      log(`      kernel: ${rep.progs.filter((p) => p.runs > 0).map((p) => `${p.name} ${p.runs.toLocaleString('en-US')} runs x ${Math.round(p.ns / p.runs)} ns`).join(', ')}`);
+    }
+    if (rep.exitCode !== 0 || rep.stderr) log(`      busted exit ${rep.exitCode}; stderr: ${rep.stderr || '-'}`);
+  }
+  const bm = median(base);
+  const mm = median(mon.map((r) => r.value));
+  const ratio = mm / bm;
+  const perConn = mon.filter((r) => r.busted.cpuSeconds !== null && r.connections > 2).map((r) => (r.busted.cpuSeconds! * 1e6) / r.connections);
+  return {
+    id: fig.id,
+    label: fig.label,
+    unit: fig.unit,
+    target: fig.target,
+    baseline: { runs: base, median: bm },
+    monitored: { runs: mon.map((r) => r.value), median: mm, details: mon },
+    ratio,
+    pairRatios: mon.map((r, i) => r.value / base[i]!),
+    meetsTarget: fig.target === null ? null : ratio >= fig.target,
+    allReported: mon.every((r) => r.complete),
+    bustedCpuUsPerConnection: perConn.length ? Math.round(median(perConn) * 10) / 10 : null,
+    bpf: bpfSummary(mon, opts.seconds),
+    loadavg,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// machine and preflight
+
+function machine() {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
+  const iperfVersion = spawnSync('iperf3', ['--version'], { encoding: 'utf8' }).stdout?.split('\n')[0]?.trim() ?? null;
+  const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'bpf', 'bin'], { encoding: 'utf8' });
+  return {
+    nproc: availableParallelism(),
+    kernel: release(),
+    cpu: model,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    iperf3: iperfVersion,
+    loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
+    commit: git.status === 0 ? git.stdout.trim() + (dirty.stdout.trim() ? ' (+ uncommitted changes in src/bpf/bin)' : '') : null,
+  };
+}
+
+function preflight(opts: Options, ids: Set<FigureId>): void {
+  if (process.geteuid?.() !== 0) {
+    throw new Error('busted needs root to attach its programs: run the bench as root (sudo npm run bench).');
+  }
+  if ((ids.has('iperf-128k') || ids.has('iperf-1k')) && spawnSync('iperf3', ['--version']).error) {
+    throw new Error(
+      'iperf3 is not installed: install it with `sudo apt-get install -y iperf3` (Debian/Ubuntu) or `sudo dnf install -y iperf3` ' +
+        '(Fedora), or run only the churn figure with `npm run bench -- --only churn`.',
+    );
+  }
+  void opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function table(results: FigureResult[]): string {
+  const rows = [
+    ['figure', 'baseline (median)', 'monitored (median)', 'ratio', 'target', 'verdict', 'all reported, lost 0'],
+    ...results.map((r) => {
+      const f = FIGURES.find((x) => x.id === r.id)!;
+      const verdict = r.meetsTarget === null ? 'info' : r.meetsTarget ? 'meets' : 'MISSES';
+      return [r.label, f.show(r.baseline.median), f.show(r.monitored.median), r.ratio.toFixed(3), r.target === null ? '-' : `>= ${r.target}`, verdict, r.allReported ? 'yes' : 'NO'];
+    }),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const fmt = (row: string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ');
+  return [fmt(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(fmt)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const figures = FIGURES.filter((f) => !opts.only || opts.only.has(f.id));
+  preflight(opts, new Set(figures.map((f) => f.id)));
+  const m = machine();
+  log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure)`);
+  log(`machine: ${m.nproc} CPUs, ${m.cpu}, kernel ${m.kernel}, ${m.memGiB} GiB, node ${m.node}, ${m.iperf3 ?? 'no iperf3'}`);
+  log(`busted: ${opts.busted} (commit ${m.commit ?? '?'}); load average at start: ${m.loadavg}`);
+
+  tmp = await mkdtemp(join(tmpdir(), 'busted-bench-'));
+  const started = new Date();
+  const results: FigureResult[] = [];
+  if (opts.bpfStats) {
+    enableBpfStats();
+    log(`kernel.bpf_stats_enabled set to 1 for the bench (was ${bpfStatsBefore}); ratios from this run include its cost.`);
+  }
+  try {
+    if (figures.some((f) => f.id === 'churn')) await buildChurn();
+    for (const fig of figures) results.push(await measure(fig, opts));
+  } finally {
+    restoreBpfStats();
+    await rm(tmp, { recursive: true, force: true });
+    tmp = '';
+  }
+
+  log(`\n${table(results)}`);
+  log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\`.`);
+  const json = {
+    date: started.toISOString(),
+    durationS: Math.round((Date.now() - started.getTime()) / 1000),
+    mode: opts.quick ? 'quick' : 'full',
+    bpfStats: opts.bpfStats,
+    runs: opts.runs,
+    seconds: opts.seconds,
+    machine: { ...m, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim() },
+    figures: results,
+  };
+  await writeFile(opts.out, `${JSON.stringify(json, null, 2)}\n`);
+  log(`results written to ${opts.out}`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    await cleanupAndExit(1);
+  },
+);
