@@ -22,6 +22,7 @@ const HELP = `
     --interval MS    screen refresh interval (default 1000)
     --record FILE    also write every record to FILE (JSON lines, mode 0600)
     --all            start with all traffic shown, not only LLM traffic (key t toggles)
+    --providers FILE extra or overriding provider catalog entries (YAML or JSON)
     --help           show this help
     --version        show the version
 
@@ -38,6 +39,7 @@ const cli = meow(HELP, {
     interval: { type: 'number' },
     record: { type: 'string' },
     all: { type: 'boolean' },
+    providers: { type: 'string' },
   },
 });
 

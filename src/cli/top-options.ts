@@ -7,6 +7,7 @@ export interface TopFlags {
   intervalMs: number;
   record: string | null;
   all: boolean;
+  providers: string | null;
 }
 
 export interface RawTopFlags {
@@ -15,10 +16,11 @@ export interface RawTopFlags {
   interval?: number;
   record?: string;
   all?: boolean;
+  providers?: string;
   [other: string]: unknown;
 }
 
-const KNOWN = new Set(['replay', 'speed', 'interval', 'record', 'all', 'help', 'version']);
+const KNOWN = new Set(['replay', 'speed', 'interval', 'record', 'all', 'providers', 'help', 'version']);
 
 export const topUsageError = (message: string): UsageError => new UsageError(`${message}; see busted-top --help.`);
 
@@ -30,6 +32,7 @@ export function validateTopFlags(raw: RawTopFlags, input: readonly string[] = []
   if (input.length > 0) throw topUsageError(`unexpected argument ${input[0]}`);
   if (raw.replay !== undefined && raw.replay.trim() === '') throw topUsageError('--replay needs a FILE');
   if (raw.record !== undefined && raw.record.trim() === '') throw topUsageError('--record needs a FILE');
+  if (raw.providers !== undefined && raw.providers.trim() === '') throw topUsageError('--providers needs a FILE');
   const speed = raw.speed ?? 1;
   if (!Number.isFinite(speed) || speed <= 0 || speed > 10_000) {
     throw topUsageError(`--speed must be a number above 0 and at most 10000, not "${raw.speed}"`);
@@ -40,7 +43,8 @@ export function validateTopFlags(raw: RawTopFlags, input: readonly string[] = []
     throw topUsageError(`--interval must be a number of milliseconds between 50 and 60000, not "${raw.interval}"`);
   }
   if (raw.record !== undefined && raw.record === raw.replay) throw topUsageError('--record and --replay cannot be the same file');
-  return { replay: raw.replay ?? null, speed, intervalMs: interval, record: raw.record ?? null, all: raw.all ?? false };
+  return { replay: raw.replay ?? null, speed, intervalMs: interval, record: raw.record ?? null, all: raw.all ?? false,
+    providers: raw.providers ?? null };
 }
 
 export const NEED_ROOT =

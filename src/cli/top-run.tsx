@@ -71,7 +71,9 @@ function liveSource(flags: TopFlags): Source {
       publishKill = (rec) => store.publish(rec);
       // Imported here so a replay never loads the kernel bindings.
       const { startEngine } = await import('../core/engine.js');
-      engine = await startEngine(store, { all: flags.all, intervalMs: flags.intervalMs, verbose: false });
+      const { loadCatalog } = await import('../core/catalog.js');
+      const catalog = loadCatalog(flags.providers);
+      engine = await startEngine(store, { catalog, all: flags.all, intervalMs: flags.intervalMs, verbose: false });
       store.tick();
     },
     async stop() {
