@@ -1,9 +1,16 @@
 /**
- * Process identity from /proc, cached per identity (pid + start time). The kernel records the
- * owner at connect time; this adds what only /proc can tell (executable path, cgroup path)
- * while the process still exists. A PID is only the same process while its start time matches.
+ * Process identity. A PID is only the same process while its start time matches, so an identity
+ * is (pid, start time). The kernel records the owner at connect time; `IdentityResolver`
+ * (identity-resolver.ts) adds what /proc, the cgroup tree, the passwd files and the executable's
+ * content tell, without blocking the caller. `IdentityCache` is the small synchronous lookup of
+ * executable and cgroup paths the engine used first; it stays for callers that want only that.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readCgroupPath, readExe, readStartTime } from './identity-proc.js';
+
+export { readCgroupPath, readExe, readStartTime } from './identity-proc.js';
+export { kernelDevToUser, userDevToKernel } from './identity-proc.js';
+export { IdentityResolver, identityKey } from './identity-resolver.js';
+export type { ChangeListener, Identity, ParentInfo, ProcessFacts, ResolverOptions } from './identity-resolver.js';
 
 /** USER_HZ: /proc/PID/stat reports times in these ticks; 100 on every mainstream Linux ABI. */
 export const CLOCK_TICKS = 100;
@@ -15,37 +22,6 @@ export function nsToTicks(ns: bigint): number {
 export interface ProcDetails {
   exe: string | null;
   cgroup: string | null;
-}
-
-/** Field 22 (starttime) of /proc/PID/stat, or null when the process is gone. */
-export function readStartTime(pid: number, procRoot = '/proc'): number | null {
-  try {
-    const stat = readFileSync(`${procRoot}/${pid}/stat`, 'utf8');
-    // comm (field 2) may contain spaces and parentheses: split after the last ')'
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const v = Number(rest[19]); // field 22 is the 20th after comm and state
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-export function readCgroupPath(pid: number, procRoot = '/proc'): string | null {
-  try {
-    const text = readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8');
-    for (const line of text.split('\n')) if (line.startsWith('0::')) return line.slice(3) || '/';
-    return null;
-  } catch {
-    return null;
-  }
-}
-
-export function readExe(pid: number, procRoot = '/proc'): string | null {
-  try {
-    return readlinkSync(`${procRoot}/${pid}/exe`);
-  } catch {
-    return null;
-  }
 }
 
 export class IdentityCache {
