@@ -3,6 +3,7 @@
  * feeds the UI and the recorder. The terminal is restored on q, Ctrl-C, SIGINT/SIGTERM/SIGHUP
  * and (through busted-top.tsx) on an exception.
  */
+import { basename } from 'node:path';
 import React from 'react';
 import { render, type Instance } from 'ink';
 import { readStartTime } from '../core/identity.js';
@@ -27,8 +28,8 @@ interface Source {
   kill: UiActions['kill'];
   /** Why kill is refused up front, or null. */
   killUnavailable: string | null;
-  /** Said on stderr once the terminal is restored. */
-  notes(): string[];
+  /** Said on stderr once the terminal is restored (`short`: for the status line, file names without their folder). */
+  notes(short?: boolean): string[];
 }
 
 function replaySource(flags: TopFlags, file: string): Source {
@@ -52,10 +53,11 @@ function replaySource(flags: TopFlags, file: string): Source {
     },
     kill: refuseInReplay,
     killUnavailable: REPLAY_KILL,
-    notes: () => {
+    notes: (short = false) => {
+      const name = short ? basename(file) : file;
       const notes: string[] = [];
-      if (recording.problems.length > 0) notes.push(`${file}: ${describeProblems(recording.problems)}.`);
-      if (recording.truncatedLastLine) notes.push(`${file}: the last line was cut short (a crash while recording?) and was skipped.`);
+      if (recording.problems.length > 0) notes.push(`${name}: ${describeProblems(recording.problems)}.`);
+      if (recording.truncatedLastLine) notes.push(`${name}: the last line was cut short (a crash while recording?) and was skipped.`);
       return notes;
     },
   };
@@ -128,7 +130,7 @@ async function runUi(
       config={{ selfPid: process.pid, tombstoneMs: 5000, userName: flags.replay ? recordedUserNames : localUserNames(),
         killUnavailable: source.killUnavailable }}
       showAll={flags.all}
-      notice={source.notes().length > 0 ? { text: source.notes().join(' '), level: 'error' } : undefined}
+      notice={source.notes().length > 0 ? { text: source.notes(true).join(' '), level: 'error' } : undefined}
     />,
     { exitOnCtrlC: false },
   );
