@@ -12,7 +12,10 @@
  *                               tracked UDP sockets on their first packet.
  *   cgroup_skb/ingress          sample DNS messages from port 53.
  *   cgroup/connect4, connect6   track connected UDP sockets to udp_port (QUIC).
- *   cgroup/sock_release         emit CLOSE for tracked UDP sockets.
+ *   cgroup/sock_release         emit CLOSE for tracked UDP sockets, and whatever the tracing
+ *                               hooks missed.
+ *   tp_btf/sched_process_exec   remember each process's executable path (`execs`), so a
+ *                               process that exits right after connecting keeps its exe.
  * Only lifecycle records and bounded payload samples cross the ring buffer; byte counters
  * stay in `traffic` and user space reads them in batches.
  */
@@ -64,6 +67,13 @@ struct {
 } hellos SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32); /* tgid */
+	__type(value, struct busted_exec);
+} execs SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); /* 4 MiB: ~27k records */
 } events SEC(".maps");
@@ -97,6 +107,7 @@ static __always_inline void fill_owner(struct busted_owner *o)
 	o->cgroup_id = bpf_get_current_cgroup_id();
 	/* /proc/PID/stat field 22 is derived from the leader's start_boottime */
 	o->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	o->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe) {
 		o->exe_ino = BPF_CORE_READ(exe, f_inode, i_ino);
@@ -581,4 +592,18 @@ int busted_release(struct bpf_sock *ctx)
 	announce(cookie, s, t, &a);
 	finish(cookie, BUSTED_EV_CLOSE, &a, 0);
 	return 1;
+}
+
+/* Every exec: the path of the file it ran, for processes gone before user space looks. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(busted_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct busted_exec e = {};
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	e.start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
+	/* interp == filename unless a #! script was rewritten to its interpreter */
+	bpf_probe_read_kernel_str(e.path, sizeof(e.path), BPF_CORE_READ(bprm, interp));
+	bpf_map_update_elem(&execs, &tgid, &e, BPF_ANY);
+	return 0;
 }

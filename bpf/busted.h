@@ -52,7 +52,7 @@ struct busted_owner {
 	__u64 start_ns;   /* group leader's start_boottime, ns since boot */
 	__u64 exe_ino;    /* inode of mm->exe_file, 0 when unknown */
 	__u32 exe_dev;    /* s_dev of that inode's superblock */
-	__u32 _pad0;
+	__u32 ppid;       /* tgid of the real parent */
 	char comm[BUSTED_COMM_LEN];
 };
 
@@ -63,6 +63,14 @@ struct busted_sock {
 	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
 	__u16 _pad0;
 	__u32 _pad1;
+};
+
+#define BUSTED_PATH_MAX 248
+
+/* Value of the `execs` LRU map, keyed by tgid: the file the process last exec'd. 256 bytes. */
+struct busted_exec {
+	__u64 start_ns;   /* the process's start_boottime, to tell a reused tgid */
+	char path[BUSTED_PATH_MAX]; /* as given to execve (after #! rewriting); may be relative */
 };
 
 /* Value of the `hellos` hash map: sampling state of a flow's first payload bytes. 16 bytes. */

@@ -37,8 +37,14 @@ export const OWNER = {
   start_ns: 24,
   exe_ino: 32,
   exe_dev: 40,
+  ppid: 44,
   comm: 48,
 } as const;
+
+export const PATH_MAX = 248;
+
+/** struct busted_exec (value of the `execs` map, keyed by tgid) */
+export const EXEC = { size: 256, start_ns: 0, path: 8 } as const;
 
 /** struct busted_sock */
 export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72 } as const;
@@ -96,6 +102,7 @@ export interface Owner {
   startNs: bigint;
   exeIno: bigint;
   exeDev: number;
+  ppid: number;
   comm: string;
 }
 
@@ -118,6 +125,11 @@ export interface KernelEvent {
 
 const utf8 = new TextDecoder('utf-8');
 
+/** A NUL-terminated C string in a fixed-size field. */
+export function decodeCString(bytes: Uint8Array): string {
+  return decodeComm(bytes);
+}
+
 function decodeComm(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
   return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
@@ -134,6 +146,7 @@ export function decodeOwner(view: DataView, base: number): Owner {
     startNs: view.getBigUint64(base + OWNER.start_ns, true),
     exeIno: view.getBigUint64(base + OWNER.exe_ino, true),
     exeDev: view.getUint32(base + OWNER.exe_dev, true),
+    ppid: view.getUint32(base + OWNER.ppid, true),
     comm: decodeComm(bytes),
   };
 }

@@ -4,9 +4,9 @@
  */
 import { openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, decodeRecord, Kind, Stat, type KernelEvent, type PayloadSample } from './abi.js';
+import { CONFIG, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
-import { BpfObject } from './object.js';
+import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
 
 export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/busted.bpf.o', import.meta.url));
@@ -15,6 +15,7 @@ export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new UR
 export const PROGRAMS = [
   'busted_set_state', 'busted_send', 'busted_recv',
   'busted_egress', 'busted_ingress', 'busted_connect4', 'busted_connect6', 'busted_release',
+  'busted_exec',
 ] as const;
 
 export const isCgroupSection = (section: string) => section.startsWith('cgroup');
@@ -40,6 +41,9 @@ export interface ProbeOptions {
 export class KernelProbe {
   readonly counters: TrafficCounters;
   private readonly stats: PerCpuStats;
+  private readonly execs: BpfMap;
+  private readonly execKey = Buffer.alloc(4);
+  private readonly execValue = Buffer.alloc(EXEC.size);
   private readonly ring: RingBuffer;
 
   private constructor(private readonly obj: BpfObject, opts: ProbeOptions) {
@@ -52,6 +56,16 @@ export class KernelProbe {
     obj.own(this.ring);
     this.counters = new TrafficCounters(obj.map('traffic'));
     this.stats = new PerCpuStats(obj.map('stats'));
+    this.execs = obj.map('execs');
+  }
+
+  /** The path process `tgid` (started at `startNs`) last exec'd, as the kernel saw it; null if unknown. */
+  execPath(tgid: number, startNs: bigint): string | null {
+    this.execKey.writeUInt32LE(tgid, 0);
+    if (!this.execs.lookup(this.execKey, this.execValue)) return null;
+    if (this.execValue.readBigUInt64LE(EXEC.start_ns) !== startNs) return null; // a reused tgid
+    const path = decodeCString(this.execValue.subarray(EXEC.path));
+    return path === '' ? null : path;
   }
 
   /** Opens, loads and attaches everything; on any failure nothing stays loaded or attached. */

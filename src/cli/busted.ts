@@ -4,6 +4,7 @@
  */
 import meow from 'meow';
 import { formatDoctor, runDoctor } from '../core/doctor.js';
+import { loadAgents, type AgentCatalog } from '../core/agents.js';
 import { loadCatalog, type Catalog } from '../core/catalog.js';
 import { startEngine, type Engine } from '../core/engine.js';
 import { Store, systemClock, type Clock } from '../core/store.js';
@@ -23,6 +24,7 @@ const cli = meow(
     --format text|json   output format (default text); json starts with a session record
     --all                also show flows that are not LLM traffic (default: LLM providers only)
     --providers FILE     extra or overriding provider catalog entries (YAML or JSON; see README)
+    --agents FILE        extra or overriding AI agent entries (YAML or JSON; see README)
     --interval MS        how often byte counters are read and traffic records made (default 1000)
     --duration S         stop after S seconds
     --verbose            more fields per line (tid, gid, exe, cgroup, flow id) and traffic lines
@@ -53,6 +55,7 @@ const cli = meow(
       json: { type: 'boolean', default: false },
       record: { type: 'string' },
       providers: { type: 'string' },
+      agents: { type: 'string' },
       replay: { type: 'string' },
       speed: { type: 'number' },
     },
@@ -60,7 +63,7 @@ const cli = meow(
 );
 
 async function main(): Promise<number> {
-  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'help', 'version']);
+  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'agents', 'help', 'version']);
   const unknown = Object.keys(cli.flags).find((k) => !known.has(k));
   if (unknown) throw usageError(`unknown option --${unknown.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const [command, ...extra] = cli.input;
@@ -83,13 +86,13 @@ interface Source {
   ended: Promise<void>;
 }
 
-function liveSource(flags: Flags, catalog: Catalog, warn: (msg: string) => void): Source {
+function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: (msg: string) => void): Source {
   let engine: Engine | null = null;
   return {
     clock: systemClock,
     ended: new Promise<void>(() => {}),
     async start(store) {
-      engine = await startEngine(store, { catalog, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
+      engine = await startEngine(store, { catalog, agents, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
       if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
     },
     async stop() {
@@ -125,7 +128,8 @@ async function runHeadless(flags: Flags): Promise<number> {
   const out = new StdoutLines();
   const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
   const catalog = loadCatalog(flags.providers ?? null);
-  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, warn);
+  const agents = loadAgents(flags.agents ?? null);
+  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, agents, warn);
   const store = new Store(source.clock);
   const printer = new Printer({
     format: flags.format, verbose: flags.verbose, all: flags.all, write: (l) => out.write(l),

@@ -21,6 +21,7 @@ export interface Flags {
   record: string | undefined;
   replay: string | undefined;
   providers: string | undefined;
+  agents: string | undefined;
   /** Replay speed; 0 means as fast as possible. */
   speed: number;
 }
@@ -34,6 +35,7 @@ export interface RawFlags {
   record?: string;
   replay?: string;
   providers?: string;
+  agents?: string;
   speed?: number;
 }
 
@@ -51,10 +53,11 @@ export function validateFlags(raw: RawFlags): Flags {
   if (raw.record !== undefined && raw.record.trim() === '') throw usageError('--record needs a file path');
   if (raw.replay !== undefined && raw.replay.trim() === '') throw usageError('--replay needs a file path');
   if (raw.providers !== undefined && raw.providers.trim() === '') throw usageError('--providers needs a file path');
+  if (raw.agents !== undefined && raw.agents.trim() === '') throw usageError('--agents needs a file path');
   const speed = raw.speed ?? 1;
   if (!Number.isFinite(speed) || speed < 0) throw usageError(`--speed must be a number ≥ 0, not "${raw.speed}"`);
   if (raw.speed !== undefined && raw.replay === undefined) throw usageError('--speed only applies with --replay FILE');
-  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, providers: raw.providers, speed };
+  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, providers: raw.providers, agents: raw.agents, speed };
 }
 
 /** One sentence for a person, and the exit code. */
@@ -62,7 +65,7 @@ export function describeError(err: unknown): { message: string; code: number } {
   if (err instanceof UsageError) return { message: err.message, code: 2 };
   if (err instanceof PreflightError || err instanceof LibbpfMissingError) return { message: err.message, code: 1 };
   if (err instanceof Error && (err.name === 'ReplayError' || err.name === 'RecordError')) return { message: err.message, code: 1 };
-  if (err instanceof Error && err.name === 'CatalogError') return { message: `${err.message}; nothing was started.`, code: 2 };
+  if (err instanceof Error && (err.name === 'CatalogError' || err.name === 'AgentsError')) return { message: `${err.message}; nothing was started.`, code: 2 };
   if (err instanceof BpfError) {
     const hint =
       err.code === 'EPERM' || err.code === 'EACCES'

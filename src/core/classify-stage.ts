@@ -20,6 +20,8 @@ export interface StageOptions {
   holdMs?: number;
   /** Whether the kernel sends ClientHello samples at all (else nothing is held). */
   sampling: boolean;
+  /** Last touches to a connect record as it is published (e.g. the identity as known by then). */
+  finalize?: (rec: ConnectRecord) => ConnectRecord;
 }
 
 interface FlowState {
@@ -72,7 +74,7 @@ export class ClassificationStage {
     };
     st.cls = this.classify(st);
     if (rec.error !== null) {
-      this.opts.publish({ ...rec, ...st.cls });
+      this.emit(st);
       return;
     }
     if (this.flows.size >= MAX_FLOWS) this.forget(this.flows.keys().next().value!);
@@ -82,7 +84,12 @@ export class ClassificationStage {
       st.heldUntil = this.opts.now() + this.holdMs;
       return;
     }
-    this.opts.publish({ ...rec, ...st.cls });
+    this.emit(st);
+  }
+
+  private emit(st: FlowState): void {
+    const rec = { ...st.rec, ...st.cls };
+    this.opts.publish(this.opts.finalize ? this.opts.finalize(rec) : rec);
   }
 
   /** A ClientHello sample (TLS payload at `offset` of the flow's stream). */
@@ -138,7 +145,7 @@ export class ClassificationStage {
   private release(st: FlowState): void {
     if (!st.held) return;
     st.held = false;
-    this.opts.publish({ ...st.rec, ...st.cls });
+    this.emit(st);
   }
 
   private reclassify(st: FlowState): void {

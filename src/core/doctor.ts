@@ -91,6 +91,7 @@ const HOOK_ROLE: Record<(typeof PROGRAMS)[number], { required: boolean; role: st
   busted_connect4: { required: false, role: 'UDP/QUIC flows (IPv4)' },
   busted_connect6: { required: false, role: 'UDP/QUIC flows (IPv6)' },
   busted_release: { required: false, role: 'closes missed by the tracing hooks, UDP closes' },
+  busted_exec: { required: false, role: 'executable paths of short-lived processes' },
 };
 
 export async function runDoctor(): Promise<DoctorReport> {

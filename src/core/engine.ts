@@ -12,7 +12,8 @@ import { KernelProbe } from '../bpf/probe.js';
 import { loadCatalog, type Catalog } from './catalog.js';
 import { ClassificationStage } from './classify-stage.js';
 import { Classifier } from './classifier.js';
-import { IdentityCache, nsToTicks } from './identity.js';
+import { loadAgents, type AgentCatalog } from './agents.js';
+import { IdentityResolver, nsToTicks, type Identity } from './identity.js';
 import { ListenerFinder } from './listeners.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
@@ -21,6 +22,8 @@ import { VERSION } from './version.js';
 export interface EngineOptions {
   /** The provider catalog (built-in plus --providers); default: the built-in one. */
   catalog?: Catalog;
+  /** Agent catalog (built-in plus --agents); default: the built-in one. */
+  agents?: AgentCatalog;
   /** How long a TCP connect waits for its ClientHello before it is published (default 250 ms). */
   holdMs?: number;
   all: boolean;
@@ -61,12 +64,33 @@ export class WallClock {
   }
 }
 
+/** The identity fields a connect record carries. */
+function identityFields(who: Identity) {
+  return {
+    sha256: who.sha256, exeReplaced: who.exeReplaced, user: who.user, group: who.group, ppid: who.ppid,
+    container: who.container, pod: who.pod, agent: who.agent,
+  };
+}
+
+/** The fields of a process record. */
+function processFields(who: Identity) {
+  return {
+    startTime: who.startTime, exe: who.exe, cgroup: who.cgroup, cmdline: who.cmdline, parents: who.parents,
+    ...identityFields(who),
+  };
+}
+
 export async function startEngine(store: Store, opts: EngineOptions): Promise<Engine> {
   checkPrivileges();
   checkBtf();
   const catalog = opts.catalog ?? loadCatalog(); // before anything is attached: a bad file attaches nothing
   const clock = new WallClock();
-  const identities = new IdentityCache();
+  const identities = new IdentityResolver({ agents: opts.agents ?? loadAgents() });
+  /** Identities whose details changed since their last record: a process record each, once the table knows them. */
+  const changed = new Map<string, number>();
+  identities.onChange((key) => {
+    if (!changed.has(key)) changed.set(key, Date.now());
+  });
   const live = new Map<bigint, LiveFlow>();
   const publish = (rec: EventRecord) => store.publish(rec);
   let badRecords = 0;
@@ -89,10 +113,14 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return;
     }
     const startTime = nsToTicks(ev.owner.startNs);
-    const who = identities.lookup(ev.owner.tgid, startTime);
+    const o = ev.owner;
+    const who = identities.lookup({
+      pid: o.tgid, startTime, exeDev: o.exeDev, exeIno: o.exeIno, uid: o.uid, gid: o.gid, cgroupId: o.cgroupId,
+      comm: o.comm, ppid: o.ppid || null, execPath: probe.execPath(o.tgid, o.startNs),
+    });
     const rec: ConnectRecord = {
       type: 'connect', ts, flow, pid: ev.owner.tgid, tid: ev.owner.tid, comm: ev.owner.comm,
-      uid: ev.owner.uid, gid: ev.owner.gid, exe: who.exe, cgroup: who.cgroup,
+      uid: ev.owner.uid, gid: ev.owner.gid, exe: who.exe, cgroup: who.cgroup, ...identityFields(who),
       cgroupId: Number(ev.owner.cgroupId), startTime, proto: ev.proto === IPPROTO_UDP ? 'udp' : 'tcp',
       src: formatEndpoint(ev.family, ev.saddr, ev.sport), dst: formatEndpoint(ev.family, ev.daddr, ev.dport),
       provider: null, host: null, via: null,
@@ -130,18 +158,41 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     now: () => Date.now(),
     holdMs: opts.holdMs,
     sampling,
+    finalize: (rec) => {
+      // the identity as known when the connect goes out; later changes become process records
+      const key = `${rec.pid}:${rec.startTime}`;
+      const who = identities.get(key);
+      if (!who) return rec;
+      changed.delete(key);
+      return { ...rec, exe: who.exe ?? rec.exe, cgroup: who.cgroup ?? rec.cgroup, ...identityFields(who) };
+    },
   });
   const session: SessionRecord = {
     type: 'session', ts: new Date().toISOString(), v: SCHEMA_VERSION, host: hostname(), kernel: release(),
     version: VERSION, enforce: opts.enforce ?? false, source: 'live',
   };
   publish(session);
+  void identities.seedExecutables().catch(() => {}); // paths of $PATH binaries, for processes gone before we look
 
   let lostSeen = 0n;
   let lastBad = 0;
+  const publishChangedIdentities = () => {
+    const now = Date.now();
+    for (const [key, since] of changed) {
+      const who = identities.get(key);
+      if (who && store.table.hasProcess(key)) {
+        const [pid] = key.split(':').map(Number) as [number];
+        publish({ type: 'process', ts: new Date(now).toISOString(), pid, ...processFields(who) });
+        changed.delete(key);
+      } else if (!who || now - since > 10_000) {
+        changed.delete(key); // its connect never reached the table (held, failed or filtered)
+      }
+    }
+  };
   const drain = () => {
     probe.poll();
     stage.tick();
+    publishChangedIdentities();
     const lost = probe.lost();
     if (lost > lostSeen) {
       publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });

@@ -3,7 +3,7 @@
  * (pid + start time). Fed only by event records, so a live session and a replay build the same
  * state. Time is always passed in, never read here.
  */
-import type { ConnectRecord, EventRecord, Proto, Via } from './records.js';
+import type { AgentRef, ConnectRecord, ContainerRef, EventRecord, ParentRef, PodRef, ProcessRecord, Proto, Via } from './records.js';
 import { RateWindow } from './rates.js';
 
 export type FlowState = 'open' | 'failed' | 'closed';
@@ -42,6 +42,16 @@ export interface ProcessRow {
   gid: number;
   exe: string | null;
   cgroup: string | null;
+  user: string | null;
+  group: string | null;
+  sha256: string | null;
+  exeReplaced: boolean;
+  cmdline: string | null;
+  ppid: number | null;
+  parents: ParentRef[];
+  container: ContainerRef | null;
+  pod: PodRef | null;
+  agent: AgentRef | null;
   providers: string[];
   open: number;
   total: number;
@@ -154,6 +164,9 @@ export class FlowTable {
       case 'lost':
         this.lostTotal += rec.count;
         return;
+      case 'process':
+        this.onProcess(rec);
+        return;
       case 'session':
       case 'policy':
       case 'kill':
@@ -165,6 +178,10 @@ export class FlowTable {
   markExited(key: string, nowMs: number): void {
     const p = this.procs.get(key);
     if (p && p.row.exitedAt === null) p.row.exitedAt = nowMs;
+  }
+
+  hasProcess(key: string): boolean {
+    return this.procs.has(key);
   }
 
   /** Keys of process identities with at least one open flow. */
@@ -236,7 +253,10 @@ export class FlowTable {
       p = {
         row: {
           key, pid: rec.pid, startTime: rec.startTime, comm: rec.comm, uid: rec.uid, gid: rec.gid,
-          exe: rec.exe, cgroup: rec.cgroup, tx: 0, rx: 0, firstSeen: nowMs, lastActivity: nowMs, exitedAt: null,
+          exe: rec.exe, cgroup: rec.cgroup, user: rec.user ?? null, group: rec.group ?? null,
+          sha256: rec.sha256 ?? null, exeReplaced: rec.exeReplaced ?? false, cmdline: null, ppid: rec.ppid ?? null,
+          parents: [], container: rec.container ?? null, pod: rec.pod ?? null, agent: rec.agent ?? null,
+          tx: 0, rx: 0, firstSeen: nowMs, lastActivity: nowMs, exitedAt: null,
         },
         providers: new Map(),
         flows: new Set(),
@@ -248,6 +268,12 @@ export class FlowTable {
     p.row.comm = rec.comm;
     p.row.exe ??= rec.exe;
     p.row.cgroup ??= rec.cgroup;
+    p.row.user ??= rec.user ?? null;
+    p.row.sha256 ??= rec.sha256 ?? null;
+    p.row.ppid ??= rec.ppid ?? null;
+    p.row.container ??= rec.container ?? null;
+    p.row.pod ??= rec.pod ?? null;
+    p.row.agent ??= rec.agent ?? null;
     p.row.lastActivity = nowMs;
     p.total++;
     const f: FlowEntry = {
@@ -264,6 +290,25 @@ export class FlowTable {
       p.failed++;
       this.finish(f, 'failed', nowMs);
     }
+  }
+
+  /** Later identity details of a process already in the table (a process record). */
+  private onProcess(rec: ProcessRecord): void {
+    const p = this.procs.get(processKey(rec.pid, rec.startTime));
+    if (!p) return;
+    const r = p.row;
+    r.exe = rec.exe ?? r.exe;
+    r.cgroup = rec.cgroup ?? r.cgroup;
+    r.user = rec.user ?? r.user;
+    r.group = rec.group ?? r.group;
+    r.sha256 = rec.sha256 ?? r.sha256;
+    r.exeReplaced = rec.exeReplaced;
+    r.cmdline = rec.cmdline ?? r.cmdline;
+    r.ppid = rec.ppid ?? r.ppid;
+    if (rec.parents.length > 0) r.parents = rec.parents;
+    r.container = rec.container ?? r.container;
+    r.pod = rec.pod ?? r.pod;
+    r.agent = rec.agent ?? r.agent;
   }
 
   private countProvider(f: FlowEntry): void {

@@ -50,6 +50,10 @@ export interface ProcessFacts {
   gid: number;
   cgroupId: bigint;
   comm?: string;
+  /** Parent tgid the kernel saw at connect time. */
+  ppid?: number | null;
+  /** Path of the file the process exec'd, as the kernel saw it at exec (unverified; may be relative). */
+  execPath?: string | null;
 }
 
 export interface ResolverOptions {
@@ -188,7 +192,7 @@ export class IdentityResolver {
     return {
       exe, sha256: null, exeReplaced: false, cmdline: null,
       user: this.names.user(f.uid), group: this.names.group(f.gid),
-      ppid: null, parents: [], cgroup, container, pod,
+      ppid: f.ppid ?? null, parents: [], cgroup, container, pod,
       agent: this.agentOf(exe, f.comm ?? null, null), startTime: f.startTime,
     };
   }
@@ -337,7 +341,11 @@ export class IdentityResolver {
   private knownPath(f: ProcessFacts): LearnedPath | undefined {
     if (f.exeIno === 0n) return undefined;
     const k = `${f.exeDev}:${f.exeIno}`;
-    return this.paths.get(k) ?? this.seeded.get(k);
+    const learned = this.paths.get(k) ?? this.seeded.get(k);
+    if (learned) return learned;
+    // the kernel's exec path: a hint, which verifiedPath() checks against the kernel's inode
+    if (f.execPath?.startsWith('/')) return { path: f.execPath, dev: kernelDevToUser(f.exeDev), ino: f.exeIno };
+    return undefined;
   }
 
   private learn(f: ProcessFacts, p: LearnedPath): void {

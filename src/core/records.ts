@@ -25,6 +25,45 @@ export interface SessionRecord extends RecordBase {
   source?: 'live' | 'replay';
 }
 
+export interface ContainerRef {
+  id: string;
+  /** docker, containerd, cri-o, podman, cri, … */
+  runtime: string;
+}
+
+export interface PodRef {
+  uid: string;
+  /** besteffort, burstable or guaranteed */
+  qos: string;
+}
+
+export interface AgentRef {
+  id: string;
+  label: string;
+}
+
+export interface ParentRef {
+  pid: number;
+  comm: string;
+  exe: string | null;
+}
+
+/** Who a process is beyond the kernel's facts: filled in from /proc, the cgroup tree and the executable. */
+export interface IdentityFields {
+  /** SHA-256 of the executable (hex), once hashed; null until then or when it cannot be read. */
+  sha256: string | null;
+  /** The file at `exe` is not the one the process runs (replaced or deleted since it started). */
+  exeReplaced: boolean;
+  user: string | null;
+  group: string | null;
+  /** Parent process id (from the kernel at connect time, else /proc). */
+  ppid: number | null;
+  container: ContainerRef | null;
+  pod: PodRef | null;
+  /** An AI agent or coding assistant recognised by catalog/agents.yaml. */
+  agent: AgentRef | null;
+}
+
 export interface ProcessFields {
   pid: number;
   tid: number;
@@ -41,7 +80,7 @@ export interface ProcessFields {
   startTime: number;
 }
 
-export interface ConnectRecord extends RecordBase, ProcessFields {
+export interface ConnectRecord extends RecordBase, ProcessFields, Partial<IdentityFields> {
   type: 'connect';
   /** Stable id of the socket: its kernel socket cookie, in decimal. */
   flow: string;
@@ -94,6 +133,22 @@ export interface PolicyRecord extends RecordBase {
   rule: string;
 }
 
+/**
+ * A process identity's details, published when they become known or change after its first
+ * connect record (a hash finished, the cgroup path was resolved, …): the whole identity each time.
+ */
+export interface ProcessRecord extends RecordBase, IdentityFields {
+  type: 'process';
+  pid: number;
+  startTime: number;
+  exe: string | null;
+  cgroup: string | null;
+  /** Arguments joined by spaces, credentials redacted. */
+  cmdline: string | null;
+  /** Parent first, up to pid 1. */
+  parents: ParentRef[];
+}
+
 export interface KillRecord extends RecordBase {
   type: 'kill';
   pid: number;
@@ -109,6 +164,7 @@ export interface LostRecord extends RecordBase {
 export type EventRecord =
   | SessionRecord
   | ConnectRecord
+  | ProcessRecord
   | ClassifyRecord
   | TrafficRecord
   | CloseRecord
@@ -119,5 +175,5 @@ export type EventRecord =
 export type RecordType = EventRecord['type'];
 
 export const RECORD_TYPES: readonly RecordType[] = [
-  'session', 'connect', 'classify', 'traffic', 'close', 'policy', 'kill', 'lost',
+  'session', 'connect', 'process', 'classify', 'traffic', 'close', 'policy', 'kill', 'lost',
 ];

@@ -2,7 +2,7 @@
  * The headless printer: event records as text lines (the shape users know) or as JSON lines.
  * It remembers each open flow's connect record (bounded) so close lines can name the process.
  */
-import type { CloseRecord, ConnectRecord, EventRecord, TrafficRecord } from '../core/records.js';
+import type { CloseRecord, ConnectRecord, EventRecord, ProcessRecord, TrafficRecord } from '../core/records.js';
 import { formatBytes, formatDurationMs } from './format.js';
 
 export type OutputFormat = 'text' | 'json';
@@ -21,6 +21,8 @@ const MAX_REMEMBERED = 65536;
 
 export class Printer {
   private readonly flows = new Map<string, ConnectRecord>();
+  /** Process identities (pid:startTime) with a shown flow: their process records are shown too. */
+  private readonly shownProcs = new Set<string>();
   private readonly providerName: (id: string) => string;
 
   constructor(private readonly opts: PrinterOptions) {
@@ -51,7 +53,12 @@ export class Printer {
     if (this.opts.all) return true;
     switch (rec.type) {
       case 'connect':
-        return rec.provider !== null;
+        if (rec.provider === null) return false;
+        if (this.shownProcs.size >= MAX_REMEMBERED) this.shownProcs.clear();
+        this.shownProcs.add(`${rec.pid}:${rec.startTime}`);
+        return true;
+      case 'process':
+        return this.shownProcs.has(`${rec.pid}:${rec.startTime}`);
       case 'traffic':
       case 'close':
       case 'classify': {
@@ -95,6 +102,8 @@ export class Printer {
         return `[POLICY] PID: ${rec.pid} | ${rec.action} ${rec.result} | -> ${rec.dst} | Provider: ${this.provider(rec.provider, null)} | rule ${rec.rule}`;
       case 'kill':
         return `[KILL] PID: ${rec.pid} | ${rec.signal}`;
+      case 'process':
+        return this.opts.verbose ? this.processLine(rec) : null;
       case 'lost':
         return `[LOST] ${rec.count} events the kernel could not deliver (ring buffer full)`;
     }
@@ -105,10 +114,25 @@ export class Printer {
     let line = `[${tag}] PID: ${rec.pid} (${rec.comm}) | UID: ${rec.uid} | ${rec.src} -> ${rec.dst}`;
     if (rec.error) line += ` | Error: ${rec.error}`;
     line += ` | Provider: ${this.provider(rec.provider, rec.host)}`;
+    if (rec.agent) line += ` | Agent: ${rec.agent.label}`;
     if (this.opts.verbose) {
-      line += ` | TID: ${rec.tid} | GID: ${rec.gid} | EXE: ${rec.exe ?? '-'} | CGROUP: ${rec.cgroup ?? rec.cgroupId} | FLOW: ${rec.flow}`;
+      line += ` | TID: ${rec.tid} | GID: ${rec.gid} | USER: ${rec.user ?? '-'} | PPID: ${rec.ppid ?? '-'} | EXE: ${rec.exe ?? '-'}`;
+      line += ` | SHA256: ${rec.sha256 ?? '-'} | CGROUP: ${rec.cgroup ?? rec.cgroupId}`;
+      if (rec.container) line += ` | CONTAINER: ${rec.container.runtime}:${rec.container.id.slice(0, 12)}`;
+      if (rec.pod) line += ` | POD: ${rec.pod.uid}`;
+      line += ` | FLOW: ${rec.flow}`;
     }
     return line;
+  }
+
+  private processLine(rec: ProcessRecord): string {
+    const parts = [`[PROCESS] PID: ${rec.pid}`, `USER: ${rec.user ?? '-'}`, `EXE: ${rec.exe ?? '-'}${rec.exeReplaced ? ' (replaced)' : ''}`];
+    parts.push(`SHA256: ${rec.sha256 ?? '-'}`, `PPID: ${rec.ppid ?? '-'}`, `CGROUP: ${rec.cgroup ?? '-'}`);
+    if (rec.container) parts.push(`CONTAINER: ${rec.container.runtime}:${rec.container.id.slice(0, 12)}`);
+    if (rec.pod) parts.push(`POD: ${rec.pod.uid} (${rec.pod.qos})`);
+    if (rec.agent) parts.push(`AGENT: ${rec.agent.label}`);
+    if (rec.cmdline) parts.push(`CMD: ${rec.cmdline}`);
+    return parts.join(' | ');
   }
 
   private trafficLine(rec: TrafficRecord): string {

@@ -36,6 +36,7 @@ type Spec = Record<string, FieldType>;
 const REQUIRED: Record<RecordType, Spec> = {
   session: { v: 'number', host: 'string', kernel: 'string', version: 'string', enforce: 'boolean' },
   connect: { flow: 'string', pid: 'number', comm: 'string', uid: 'number', src: 'string', dst: 'string' },
+  process: { pid: 'number', startTime: 'number' },
   classify: { flow: 'string', pid: 'number' },
   traffic: { flow: 'string', pid: 'number', tx: 'number', rx: 'number' },
   close: { flow: 'string', pid: 'number', tx: 'number', rx: 'number', durationMs: 'number' },

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CONFIG, EVENT, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CONFIG, EVENT, EXEC, PATH_MAX, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -18,6 +18,7 @@ const LAYOUTS: Record<string, Record<string, number>> = {
   busted_traffic: TRAFFIC,
   busted_event: EVENT,
   busted_hello: HELLO,
+  busted_exec: EXEC,
   busted_payload: PAYLOAD,
 };
 
@@ -34,8 +35,8 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
   lines.push(
     'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
     '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
-    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d}}",',
-    '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX);',
+    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d}}",',
+    '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX, BUSTED_PATH_MAX);',
     'return 0; }',
   );
   writeFileSync(join(dir, 'abi.c'), lines.join('\n'));
@@ -49,7 +50,7 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   for (const [struct, fields] of Object.entries(LAYOUTS)) t.deepEqual({ ...fields }, c[struct], struct);
   t.deepEqual(c.consts, {
     ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, MAX: Stat.MAX, COMM: 16,
-    ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX,
+    ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, PATH_MAX,
   });
 });
 

@@ -36,7 +36,7 @@ test('failed connects, closes, lost and verbose fields in text', (t) => {
     { type: 'lost', ts: connect.ts, count: 3 },
   ]);
   t.regex(out[0]!, /^\[TCP_FAIL\] PID: 42315 \(python3\) .*\| Error: ECONNREFUSED \|/);
-  t.regex(out[1]!, /EXE: \/usr\/bin\/python3\.11 \| CGROUP: \/user\.slice \| FLOW: 77$/);
+  t.regex(out[1]!, /USER: - \| PPID: - \| EXE: \/usr\/bin\/python3\.11 \| SHA256: - \| CGROUP: \/user\.slice \| FLOW: 77$/);
   t.is(out[2], '[TRAFFIC] PID: 42315 (python3) | 10.0.1.5:54321 -> 20.42.73.21:443 | TX: +10 B | RX: +2.0 KiB');
   t.is(out[3], '[TCP_CLOSE] PID: 42315 (python3) | UID: 1000 | 10.0.1.5:54321 -> 20.42.73.21:443 | TX: 10 B | RX: 2.0 KiB | 1.50 s | Provider: -');
   t.regex(out[4]!, /^\[LOST\] 3 events/);
@@ -73,4 +73,15 @@ test('bytes, rates and durations format for people', (t) => {
   t.is(formatDurationMs(1500), '1.50 s');
   t.is(formatDurationMs(125_000), '2m05s');
   t.is(formatDurationMs(3_725_000), '1h02m');
+});
+
+test('without --all, process records are shown only for processes with a shown LLM flow', (t) => {
+  const proc = (pid: number) => ({
+    type: 'process' as const, ts: connect.ts, pid, startTime: 1234, exe: null, cgroup: null, cmdline: null, parents: [],
+    sha256: 'ab', exeReplaced: false, user: null, group: null, ppid: null, container: null, pod: null, agent: null,
+  });
+  const out = lines({ all: false, format: 'json' }, [
+    connect, proc(42315), { ...connect, pid: 7, flow: '8', provider: 'openai' }, proc(7),
+  ]);
+  t.deepEqual(out.map((l) => JSON.parse(l).type + ':' + JSON.parse(l).pid), ['connect:7', 'process:7']);
 });
