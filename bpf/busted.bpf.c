@@ -73,6 +73,59 @@ struct {
 	__type(value, struct busted_exec);
 } execs SEC(".maps");
 
+/* ---- enforcement maps (filled by user space) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct busted_lpm4);
+	__type(value, __u32); /* catalog provider index */
+} llm_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct busted_lpm6);
+	__type(value, __u32);
+} llm_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct busted_policy);
+} policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * BUSTED_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct busted_rule);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct busted_proc_key);
+	__type(value, __u8); /* enum busted_action */
+} proc_verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct busted_exe_id);
+	__type(value, __u64); /* bit i: rule i's sha256 matched this executable */
+} hashed_exes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);  /* socket cookie of an open flow of a blocked process */
+	__type(value, __u8);
+} cut_socks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); /* 4 MiB: ~27k records */
@@ -507,11 +560,26 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 		bpf_map_delete_elem(&hellos, &cookie);
 }
 
+/* A flow of a process that became blocked: its packets are dropped. */
+static __always_inline int is_cut(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct busted_policy *pol = bpf_map_lookup_elem(&policy, &zero);
+	__u64 cookie;
+
+	if (!pol || !pol->cut)
+		return 0; /* the usual case: one array lookup */
+	cookie = bpf_get_socket_cookie(skb);
+	return bpf_map_lookup_elem(&cut_socks, &cookie) != NULL;
+}
+
 SEC("cgroup_skb/egress")
 int busted_egress(struct __sk_buff *skb)
 {
+	if (is_cut(skb))
+		return 0;
 	handle_egress(skb);
-	return 1; /* observe only */
+	return 1;
 }
 
 static __always_inline void handle_ingress(struct __sk_buff *skb)
@@ -527,11 +595,217 @@ static __always_inline void handle_ingress(struct __sk_buff *skb)
 SEC("cgroup_skb/ingress")
 int busted_ingress(struct __sk_buff *skb)
 {
+	if (is_cut(skb))
+		return 0;
 	handle_ingress(skb);
-	return 1; /* observe only */
+	return 1;
 }
 
-static __always_inline void on_connect(struct bpf_sock_addr *ctx)
+/* ---- enforcement: cgroup/connect and cgroup/sendmsg decide from the maps ---- */
+
+struct subject {
+	struct busted_policy pol;
+	__u64 start_ns;
+	__u64 exe_hash_rules;  /* hashed_exes bits of this executable */
+	struct busted_exe_id exe;
+	__u32 tgid;
+	__u32 uid;
+	__u32 provider;
+	__u32 match;           /* first matching rule, or BUSTED_RULE_DEFAULT */
+	__u8 action;
+	char comm[BUSTED_COMM_LEN];
+};
+
+/* The LLM provider a destination belongs to; -1 when it is not an LLM address. */
+static __always_inline int llm_provider(struct bpf_sock_addr *ctx, int v6, __u32 *provider)
+{
+	__u32 *p;
+
+	if (!v6) {
+		struct busted_lpm4 k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, &ctx->user_ip4, 4);
+		p = bpf_map_lookup_elem(&llm_v4, &k);
+	} else {
+		struct busted_lpm6 k = { .prefixlen = 128 };
+		__u32 a[4];
+
+		a[0] = ctx->user_ip6[0];
+		a[1] = ctx->user_ip6[1];
+		a[2] = ctx->user_ip6[2];
+		a[3] = ctx->user_ip6[3];
+		__builtin_memcpy(k.addr, a, 16);
+		p = bpf_map_lookup_elem(&llm_v6, &k);
+	}
+	if (!p)
+		return -1;
+	*provider = *p;
+	return 0;
+}
+
+static __always_inline int comm_eq(const char *a, const char *b)
+{
+	for (int i = 0; i < BUSTED_COMM_LEN; i++) {
+		if (a[i] != b[i])
+			return 0;
+		if (a[i] == 0)
+			return 1;
+	}
+	return 1;
+}
+
+/* bpf_loop callback: does rule `i` match? Stops at the first match. */
+static long match_rule(__u32 i, struct subject *sub)
+{
+	__u32 idx = sub->pol.bank * BUSTED_MAX_RULES + i;
+	struct busted_rule *r;
+	int ok;
+
+	if (idx >= 2 * BUSTED_MAX_RULES)
+		return 1;
+	r = bpf_map_lookup_elem(&rules, &idx);
+	if (!r)
+		return 1;
+	if (r->fields & BUSTED_RF_NEVER)
+		return 0;
+	if (r->providers && !(sub->provider < 64 && (r->providers & (1ULL << sub->provider))))
+		return 0;
+	if (r->fields & BUSTED_RF_HASH && !(i < 64 && (sub->exe_hash_rules & (1ULL << i))))
+		return 0;
+	if (r->fields & BUSTED_RF_UID) {
+		ok = 0;
+		for (int j = 0; j < BUSTED_RULE_ITEMS; j++)
+			if (j < r->n_uid && r->uid[j] == sub->uid)
+				ok = 1;
+		if (!ok)
+			return 0;
+	}
+	if (r->fields & BUSTED_RF_EXE) {
+		ok = 0;
+		for (int j = 0; j < BUSTED_RULE_ITEMS; j++)
+			if (j < r->n_exe && r->exe[j].ino == sub->exe.ino && r->exe[j].dev == sub->exe.dev)
+				ok = 1;
+		if (!ok)
+			return 0;
+	}
+	if (r->fields & BUSTED_RF_COMM) {
+		ok = 0;
+		for (int j = 0; j < BUSTED_RULE_ITEMS; j++)
+			if (j < r->n_comm && comm_eq(r->comm[j], sub->comm))
+				ok = 1;
+		if (!ok)
+			return 0;
+	}
+	if (r->fields & BUSTED_RF_CGROUP) {
+		ok = 0;
+		for (int j = 0; j < BUSTED_RULE_ITEMS; j++)
+			if (j < r->n_cgroup &&
+			    bpf_get_current_ancestor_cgroup_id(r->cgroup[j].level) == r->cgroup[j].id)
+				ok = 1;
+		if (!ok)
+			return 0;
+	}
+	sub->match = i;
+	sub->action = r->action;
+	return 1; /* first match wins */
+}
+
+static __always_inline void emit_policy(struct bpf_sock_addr *ctx, const struct subject *sub, int v6,
+					int denied, __u16 rule)
+{
+	struct busted_policy_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	if (!e) {
+		stat_inc(BUSTED_STAT_LOST);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = BUSTED_EV_POLICY;
+	e->family = v6 ? AF_INET6 : AF_INET;
+	e->proto = ctx->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->tgid = sub->tgid;
+	e->tid = (__u32)bpf_get_current_pid_tgid();
+	e->uid = (__u32)uid_gid;
+	e->gid = uid_gid >> 32;
+	e->start_ns = sub->start_ns;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	if (v6) {
+		__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+
+		__builtin_memcpy(e->daddr, a, 16);
+	} else {
+		__u32 a = ctx->user_ip4;
+
+		__builtin_memcpy(e->daddr, &a, 4);
+	}
+	e->dport = bpf_ntohs((__u16)ctx->user_port);
+	e->action = sub->action;
+	e->denied = denied;
+	e->rule = rule;
+	e->provider = sub->provider;
+	__builtin_memcpy(e->comm, sub->comm, BUSTED_COMM_LEN);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* 1: allow the connect/send, 0: refuse it (the caller sees EPERM). */
+static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6)
+{
+	struct task_struct *task;
+	struct busted_proc_key pk = {};
+	struct subject sub = {};
+	struct busted_policy *pol;
+	struct file *exe;
+	__u64 *hashed;
+	__u8 *toggle;
+	__u32 zero = 0;
+	__u16 rule;
+
+	pol = bpf_map_lookup_elem(&policy, &zero);
+	if (!pol || !pol->active)
+		return 1; /* no policy and no toggles: nothing to check */
+	if (llm_provider(ctx, v6, &sub.provider))
+		return 1; /* only LLM destinations are ever affected */
+	sub.pol = *pol;
+	task = bpf_get_current_task_btf();
+	sub.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (cfg.self_tgid && sub.tgid == cfg.self_tgid)
+		return 1;
+	sub.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	bpf_get_current_comm(sub.comm, sizeof(sub.comm));
+	sub.match = BUSTED_RULE_DEFAULT;
+	sub.action = sub.pol.default_action;
+	pk.tgid = sub.tgid;
+	pk.start_ticks = sub.start_ns / 10000000; /* ns → USER_HZ (100) ticks, as user space knows it */
+	toggle = bpf_map_lookup_elem(&proc_verdicts, &pk);
+	if (toggle && *toggle != BUSTED_ACT_NONE) {
+		sub.action = *toggle;
+		rule = BUSTED_RULE_TOGGLE;
+	} else {
+		sub.uid = (__u32)bpf_get_current_uid_gid();
+		exe = BPF_CORE_READ(task, mm, exe_file);
+		if (exe) {
+			sub.exe.ino = BPF_CORE_READ(exe, f_inode, i_ino);
+			sub.exe.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+		}
+		hashed = bpf_map_lookup_elem(&hashed_exes, &sub.exe);
+		sub.exe_hash_rules = hashed ? *hashed : 0;
+		if (sub.pol.nrules)
+			bpf_loop(sub.pol.nrules < BUSTED_MAX_RULES ? sub.pol.nrules : BUSTED_MAX_RULES, match_rule, &sub, 0);
+		rule = sub.match;
+	}
+	if (sub.action != BUSTED_ACT_BLOCK && sub.action != BUSTED_ACT_AUDIT)
+		return 1;
+	if (sub.action == BUSTED_ACT_BLOCK && sub.pol.enforce) {
+		emit_policy(ctx, &sub, v6, 1, rule);
+		return 0;
+	}
+	emit_policy(ctx, &sub, v6, 0, rule);
+	return 1;
+}
+
+static __always_inline void track_udp(struct bpf_sock_addr *ctx)
 {
 	if (ctx->type != SOCK_DGRAM || !cfg.udp_port || bpf_ntohs((__u16)ctx->user_port) != cfg.udp_port)
 		return;
@@ -541,15 +815,32 @@ static __always_inline void on_connect(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int busted_connect4(struct bpf_sock_addr *ctx)
 {
-	on_connect(ctx);
-	return 1; /* allow */
+	if (!enforce(ctx, 0))
+		return 0;
+	track_udp(ctx);
+	return 1;
 }
 
 SEC("cgroup/connect6")
 int busted_connect6(struct bpf_sock_addr *ctx)
 {
-	on_connect(ctx);
-	return 1; /* allow */
+	if (!enforce(ctx, 1))
+		return 0;
+	track_udp(ctx);
+	return 1;
+}
+
+/* Unconnected UDP (sendto) to an LLM address: the same decision per send. */
+SEC("cgroup/sendmsg4")
+int busted_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return enforce(ctx, 0);
+}
+
+SEC("cgroup/sendmsg6")
+int busted_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return enforce(ctx, 1);
 }
 
 /*

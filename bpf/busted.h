@@ -23,6 +23,114 @@ enum busted_kind {
 	BUSTED_EV_FAIL = 2,    /* outbound TCP connect failed or was abandoned */
 	BUSTED_EV_CLOSE = 3,   /* tracked TCP connection closed, or UDP socket released */
 	BUSTED_EV_PAYLOAD = 4, /* a bounded sample of packet payload (ClientHello, DNS answer) */
+	BUSTED_EV_POLICY = 5,  /* a policy decision on a connect (or UDP send) to an LLM address */
+};
+
+/* ---- enforcement ---- */
+
+#define BUSTED_MAX_RULES 64   /* rules per bank; the `rules` array holds two banks */
+#define BUSTED_RULE_ITEMS 8   /* values per field of one rule (any of them matches) */
+
+enum busted_action {
+	BUSTED_ACT_NONE = 0,  /* no decision (a toggle that was cleared, a rule slot unused) */
+	BUSTED_ACT_ALLOW = 1,
+	BUSTED_ACT_AUDIT = 2,
+	BUSTED_ACT_BLOCK = 3,
+};
+
+/* Which fields a rule matches on (all present must match). */
+enum busted_rule_field {
+	BUSTED_RF_EXE = 1 << 0,     /* executable (dev, inode) */
+	BUSTED_RF_UID = 1 << 1,
+	BUSTED_RF_COMM = 1 << 2,
+	BUSTED_RF_CGROUP = 1 << 3,  /* ancestor cgroup (id at a level) */
+	BUSTED_RF_HASH = 1 << 4,    /* executable whose SHA-256 matched: `hashed_exes` has this rule's bit */
+	BUSTED_RF_NEVER = 1 << 5,   /* needs user space (agent): never matches in the kernel */
+};
+
+/* Rule numbers in policy records besides 0..BUSTED_MAX_RULES-1. */
+#define BUSTED_RULE_DEFAULT 0xffff /* the policy's default */
+#define BUSTED_RULE_TOGGLE 0xfffe  /* a per-process toggle (busted-top) */
+
+struct busted_exe_id {
+	__u32 dev;        /* kernel dev_t */
+	__u32 _pad0;
+	__u64 ino;
+};
+
+struct busted_cgroup_ref {
+	__u64 id;         /* cgroup id (inode of its cgroup v2 directory) */
+	__u32 level;      /* its depth below the root */
+	__u32 _pad0;
+};
+
+/* One compiled rule (array `rules`, index bank * BUSTED_MAX_RULES + i). 440 bytes. */
+struct busted_rule {
+	__u32 fields;     /* enum busted_rule_field bits */
+	__u8 action;      /* enum busted_action */
+	__u8 n_exe;
+	__u8 n_uid;
+	__u8 n_comm;
+	__u8 n_cgroup;
+	__u8 _pad0[7];
+	__u64 providers;  /* bit i: catalog provider i; 0 = any provider */
+	struct busted_exe_id exe[BUSTED_RULE_ITEMS];
+	__u32 uid[BUSTED_RULE_ITEMS];
+	char comm[BUSTED_RULE_ITEMS][BUSTED_COMM_LEN];
+	struct busted_cgroup_ref cgroup[BUSTED_RULE_ITEMS];
+};
+
+/* The `policy` array's one value: which bank is live and what applies. 16 bytes. */
+struct busted_policy {
+	__u32 bank;       /* 0 or 1 */
+	__u32 nrules;
+	__u8 default_action; /* for LLM traffic no rule matches */
+	__u8 enforce;     /* 0: every block is an audit ("would deny") */
+	__u8 active;      /* 0: no policy and no toggles: connects are not checked */
+	__u8 cut;         /* 1: `cut_socks` has entries: cgroup_skb drops their packets */
+	__u32 _pad0;
+};
+
+/* Key of `proc_verdicts` (toggles from busted-top): a process identity. 16 bytes. */
+struct busted_proc_key {
+	__u32 tgid;
+	__u32 _pad0;
+	__u64 start_ticks; /* start_boottime in USER_HZ ticks, as /proc/PID/stat field 22 */
+};
+
+/* LPM trie keys of LLM destinations (value: catalog provider index, __u32). */
+struct busted_lpm4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct busted_lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* A policy decision. 104 bytes. */
+struct busted_policy_event {
+	__u32 kind;       /* BUSTED_EV_POLICY */
+	__u16 family;
+	__u16 proto;
+	__u64 ts_ns;
+	__u32 tgid;
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	__u64 start_ns;
+	__u64 cgroup_id;
+	__u8 daddr[16];
+	__u16 dport;
+	__u8 action;      /* the rule's action: BUSTED_ACT_AUDIT or BUSTED_ACT_BLOCK */
+	__u8 denied;      /* 1 when the connect was refused (block under --enforce) */
+	__u16 rule;       /* rule index, BUSTED_RULE_DEFAULT or BUSTED_RULE_TOGGLE */
+	__u16 _pad0;
+	__u32 provider;   /* catalog provider index */
+	__u32 _pad1;
+	char comm[BUSTED_COMM_LEN];
+	__u64 _pad2;
 };
 
 /* What a BUSTED_EV_PAYLOAD sample holds. */

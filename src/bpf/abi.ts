@@ -5,7 +5,83 @@
 
 export const COMM_LEN = 16;
 
-export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4 } as const;
+export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4, POLICY: 5 } as const;
+
+/* ---- enforcement ---- */
+
+export const MAX_RULES = 64;
+export const RULE_ITEMS = 8;
+export const Action = { NONE: 0, ALLOW: 1, AUDIT: 2, BLOCK: 3 } as const;
+export type ActionValue = (typeof Action)[keyof typeof Action];
+export const RuleField = { EXE: 1, UID: 2, COMM: 4, CGROUP: 8, HASH: 16, NEVER: 32 } as const;
+export const RULE_DEFAULT = 0xffff;
+export const RULE_TOGGLE = 0xfffe;
+
+/** struct busted_exe_id */
+export const EXE_ID = { size: 16, dev: 0, ino: 8 } as const;
+/** struct busted_cgroup_ref */
+export const CGROUP_REF = { size: 16, id: 0, level: 8 } as const;
+/** struct busted_rule */
+export const RULE = {
+  size: 440, fields: 0, action: 4, n_exe: 5, n_uid: 6, n_comm: 7, n_cgroup: 8, providers: 16,
+  exe: 24, uid: 152, comm: 184, cgroup: 312,
+} as const;
+/** struct busted_policy */
+export const POLICY = { size: 16, bank: 0, nrules: 4, default_action: 8, enforce: 9, active: 10, cut: 11 } as const;
+/** struct busted_proc_key */
+export const PROC_KEY = { size: 16, tgid: 0, start_ticks: 8 } as const;
+/** struct busted_lpm4 / busted_lpm6 */
+export const LPM4 = { size: 8, prefixlen: 0, addr: 4 } as const;
+export const LPM6 = { size: 20, prefixlen: 0, addr: 4 } as const;
+/** struct busted_policy_event */
+export const POLICY_EVENT = {
+  size: 104, kind: 0, family: 4, proto: 6, ts_ns: 8, tgid: 16, tid: 20, uid: 24, gid: 28, start_ns: 32,
+  cgroup_id: 40, daddr: 48, dport: 64, action: 66, denied: 67, rule: 68, provider: 72, comm: 80,
+} as const;
+
+export interface PolicyDecision {
+  kind: typeof Kind.POLICY;
+  family: number;
+  proto: number;
+  tsNs: bigint;
+  tgid: number;
+  tid: number;
+  uid: number;
+  gid: number;
+  startNs: bigint;
+  cgroupId: bigint;
+  daddr: Uint8Array;
+  dport: number;
+  action: number;
+  denied: boolean;
+  rule: number;
+  provider: number;
+  comm: string;
+}
+
+export function decodePolicyEvent(view: DataView): PolicyDecision | null {
+  if (view.byteLength < POLICY_EVENT.size || view.getUint32(0, true) !== Kind.POLICY) return null;
+  const P = POLICY_EVENT;
+  return {
+    kind: Kind.POLICY,
+    family: view.getUint16(P.family, true),
+    proto: view.getUint16(P.proto, true),
+    tsNs: view.getBigUint64(P.ts_ns, true),
+    tgid: view.getUint32(P.tgid, true),
+    tid: view.getUint32(P.tid, true),
+    uid: view.getUint32(P.uid, true),
+    gid: view.getUint32(P.gid, true),
+    startNs: view.getBigUint64(P.start_ns, true),
+    cgroupId: view.getBigUint64(P.cgroup_id, true),
+    daddr: copyBytes(view, P.daddr, 16),
+    dport: view.getUint16(P.dport, true),
+    action: view.getUint8(P.action),
+    denied: view.getUint8(P.denied) === 1,
+    rule: view.getUint16(P.rule, true),
+    provider: view.getUint32(P.provider, true),
+    comm: decodeComm(new Uint8Array(view.buffer, view.byteOffset + P.comm, COMM_LEN)),
+  };
+}
 
 export const PayloadWhat = { TLS: 1, DNS: 2 } as const;
 export type PayloadWhatValue = (typeof PayloadWhat)[keyof typeof PayloadWhat];
@@ -173,9 +249,12 @@ const copyBytes = (view: DataView, off: number, len: number) =>
   new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + len));
 
 /** Decodes one ring-buffer record; returns null when it is too short or of an unknown kind. */
-export function decodeRecord(view: DataView): KernelEvent | PayloadSample | null {
+export function decodeRecord(view: DataView): KernelEvent | PayloadSample | PolicyDecision | null {
   if (view.byteLength < 4) return null;
-  return view.getUint32(0, true) === Kind.PAYLOAD ? decodePayload(view) : decodeEvent(view);
+  const kind = view.getUint32(0, true);
+  if (kind === Kind.PAYLOAD) return decodePayload(view);
+  if (kind === Kind.POLICY) return decodePolicyEvent(view);
+  return decodeEvent(view);
 }
 
 export function decodePayload(view: DataView): PayloadSample | null {

@@ -29,6 +29,19 @@ export class BpfMap {
     checkInt(`bpf_map__set_max_entries(${this.name})`, libbpf().bpf_map__set_max_entries(this.handle, n) as number);
   }
 
+  /** Inserts or replaces one element (BPF_ANY). */
+  update(key: Buffer, value: Buffer): void {
+    checkInt(`bpf_map_update_elem(${this.name})`, libbpf().bpf_map_update_elem(this.fd, key, value, 0) as number);
+  }
+
+  /** Deletes one element; returns false when the key was absent. */
+  delete(key: Buffer): boolean {
+    const ret = libbpf().bpf_map_delete_elem(this.fd, key) as number;
+    if (ret === -2) return false; // ENOENT
+    checkInt(`bpf_map_delete_elem(${this.name})`, ret);
+    return true;
+  }
+
   /** Looks up one element; returns false when the key is absent. */
   lookup(key: Buffer, value: Buffer): boolean {
     const ret = libbpf().bpf_map_lookup_elem(this.fd, key, value) as number;

@@ -4,10 +4,11 @@
  */
 import { openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample } from './abi.js';
+import { CONFIG, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
+import { Enforcer } from './enforcer.js';
 
 export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/busted.bpf.o', import.meta.url));
 
@@ -15,7 +16,7 @@ export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new UR
 export const PROGRAMS = [
   'busted_set_state', 'busted_send', 'busted_recv',
   'busted_egress', 'busted_ingress', 'busted_connect4', 'busted_connect6', 'busted_release',
-  'busted_exec',
+  'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6',
 ] as const;
 
 export const isCgroupSection = (section: string) => section.startsWith('cgroup');
@@ -34,6 +35,7 @@ export interface ProbeOptions {
   samplePayload?: boolean;
   onEvent: (ev: KernelEvent) => void;
   onPayload?: (sample: PayloadSample) => void;
+  onPolicy?: (decision: PolicyDecision) => void;
   /** Records whose kind the decoder does not know (ABI mismatch): counted, not fatal. */
   onBadRecord?: () => void;
 }
@@ -42,6 +44,7 @@ export class KernelProbe {
   readonly counters: TrafficCounters;
   private readonly stats: PerCpuStats;
   private readonly execs: BpfMap;
+  readonly enforcer: Enforcer;
   private readonly execKey = Buffer.alloc(4);
   private readonly execValue = Buffer.alloc(EXEC.size);
   private readonly ring: RingBuffer;
@@ -51,12 +54,17 @@ export class KernelProbe {
       const rec = decodeRecord(view);
       if (rec === null) opts.onBadRecord?.();
       else if (rec.kind === Kind.PAYLOAD) opts.onPayload?.(rec);
+      else if (rec.kind === Kind.POLICY) opts.onPolicy?.(rec);
       else opts.onEvent(rec);
     });
     obj.own(this.ring);
     this.counters = new TrafficCounters(obj.map('traffic'));
     this.stats = new PerCpuStats(obj.map('stats'));
     this.execs = obj.map('execs');
+    this.enforcer = new Enforcer({
+      llmV4: obj.map('llm_v4'), llmV6: obj.map('llm_v6'), policy: obj.map('policy'), rules: obj.map('rules'),
+      procVerdicts: obj.map('proc_verdicts'), hashedExes: obj.map('hashed_exes'), cutSocks: obj.map('cut_socks'),
+    });
   }
 
   /** The path process `tgid` (started at `startNs`) last exec'd, as the kernel saw it; null if unknown. */

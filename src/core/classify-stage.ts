@@ -20,6 +20,8 @@ export interface StageOptions {
   holdMs?: number;
   /** Whether the kernel sends ClientHello samples at all (else nothing is held). */
   sampling: boolean;
+  /** An address learned to belong to a provider (from a DNS answer or a flow's SNI), for enforcement. */
+  onLearned?: (ip: string, provider: string, ttlS: number) => void;
   /** Last touches to a connect record as it is published (e.g. the identity as known by then). */
   finalize?: (rec: ConnectRecord) => ConnectRecord;
 }
@@ -47,6 +49,8 @@ export function splitEndpoint(ep: string): { ip: string; port: number } {
 }
 
 const MAX_FLOWS = 65536;
+/** How long an address seen with a provider's SNI stays known as that provider's. */
+const SNI_TTL_S = 3600;
 
 export class ClassificationStage {
   private readonly flows = new Map<string, FlowState>();
@@ -120,6 +124,8 @@ export class ClassificationStage {
     if (answer.addresses.length === 0) return;
     this.dnsAnswers++;
     this.opts.classifier.observeDns(answer, this.opts.now());
+    const match = this.opts.onLearned ? this.opts.classifier.catalog.matchHost(answer.name) : null;
+    if (match) for (const a of answer.addresses) this.opts.onLearned!(a.address, match.provider.id, a.ttl);
   }
 
   /** Before a flow's traffic or close is published: its connect goes first. */
@@ -150,6 +156,7 @@ export class ClassificationStage {
 
   private reclassify(st: FlowState): void {
     const next = this.classify(st);
+    if (next.via === 'sni' && next.provider) this.opts.onLearned?.(st.dstIp, next.provider, SNI_TTL_S);
     const cur = st.cls;
     if (next.provider === cur.provider && next.host === cur.host && next.via === cur.via) return;
     st.cls = next;

@@ -88,8 +88,10 @@ const HOOK_ROLE: Record<(typeof PROGRAMS)[number], { required: boolean; role: st
   busted_recv: { required: true, role: 'rx bytes' },
   busted_egress: { required: false, role: 'TLS SNI samples, UDP flows' },
   busted_ingress: { required: false, role: 'DNS answers' },
-  busted_connect4: { required: false, role: 'UDP/QUIC flows (IPv4)' },
-  busted_connect6: { required: false, role: 'UDP/QUIC flows (IPv6)' },
+  busted_connect4: { required: false, role: 'enforcement and UDP/QUIC flows (IPv4)' },
+  busted_connect6: { required: false, role: 'enforcement and UDP/QUIC flows (IPv6)' },
+  busted_sendmsg4: { required: false, role: 'enforcement of unconnected UDP (IPv4)' },
+  busted_sendmsg6: { required: false, role: 'enforcement of unconnected UDP (IPv6)' },
   busted_release: { required: false, role: 'closes missed by the tracing hooks, UDP closes' },
   busted_exec: { required: false, role: 'executable paths of short-lived processes' },
 };

@@ -15,6 +15,7 @@ import { Classifier } from './classifier.js';
 import { loadAgents, type AgentCatalog } from './agents.js';
 import { IdentityResolver, nsToTicks, type Identity } from './identity.js';
 import { ListenerFinder } from './listeners.js';
+import { Enforcement, type VerdictAction } from './enforcement.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
@@ -42,6 +43,12 @@ export interface EngineOptions {
 export interface Engine {
   session: SessionRecord;
   stop(): Promise<void>;
+  /** busted-top's b/a keys: a verdict for one process identity while busted runs (null clears it). */
+  setVerdict(pid: number, startTime: number, action: VerdictAction | null): void;
+  /** The verdict set for a process identity, if any. */
+  verdictOf(pid: number, startTime: number): VerdictAction | null;
+  /** Whether verdicts can be enforced here (the cgroup programs are attached). */
+  canEnforce: boolean;
 }
 
 interface LiveFlow {
@@ -106,6 +113,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       live.delete(ev.cookie);
       stage.forget(flow); // a held connect goes out before its close
       if (!lf) return; // never announced (no connect record): nothing to close
+      enforcement?.closed(lf.proc, ev.cookie);
       publish({
         type: 'close', ts, flow, pid: ev.owner.tgid, tx: Number(ev.tx), rx: Number(ev.rx),
         durationMs: Math.round(Number(ev.tsNs - ev.connectNs) / 1e3) / 1e3,
@@ -138,8 +146,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   if (cgroupPath === null) {
     opts.onWarning?.('cgroup v2 is not mounted: TLS SNI, DNS answers and UDP flows are not seen (mount -t cgroup2 none /sys/fs/cgroup).');
   }
+  let enforcement: Enforcement | null = null;
   const startProbe = (cg: string | null) =>
-    KernelProbe.start({ selfTgid: process.pid, cgroupPath: cg, onEvent, onPayload, onBadRecord: () => badRecords++ });
+    KernelProbe.start({
+      selfTgid: process.pid, cgroupPath: cg, onEvent, onPayload, onBadRecord: () => badRecords++,
+      onPolicy: (d) => enforcement?.decision(d),
+    });
   let probe: KernelProbe;
   let sampling = cgroupPath !== null;
   try {
@@ -151,7 +163,14 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     probe = startProbe(null);
     sampling = false;
   }
+  if (sampling) {
+    enforcement = new Enforcement({
+      enforcer: probe.enforcer, catalog, publish, iso: (ns) => clock.iso(ns), enforce: opts.enforce ?? false,
+      openLlmFlows: (key) => store.table.openFlowsOf(key, true).map((id) => BigInt(id)),
+    });
+  }
   stage = new ClassificationStage({
+    onLearned: (ip, provider, ttlS) => enforcement?.destinations.learn(ip, provider, ttlS, Date.now()),
     classifier: new Classifier(catalog),
     publish,
     listeners: new ListenerFinder(),
@@ -222,10 +241,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const markExited = () => {
     if (++exitCheck % 3 !== 0) return;
     const now = Date.now();
+    enforcement?.destinations.expire(now);
     for (const key of store.table.liveProcessKeys()) {
       const [pid, start] = key.split(':').map(Number) as [number, number];
       if (!identities.alive(pid, start)) {
         store.table.markExited(key, now);
+        enforcement?.forget(key);
         identities.forget(key);
       }
     }
@@ -242,8 +263,15 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   };
 
   let stopped = false;
+  const needEnforcement = (): Enforcement => {
+    if (!enforcement) throw new Error('Verdicts need the cgroup programs, which are not attached here: run busted doctor.');
+    return enforcement;
+  };
   return {
     session,
+    canEnforce: enforcement !== null,
+    setVerdict: (pid, startTime, action) => needEnforcement().setToggle(pid, startTime, action),
+    verdictOf: (pid, startTime) => enforcement?.toggleOf(`${pid}:${startTime}`) ?? null,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -180,6 +180,18 @@ export class FlowTable {
     if (p && p.row.exitedAt === null) p.row.exitedAt = nowMs;
   }
 
+  /** Ids (socket cookies) of a process identity's open flows, LLM flows only when `llmOnly`. */
+  openFlowsOf(key: string, llmOnly: boolean): string[] {
+    const p = this.procs.get(key);
+    if (!p) return [];
+    const out: string[] = [];
+    for (const id of p.flows) {
+      const f = this.flows.get(id);
+      if (f && f.state === 'open' && (!llmOnly || f.provider !== null)) out.push(id);
+    }
+    return out;
+  }
+
   hasProcess(key: string): boolean {
     return this.procs.has(key);
   }

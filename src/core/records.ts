@@ -126,11 +126,21 @@ export interface CloseRecord extends RecordBase {
 export interface PolicyRecord extends RecordBase {
   type: 'policy';
   pid: number;
+  /** With pid, the process identity. */
+  startTime?: number;
+  comm?: string;
+  uid?: number;
   action: 'block' | 'audit';
+  /** `denied`: refused (block under --enforce); `would-deny`: let through (audit, or block without --enforce). */
   result: 'denied' | 'would-deny';
+  /** `ip:port` of the refused or audited connect; `*` when open flows were cut. */
   dst: string;
+  proto?: Proto;
   provider: string | null;
+  /** The rule's name, `default`, or `busted-top` for a toggle. */
   rule: string;
+  /** Open flows whose packets are now dropped (a process blocked while it had connections). */
+  cut?: number;
 }
 
 /**

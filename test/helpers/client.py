@@ -119,6 +119,47 @@ def udp_send(host, port, send):
     return {'sport': local}
 
 
+def wait_connect(host, port, count):
+    """Prints its pid, then for each line on stdin makes one connection and reports the result."""
+    print(json.dumps({'pid': os.getpid(), 'ready': True}), flush=True)
+    results = []
+    for _ in range(count):
+        if not sys.stdin.readline():
+            break
+        s = socket.socket(family(host), socket.SOCK_STREAM)
+        try:
+            s.connect((host, port))
+            s.sendall(b'hello')
+            r = {'ok': True, 'error': None}
+        except OSError as e:
+            r = {'ok': False, 'error': e.errno}
+        finally:
+            s.close()
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    return {'results': results}
+
+
+def stream(host, port, seconds):
+    """One connection that sends 100 bytes every 50 ms for `seconds`; reports when sends stall."""
+    import time
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    s.settimeout(0.2)
+    print(json.dumps({'pid': os.getpid(), 'ready': True}), flush=True)
+    sent = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            s.sendall(b's' * 100)
+            sent += 100
+        except OSError:
+            pass
+        time.sleep(0.05)
+    s.close()
+    return {'sent': sent}
+
+
 def main():
     mode, host = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if sys.argv[3].isdigit() else 0
@@ -132,6 +173,10 @@ def main():
         out = dns_then_connect(host, sys.argv[3], int(sys.argv[4]))
     elif mode == 'udp':
         out = udp_send(host, port, int(sys.argv[4]))
+    elif mode == 'wait-connect':
+        out = wait_connect(host, port, int(sys.argv[4]))
+    elif mode == 'stream':
+        out = stream(host, port, float(sys.argv[4]))
     elif mode == 'churn':
         out = churn(host, port, int(sys.argv[4]))
     else:

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CONFIG, EVENT, EXEC, PATH_MAX, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CGROUP_REF, CONFIG, EVENT, EXEC, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -19,6 +19,14 @@ const LAYOUTS: Record<string, Record<string, number>> = {
   busted_event: EVENT,
   busted_hello: HELLO,
   busted_exec: EXEC,
+  busted_exe_id: EXE_ID,
+  busted_cgroup_ref: CGROUP_REF,
+  busted_rule: RULE,
+  busted_policy: POLICY,
+  busted_proc_key: PROC_KEY,
+  busted_lpm4: LPM4,
+  busted_lpm6: LPM6,
+  busted_policy_event: POLICY_EVENT,
   busted_payload: PAYLOAD,
 };
 
@@ -33,10 +41,14 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     lines.push('printf("}, ");');
   }
   lines.push(
-    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
-    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
-    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d}}",',
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
     '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX, BUSTED_PATH_MAX);',
+    'printf("\\"MAX_RULES\\": %d, \\"RULE_ITEMS\\": %d, \\"NONE\\": %d, \\"ALLOW\\": %d, \\"AUDIT\\": %d, \\"BLOCK\\": %d, ",',
+    '  BUSTED_MAX_RULES, BUSTED_RULE_ITEMS, BUSTED_ACT_NONE, BUSTED_ACT_ALLOW, BUSTED_ACT_AUDIT, BUSTED_ACT_BLOCK);',
+    'printf("\\"RF_EXE\\": %d, \\"RF_UID\\": %d, \\"RF_COMM\\": %d, \\"RF_CGROUP\\": %d, \\"RF_HASH\\": %d, \\"RF_NEVER\\": %d, \\"RULE_DEFAULT\\": %d, \\"RULE_TOGGLE\\": %d}}",',
+    '  BUSTED_RF_EXE, BUSTED_RF_UID, BUSTED_RF_COMM, BUSTED_RF_CGROUP, BUSTED_RF_HASH, BUSTED_RF_NEVER, BUSTED_RULE_DEFAULT, BUSTED_RULE_TOGGLE);',
     'return 0; }',
   );
   writeFileSync(join(dir, 'abi.c'), lines.join('\n'));
@@ -51,6 +63,9 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   t.deepEqual(c.consts, {
     ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, MAX: Stat.MAX, COMM: 16,
     ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, PATH_MAX,
+    MAX_RULES, RULE_ITEMS, ...Action,
+    RF_EXE: RuleField.EXE, RF_UID: RuleField.UID, RF_COMM: RuleField.COMM, RF_CGROUP: RuleField.CGROUP,
+    RF_HASH: RuleField.HASH, RF_NEVER: RuleField.NEVER, RULE_DEFAULT, RULE_TOGGLE,
   });
 });
 

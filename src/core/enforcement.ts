@@ -1,0 +1,111 @@
+/**
+ * Enforcement in user space: keeps the kernel's LLM destinations current, applies compiled
+ * policies and per-process toggles, turns the kernel's decisions into `policy` records, and
+ * cuts the open flows of a process that becomes blocked. The decision on a connect itself is
+ * always the kernel's, synchronously, in cgroup/connect; nothing here is on that path.
+ */
+import { Action, RULE_DEFAULT, RULE_TOGGLE, formatEndpoint, type ActionValue, type PolicyDecision } from '../bpf/abi.js';
+import type { Enforcer, KernelPolicy } from '../bpf/enforcer.js';
+import type { Catalog } from './catalog.js';
+import { Destinations } from './destinations.js';
+import { nsToTicks } from './identity.js';
+import type { EventRecord, PolicyRecord } from './records.js';
+
+export type VerdictAction = 'block' | 'audit' | 'allow';
+
+export interface EnforcementOptions {
+  enforcer: Enforcer;
+  catalog: Catalog;
+  publish: (rec: EventRecord) => void;
+  /** Kernel monotonic ns → ISO time. */
+  iso: (monoNs: bigint) => string;
+  enforce: boolean;
+  /** Socket cookies of the open LLM flows of a process identity (`pid:startTime`). */
+  openLlmFlows: (key: string) => bigint[];
+}
+
+const ACTION_CODE: Record<VerdictAction, ActionValue> = { block: Action.BLOCK, audit: Action.AUDIT, allow: Action.ALLOW };
+
+export class Enforcement {
+  readonly destinations: Destinations;
+  private ruleNames: string[] = [];
+  private readonly toggles = new Map<string, VerdictAction>();
+  private readonly cut = new Map<string, bigint[]>();
+  private readonly providerIds: string[];
+
+  constructor(private readonly opts: EnforcementOptions) {
+    this.destinations = new Destinations(opts.enforcer, opts.catalog);
+    this.providerIds = [];
+    for (const p of opts.catalog.providers()) this.providerIds[p.index] = p.id;
+    opts.enforcer.setPolicy({ rules: [], defaultAction: Action.ALLOW, enforce: opts.enforce });
+    this.destinations.loadRanges();
+  }
+
+  get enforce(): boolean {
+    return this.opts.enforce;
+  }
+
+  /** Applies a compiled policy (replacing the previous one in one step). */
+  applyPolicy(names: string[], kernel: Omit<KernelPolicy, 'enforce'>): void {
+    this.opts.enforcer.setPolicy({ ...kernel, enforce: this.opts.enforce });
+    this.ruleNames = names;
+  }
+
+  /** The verdict busted-top set for a process identity, if any. */
+  toggleOf(key: string): VerdictAction | null {
+    return this.toggles.get(key) ?? null;
+  }
+
+  /**
+   * Sets (or with null clears) a per-process verdict. Blocking under --enforce also cuts the
+   * process's open LLM flows (their packets are dropped); clearing lets them through again.
+   */
+  setToggle(pid: number, startTime: number, action: VerdictAction | null, nowIso = new Date().toISOString()): void {
+    const key = `${pid}:${startTime}`;
+    this.opts.enforcer.setToggle(pid, startTime, action === null ? Action.NONE : ACTION_CODE[action]);
+    if (action === null) this.toggles.delete(key);
+    else this.toggles.set(key, action);
+    const cookies = this.cut.get(key) ?? [];
+    for (const c of cookies) this.opts.enforcer.setCut(c, false);
+    this.cut.delete(key);
+    if (action === 'block' && this.opts.enforce) {
+      const open = this.opts.openLlmFlows(key);
+      for (const c of open) this.opts.enforcer.setCut(c, true);
+      if (open.length > 0) {
+        this.cut.set(key, open);
+        this.opts.publish({
+          type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', dst: '*', provider: null,
+          rule: 'busted-top', cut: open.length,
+        });
+      }
+    }
+  }
+
+  /** A process is gone: its toggle and cut sockets go too. */
+  forget(key: string): void {
+    const [pid, start] = key.split(':').map(Number) as [number, number];
+    if (this.toggles.has(key)) this.setToggle(pid, start, null);
+  }
+
+  /** A flow closed: it no longer needs cutting. */
+  closed(key: string, cookie: bigint): void {
+    const list = this.cut.get(key);
+    if (!list || !list.includes(cookie)) return;
+    this.opts.enforcer.setCut(cookie, false);
+    this.cut.set(key, list.filter((c) => c !== cookie));
+  }
+
+  /** A decision the kernel made on a connect or send. */
+  decision(d: PolicyDecision): PolicyRecord {
+    const rule = d.rule === RULE_DEFAULT ? 'default' : d.rule === RULE_TOGGLE ? 'busted-top' : (this.ruleNames[d.rule] ?? `#${d.rule}`);
+    const rec: PolicyRecord = {
+      type: 'policy', ts: this.opts.iso(d.tsNs), pid: d.tgid, startTime: nsToTicks(d.startNs), comm: d.comm, uid: d.uid,
+      action: d.action === Action.BLOCK ? 'block' : 'audit',
+      result: d.denied ? 'denied' : 'would-deny',
+      dst: formatEndpoint(d.family, d.daddr, d.dport), proto: d.proto === 17 ? 'udp' : 'tcp',
+      provider: this.providerIds[d.provider] ?? null, rule,
+    };
+    this.opts.publish(rec);
+    return rec;
+  }
+}
