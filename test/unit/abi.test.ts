@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
@@ -53,8 +53,12 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
   );
   writeFileSync(join(dir, 'abi.c'), lines.join('\n'));
   const cc = process.env.CC ?? 'cc';
-  execFileSync(cc, ['-I', join(ROOT, 'bpf'), '-o', join(dir, 'abi'), join(dir, 'abi.c')]);
-  return JSON.parse(execFileSync(join(dir, 'abi'), { encoding: 'utf8' }));
+  try {
+    execFileSync(cc, ['-I', join(ROOT, 'bpf'), '-o', join(dir, 'abi'), join(dir, 'abi.c')]);
+    return JSON.parse(execFileSync(join(dir, 'abi'), { encoding: 'utf8' }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => {
