@@ -253,7 +253,7 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 	e->connect_ns = s->connect_ns;
 	e->tx = tx;
 	e->rx = rx;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
 /*
@@ -491,7 +491,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt
 	} else {
 		e->len = n;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
 /* First packet of a tracked UDP socket: its CONNECT, unless its first send announced it. */
@@ -746,7 +746,7 @@ static __always_inline void emit_policy(struct bpf_sock_addr *ctx, const struct 
 	e->rule = rule;
 	e->provider = sub->provider;
 	__builtin_memcpy(e->comm, sub->comm, BUSTED_COMM_LEN);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
 /* 1: allow the connect/send, 0: refuse it (the caller sees EPERM). */
