@@ -30,7 +30,7 @@ import { once } from 'node:events';
 import { createReadStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -304,7 +304,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       return {
         ...report,
         exitCode: child.exitCode,
-        cpuSeconds: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null,
+        cpuSeconds: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 100) / 100 : null,
         progs,
         stderr: stderr.trim(),
       };
@@ -504,6 +504,8 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
   const where = fig.id.startsWith('churn') ? `; load on CPU ${CHURN_CPU}, busted ${fig.bustedCpu === null ? 'on any CPU' : `pinned to CPU ${fig.bustedCpu}`}` : '';
   const target = fig.target === null ? 'for information' : `target ratio >= ${fig.target}`;
   const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
+  const others = otherBusted();
+  if (others.length) log(`note: another busted is running (pid ${others.join(', ')}): its programs see these loads too, baseline included.`);
   log(`\n== ${fig.label} (${opts.runs} pairs of ${opts.seconds} s runs, ${target}${where}; load average ${loadavg.split(' ').slice(0, 3).join(' ')})`);
   await fig.load(Math.max(1, Math.round(opts.seconds / 2))); // warm-up, discarded
   const base: number[] = [];
@@ -565,12 +567,14 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
 // ---------------------------------------------------------------------------------------------
 // machine and preflight
 
-function machine() {
+function machine(bustedPath: string) {
   const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
   const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
   const iperfVersion = spawnSync('iperf3', ['--version'], { encoding: 'utf8' }).stdout?.split('\n')[0]?.trim() ?? null;
-  const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
-  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'bpf', 'bin'], { encoding: 'utf8' });
+  // the commit of the busted that is measured (its checkout: the folder above bin/busted.js)
+  const bustedRoot = dirname(dirname(resolve(bustedPath)));
+  const git = spawnSync('git', ['-C', bustedRoot, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  const dirty = spawnSync('git', ['-C', bustedRoot, 'status', '--porcelain', '--', 'src', 'bpf', 'bin'], { encoding: 'utf8' });
   return {
     nproc: availableParallelism(),
     kernel: release(),
@@ -581,6 +585,20 @@ function machine() {
     loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
     commit: git.status === 0 ? git.stdout.trim() + (dirty.stdout.trim() ? ' (+ uncommitted changes in src/bpf/bin)' : '') : null,
   };
+}
+
+/** Other busted processes (process title `busted`) whose programs would also see the load. */
+function otherBusted(): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || children.size && [...children].some((c) => c.pid === Number(d))) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'busted') pids.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
 }
 
 function preflight(opts: Options, ids: Set<FigureId>): void {
@@ -616,10 +634,16 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const figures = FIGURES.filter((f) => !opts.only || opts.only.has(f.id));
   preflight(opts, new Set(figures.map((f) => f.id)));
-  const m = machine();
+  const m = machine(opts.busted);
   log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure)`);
   log(`machine: ${m.nproc} CPUs, ${m.cpu}, kernel ${m.kernel}, ${m.memGiB} GiB, node ${m.node}, ${m.iperf3 ?? 'no iperf3'}`);
   log(`busted: ${opts.busted} (commit ${m.commit ?? '?'}); load average at start: ${m.loadavg}`);
+  const others = otherBusted();
+  if (others.length) log(`note: another busted is running (pid ${others.join(', ')}): its programs also see the loads, baseline included.`);
+  const load1 = Number(m.loadavg.split(' ')[0]);
+  if (load1 > m.nproc / 4) {
+    log(`note: the machine is busy (1-minute load average ${load1} on ${m.nproc} CPUs): other work competes with the runs and the ratios will be noisy.`);
+  }
 
   tmp = await mkdtemp(join(tmpdir(), 'busted-bench-'));
   const started = new Date();
