@@ -520,6 +520,9 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 	__u32 off;
 	__u8 head[5];
 
+	/* SYN, ACK and FIN segments carry no ClientHello: skip them before any lookup */
+	if (skb->len <= 80)
+		return;
 	cookie = bpf_get_socket_cookie(skb);
 	h = bpf_map_lookup_elem(&hellos, &cookie); /* the one lookup every other packet costs */
 	if (!h)
@@ -584,9 +587,16 @@ int busted_egress(struct __sk_buff *skb)
 
 static __always_inline void handle_ingress(struct __sk_buff *skb)
 {
+	struct bpf_sock *sk = skb->sk;
 	struct pkt p = {};
 
-	if (!cfg.sample_payload || parse_pkt(skb, &p) || p.sport != DNS_PORT || p.payload_len == 0)
+	if (!cfg.sample_payload || !sk)
+		return;
+	/* a connected socket (every TCP connection) tells its peer's port without parsing: only an
+	 * unconnected socket (a UDP resolver using sendto) needs its packets parsed */
+	if (sk->dst_port != 0 && sk->dst_port != bpf_htons(DNS_PORT))
+		return;
+	if (parse_pkt(skb, &p) || p.sport != DNS_PORT || p.payload_len == 0)
 		return;
 	/* one sample per message: answers longer than BUSTED_PAYLOAD_MAX are cut (and parsed as far as they go) */
 	emit_payload(skb, &p, bpf_get_socket_cookie(skb), BUSTED_PL_DNS, 0, 0);
@@ -864,8 +874,10 @@ int busted_release(struct bpf_sock *ctx)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
 	s = bpf_map_lookup_elem(&sockets, &cookie);
+	if (!s)
+		return 1; /* untracked: one lookup */
 	t = bpf_map_lookup_elem(&traffic, &cookie);
-	if (!s || !t)
+	if (!t)
 		return 1;
 	addrs_from_sk(&a, sk);
 	if (ctx->protocol == IPPROTO_UDP) {
