@@ -117,6 +117,9 @@ function bindAll(lib: LibraryHandle) {
 
 export type Libbpf = ReturnType<typeof bindAll>;
 
+/** enum libbpf_print_level: LIBBPF_WARN 0, LIBBPF_INFO 1, LIBBPF_DEBUG 2 */
+const LIBBPF_DEBUG = 2;
+
 let bound: { lib: Libbpf; vsnprintf: KoffiFunc<(...args: any[]) => any> } | null = null;
 /** libbpf's recent log lines (warnings, verifier output), for error messages. */
 const logLines: string[] = [];
@@ -124,7 +127,9 @@ const LOG_KEEP = 200;
 
 function onLibbpfPrint(vsnprintf: KoffiFunc<(...args: any[]) => any>) {
   const buf = Buffer.alloc(1 << 20); // verifier logs arrive as one long message
+  const debug = Boolean(process.env.BUSTED_LIBBPF_DEBUG);
   return (level: number, fmt: string, args: Ptr): number => {
+    if (level >= LIBBPF_DEBUG && !debug) return 0; // hundreds of CO-RE lines per load: not worth formatting
     const n = vsnprintf(buf, buf.length, fmt, args) as number;
     const text = buf.toString('utf8', 0, Math.max(0, Math.min(n, buf.length - 1)));
     for (const line of text.split('\n')) {

@@ -112,7 +112,9 @@ export const processKey = (pid: number, startTime: number): string => `${pid}:${
 export class FlowTable {
   private readonly flows = new Map<string, FlowEntry>();
   private readonly procs = new Map<string, ProcEntry>();
-  private readonly closedOrder: string[] = [];
+  /** Closed flows in closing order; entries before `closedHead` are already gone (a queue without O(n) shifts). */
+  private closedOrder: string[] = [];
+  private closedHead = 0;
   private lostTotal = 0;
   private readonly closedRetentionMs: number;
   private readonly closedMax: number;
@@ -205,13 +207,17 @@ export class FlowTable {
 
   /** Drops closed flows and idle process rows past their retention. */
   prune(nowMs: number): void {
-    while (this.closedOrder.length > 0) {
-      const id = this.closedOrder[0]!;
+    while (this.closedHead < this.closedOrder.length) {
+      const id = this.closedOrder[this.closedHead]!;
       const f = this.flows.get(id);
       const expired = !f || (f.closedAt !== null && nowMs - f.closedAt >= this.closedRetentionMs);
-      if (!expired && this.closedOrder.length <= this.closedMax) break;
-      this.closedOrder.shift();
+      if (!expired && this.closedOrder.length - this.closedHead <= this.closedMax) break;
+      this.closedHead++;
       if (f && f.state !== 'open') this.dropFlow(f);
+    }
+    if (this.closedHead > 4096 && this.closedHead * 2 > this.closedOrder.length) {
+      this.closedOrder = this.closedOrder.slice(this.closedHead); // compact now and then
+      this.closedHead = 0;
     }
     for (const [key, p] of this.procs) {
       const idleSince = p.row.exitedAt ?? p.row.lastActivity;
