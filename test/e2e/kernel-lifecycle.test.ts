@@ -2,7 +2,7 @@
  * Fail-open and clear failures, against the real kernel: a SIGKILLed busted leaves nothing
  * loaded or attached; without root, without BTF or without libbpf busted says why and exits 1.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, readdirSync, readFileSync } from 'node:fs';
 import { libbpf } from '../../src/bpf/libbpf.js';
 import { PROGRAMS } from '../../src/bpf/probe.js';
@@ -58,9 +58,14 @@ kernelTest('after SIGKILL none of busted\'s programs or links remains within 2 s
   t.true(ids.progs.length >= PROGRAMS.length, `programs held by busted: ${ids.progs.join(',')}`);
   t.true(ids.links.length >= PROGRAMS.length, `links held by busted: ${ids.links.join(',')}`);
   t.true(ids.progs.every((id) => stillExists('prog', id)));
+  // program ids attached to any cgroup (other busted instances of concurrent tests may be there too)
+  const attached = () => execFileSync('bpftool', ['cgroup', 'tree'], { encoding: 'utf8' }).split('\n')
+    .map((l) => Number(/^\s*(\d+)\s/.exec(l)?.[1] ?? NaN)).filter((id) => ids.progs.includes(id));
+  t.true(attached().length >= 7, 'busted programs attached to the cgroup v2 root while it runs');
   busted.child.kill('SIGKILL');
   await busted.stop();
   t.deepEqual(await remainingAfter(ids, 2000), [], 'programs or links still present 2 s after SIGKILL');
+  t.deepEqual(attached(), [], 'busted programs still attached to a cgroup after SIGKILL');
 });
 
 kernelTest('SIGTERM ends busted cleanly with exit 0 and releases everything', async (t) => {
