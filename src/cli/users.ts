@@ -1,30 +1,17 @@
-/** User names for the UID column: from /etc/passwd, read once (the UI itself reads nothing). */
-import fs from 'node:fs';
+/**
+ * Names for the USER column when a record carried none (older recordings, a name not yet
+ * resolved). Live, from the core's NameDirectory (/etc/passwd, re-read when it changes).
+ */
+import { NameDirectory } from '../core/users.js';
 import type { UserName } from '../ui/filter.js';
 
-export function parsePasswd(text: string): Map<number, string> {
-  const names = new Map<number, string>();
-  for (const line of text.split('\n')) {
-    const [name, , uid] = line.split(':');
-    const n = Number(uid);
-    if (name && uid !== undefined && uid !== '' && Number.isInteger(n) && !names.has(n)) names.set(n, name);
-  }
-  return names;
-}
-
 /** Local names when they exist, else the number. */
-export function localUserNames(path = '/etc/passwd'): UserName {
-  let names = new Map<number, string>();
-  try {
-    names = parsePasswd(fs.readFileSync(path, 'utf8'));
-  } catch {
-    // no passwd file (minimal container): numbers only
-  }
-  return (uid) => names.get(uid) ?? String(uid);
+export function localUserNames(names = new NameDirectory()): UserName {
+  return (uid) => names.user(uid) ?? String(uid);
 }
 
 /**
  * For a recording from another machine local names would be wrong: only uid 0 is named
- * (it is root everywhere); other users show as numbers.
+ * (it is root everywhere); other users show as numbers unless the records carry names.
  */
 export const recordedUserNames: UserName = (uid) => (uid === 0 ? 'root' : String(uid));

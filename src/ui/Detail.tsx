@@ -1,6 +1,6 @@
 /**
- * Detail view of one process: what the core knows of its identity, then its connections
- * (remote address, host, provider, via, state, duration, bytes), scrollable.
+ * Detail view of one process: what the core knows of its identity (only what is known), then
+ * its connections (remote address, host, provider, via, state, duration, bytes), scrollable.
  */
 import React from 'react';
 import { Box, Text } from 'ink';
@@ -8,6 +8,7 @@ import type { Flow, ProcessRow } from '../core/flows.js';
 import type { UserName } from './filter.js';
 import { flowColumns, orderFlows } from './flowColumns.js';
 import { formatAge, formatBytes, formatRate } from './format.js';
+import { containerText, parentChain, podText, shortSha, userAndGroup } from './identity.js';
 import { Table } from './Table.js';
 
 export interface DetailProps {
@@ -24,36 +25,62 @@ export interface DetailProps {
 const flowKey = (f: Flow): string => f.id;
 const isClosed = (f: Flow): boolean => f.state !== 'open';
 
-function userLine(name: string, uid: number, gid: number): string {
-  return name === String(uid) ? `uid ${uid}, gid ${gid}` : `${name} (uid ${uid}, gid ${gid})`;
+/** One labelled line of the identity block; when lines are short, the lowest priority goes first. */
+interface Field {
+  name: string;
+  priority: number;
+  value: React.ReactNode;
 }
 
-/** One labelled line of the identity block. */
-function field(name: string, children: React.ReactNode): React.JSX.Element {
-  return (
-    <Text key={name} wrap="truncate">
-      <Text bold color="cyan">{name.padEnd(9)}</Text>
-      {children}
-    </Text>
-  );
+const LABEL_WIDTH = 10;
+
+function identityFields(row: ProcessRow, userName: UserName, at: number): Field[] {
+  const state = row.exitedAt === null ? 'running' : `exited ${formatAge(at - row.exitedAt)} ago`;
+  const fields: (Field | null)[] = [
+    { name: 'process', priority: 10, value: <><Text bold>{row.comm}</Text>  pid {row.pid}  start {row.startTime}  {state}</> },
+    row.agent ? { name: 'agent', priority: 9, value: <><Text bold>{row.agent.label}</Text> ({row.agent.id})</> } : null,
+    { name: 'user', priority: 8, value: userAndGroup(row, userName) },
+    row.exe ? { name: 'exe', priority: 8, value: <>{row.exe}{row.exeReplaced ? <Text color="red"> (replaced on disk)</Text> : null}</> } : null,
+    row.sha256 ? { name: 'sha256', priority: 5, value: shortSha(row.sha256) } : null,
+    row.cmdline ? { name: 'cmdline', priority: 6, value: row.cmdline } : null,
+    row.parents.length > 0 ? { name: 'parents', priority: 4, value: parentChain(row.parents) }
+      : row.ppid !== null ? { name: 'parents', priority: 4, value: `ppid ${row.ppid}` } : null,
+    row.cgroup ? { name: 'cgroup', priority: 3, value: row.cgroup } : null,
+    row.container ? { name: 'container', priority: 5, value: containerText(row.container) } : null,
+    row.pod ? { name: 'pod', priority: 4, value: podText(row.pod) } : null,
+    { name: 'traffic', priority: 7, value: <>tx {formatBytes(row.tx)} ({formatRate(row.txRate)})  rx {formatBytes(row.rx)} ({formatRate(row.rxRate)})</> },
+    { name: 'conns', priority: 7, value: <>{row.open} open, {row.total} total, {row.failed} failed; providers {row.providers.join(', ') || 'none'}</> },
+  ];
+  return fields.filter((f): f is Field => f !== null);
+}
+
+/** At most `max` fields, dropping the lowest priority (the last of equals) first, in their order. */
+function fitFields(fields: Field[], max: number): Field[] {
+  const kept = [...fields];
+  while (kept.length > max) {
+    let lowest = kept.length - 1;
+    for (let i = kept.length - 1; i >= 0; i--) if (kept[i]!.priority < kept[lowest]!.priority) lowest = i;
+    kept.splice(lowest, 1);
+  }
+  return kept;
 }
 
 function DetailView(props: DetailProps): React.JSX.Element {
   const { row, at } = props;
   const flows = orderFlows(props.flows);
-  const state = row.exitedAt === null ? 'running' : `exited ${formatAge(at - row.exitedAt)} ago`;
-  const identityLines = 6;
-  const tableHeight = Math.max(2, props.height - identityLines - 1);
+  // a blank line, the table's header and one connection stay on screen
+  const fields = fitFields(identityFields(row, props.userName, at), Math.max(1, props.height - 3));
+  const tableHeight = Math.max(2, props.height - fields.length - 1);
   const scroll = Math.min(props.scroll, Math.max(0, flows.length - (tableHeight - 1)));
   const hiddenBelow = Math.max(0, flows.length - scroll - (tableHeight - 1));
   return (
     <Box flexDirection="column" width={props.width} height={props.height}>
-      {field('process', <><Text bold>{row.comm}</Text>  pid {row.pid}  start {row.startTime}  {state}</>)}
-      {field('user', <>{userLine(props.userName(row.uid), row.uid, row.gid)}</>)}
-      {field('exe', <>{row.exe ?? 'unknown'}</>)}
-      {field('cgroup', <>{row.cgroup ?? 'unknown'}</>)}
-      {field('traffic', <>tx {formatBytes(row.tx)} ({formatRate(row.txRate)})  rx {formatBytes(row.rx)} ({formatRate(row.rxRate)})</>)}
-      {field('conns', <>{row.open} open, {row.total} total, {row.failed} failed; providers {row.providers.join(', ') || 'none'}</>)}
+      {fields.map((f) => (
+        <Text key={f.name} wrap="truncate">
+          <Text bold color="cyan">{f.name.padEnd(LABEL_WIDTH)}</Text>
+          {f.value}
+        </Text>
+      ))}
       <Text> </Text>
       <Table
         columns={flowColumns(at)}

@@ -11,7 +11,7 @@ export interface HelpProps {
 
 const LABEL_W = 9;
 const FOOTER = [
-  'Filter terms: provider:NAME user:NAME|UID pid:N process:NAME and free text;',
+  'Filter: provider:NAME user:NAME|UID pid:N process:NAME|AGENT and free text;',
   'same-kind terms are alternatives, the rest must all match. b/a: reserved for block/audit.',
 ];
 

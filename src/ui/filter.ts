@@ -1,9 +1,11 @@
 /**
- * The `/` filter: free text plus `provider:` `user:` `pid:` `process:` terms.
+ * The `/` filter: free text plus `provider:` `user:` `pid:` `process:` terms. `user:` takes a uid
+ * or a name (recorded or local); `process:` searches comm, executable path and agent label or id.
  * Terms of the same kind are alternatives (OR); different kinds and free words must all match
  * (AND). Matching is case-insensitive; values may be double-quoted to hold spaces.
  */
 import type { ProcessRow } from '../core/flows.js';
+import { userOf } from './identity.js';
 
 export type TermKind = 'provider' | 'user' | 'pid' | 'process' | 'text';
 
@@ -82,18 +84,25 @@ function termMatches(term: FilterTerm, row: ProcessRow, userName: UserName): boo
     case 'provider':
       return row.providers.some((p) => p.toLowerCase().includes(term.value));
     case 'user':
-      return String(row.uid) === term.value || userName(row.uid).toLowerCase() === term.value;
+      return String(row.uid) === term.value || userOf(row, userName).toLowerCase() === term.value
+        || userName(row.uid).toLowerCase() === term.value;
     case 'pid':
       return String(row.pid) === term.value;
     case 'process':
-      return row.comm.toLowerCase().includes(term.value) || (row.exe ?? '').toLowerCase().includes(term.value);
-    case 'text': {
-      const hay = [row.comm, row.exe ?? '', row.cgroup ?? '', String(row.pid), userName(row.uid), ...row.providers]
-        .join('\n')
-        .toLowerCase();
-      return hay.includes(term.value);
-    }
+      return [row.comm, row.exe ?? '', row.agent?.label ?? '', row.agent?.id ?? '']
+        .some((s) => s.toLowerCase().includes(term.value));
+    case 'text':
+      return haystack(row, userName).includes(term.value);
   }
+}
+
+/** Everything free text searches, lower case. */
+function haystack(row: ProcessRow, userName: UserName): string {
+  return [
+    row.comm, row.exe ?? '', row.cgroup ?? '', String(row.pid), userOf(row, userName), row.group ?? '',
+    row.agent?.label ?? '', row.agent?.id ?? '', row.cmdline ?? '', row.container?.id ?? '', row.pod?.uid ?? '',
+    ...row.providers,
+  ].join('\n').toLowerCase();
 }
 
 /** True when `row` passes every kind of term in `filter`. */

@@ -3,6 +3,7 @@ import type { ProcessRow } from '../core/flows.js';
 import type { Column } from './columns.js';
 import type { UserName } from './filter.js';
 import { formatAge, formatBytesCompact } from './format.js';
+import { processName, userOf } from './identity.js';
 import type { SortColumn } from './rows.js';
 
 export interface ProcessColumnContext {
@@ -13,13 +14,16 @@ export interface ProcessColumnContext {
 
 export type ProcessColumn = Column<ProcessRow> & { id: SortColumn | 'policy' };
 
-/** Column widths fit 80 columns with every column shown (PROCESS and PROVIDERS share the rest). */
+/**
+ * Column widths fit 80 columns with every column shown (PROCESS and PROVIDERS share the rest);
+ * at 80 PROCESS is 11 wide, enough for an agent label such as `Claude Code`.
+ */
 export function processColumns(ctx: ProcessColumnContext): ProcessColumn[] {
   return [
     { id: 'pid', title: 'PID', width: 7, align: 'right', priority: 10, cell: (r) => String(r.pid) },
-    { id: 'user', title: 'USER', width: 7, priority: 5, cell: (r) => ctx.userName(r.uid) },
-    { id: 'process', title: 'PROCESS', minWidth: 9, flex: 1, priority: 10, cell: (r) => r.comm },
-    { id: 'providers', title: 'PROVIDERS', minWidth: 10, flex: 1, priority: 9, cell: (r) => r.providers.join(',') || '-' },
+    { id: 'user', title: 'USER', width: 7, priority: 5, cell: (r) => userOf(r, ctx.userName) },
+    { id: 'process', title: 'PROCESS', minWidth: 11, flex: 1, priority: 10, cell: processName },
+    { id: 'providers', title: 'PROVIDERS', minWidth: 9, flex: 1, priority: 9, cell: (r) => r.providers.join(',') || '-' },
     { id: 'conns', title: 'CONNS', width: 5, align: 'right', priority: 6, cell: (r) => `${r.open}/${r.total}` },
     { id: 'txRate', title: 'TX/s', width: 5, align: 'right', priority: 8, cell: (r) => formatBytesCompact(r.txRate) },
     { id: 'rxRate', title: 'RX/s', width: 5, align: 'right', priority: 8, cell: (r) => formatBytesCompact(r.rxRate) },

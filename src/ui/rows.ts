@@ -4,6 +4,7 @@
  */
 import type { ProcessRow } from '../core/flows.js';
 import { matchesFilter, type Filter, type UserName } from './filter.js';
+import { processName, userOf } from './identity.js';
 
 export type SortColumn =
   | 'pid' | 'user' | 'process' | 'providers' | 'conns' | 'txRate' | 'rxRate' | 'tx' | 'rx' | 'last';
@@ -27,8 +28,9 @@ const text = (f: (r: ProcessRow, u: UserName) => string): Compare => (a, b, u) =
 
 const COMPARE: Record<SortColumn, Compare> = {
   pid: num((r) => r.pid),
-  user: text((r, u) => u(r.uid)),
-  process: text((r) => r.comm),
+  // by what the table shows: the recorded user name, the agent label
+  user: text(userOf),
+  process: text(processName),
   providers: text((r) => r.providers.join(',')),
   conns: (a, b) => a.open - b.open || a.total - b.total,
   txRate: num((r) => r.txRate),

@@ -8,6 +8,7 @@ import { ROOT } from '../helpers/busted.js';
 import { Tmux } from '../helpers/tmux.js';
 
 const FIXTURE = `${ROOT}test/fixtures/tui-replay.jsonl`;
+const DEMO = `${ROOT}examples/demo.jsonl`;
 
 /** Runs busted-top between two markers, then reports its exit code and the tty's mode. */
 function command(args: string, nodeArgs = ''): string {
@@ -59,8 +60,8 @@ test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores 
   await tm.waitFor((_, l) => /^filter: provider:anthropic \(Esc clears\)/.test(l[23] ?? ''), 'the filter on the status line', 15_000);
 
   tm.keys('Enter');
-  lines = await tm.waitFor((s) => s.includes('exe      /usr/local/bin/node'), 'the detail view');
-  t.regex(lines[2]!, /^process {2}node {2}pid 5120 {2}start 600 {2}running/);
+  lines = await tm.waitFor((s) => s.includes('exe       /usr/local/bin/node'), 'the detail view');
+  t.regex(lines[2]!, /^process {3}node {2}pid 5120 {2}start 600 {2}running/);
   t.true(lines.some((l) => /^192\.0\.2\.20:443\s+api\.anthropic\.com\s+anthropic\s+sni\s+open/.test(l)));
   tm.keys('Escape');
   await tm.waitFor((s) => s.includes('PROVIDERS'), 'back to the table');
@@ -87,6 +88,57 @@ test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores 
   t.regex(text, /busted-top: .*tui-replay\.jsonl: 1 problem: line 9 \(not valid JSON\)\./);
   t.regex(text, /^icanon$/m, 'the tty is back in canonical mode');
   t.notRegex(text, /PROVIDERS/, 'no UI left on the normal screen');
+});
+
+test('the demo at 80x24: agent label and recorded user names in the table, identity in the detail view', async (t) => {
+  const tm = new Tmux('identity');
+  t.teardown(() => tm.kill());
+  tm.start(command(`--replay ${DEMO} --speed 50`), 80, 24);
+  let lines = await tm.waitFor((s) => s.includes('REPLAY ×50 ended'), 'the end of the demo');
+  t.true(lines.some((l) => /^\s+53390 alice\s+Claude Code\s+anthropic /.test(l)), 'the agent label in PROCESS');
+  t.true(lines.some((l) => /^\s+22310 bob\s+python3 /.test(l)), 'a recorded user name (a replay names no one but root itself)');
+  t.true(lines.some((l) => /^\s+51007 10001\s+node /.test(l)), 'a uid no name was recorded for');
+
+  /** From the unfiltered table: the detail view of the one row `filter` leaves, then back. */
+  const detailOf = async (filter: string, pid: number): Promise<string[]> => {
+    tm.keys('/');
+    tm.keys(filter, true);
+    tm.keys('Enter');
+    await tm.waitFor((_, l) => dataRows(l).join() === String(pid), `${filter} to leave ${pid}`);
+    tm.keys('Enter');
+    const shown = await tm.waitFor((s) => s.includes(`pid ${pid}  start`), `the detail of ${pid}`);
+    tm.keys('Escape');
+    await tm.waitFor((s) => s.includes('PROVIDERS'), 'back to the table');
+    tm.keys('Escape');
+    await tm.waitFor((_, l) => dataRows(l).length > 1, 'the filter cleared');
+    return shown;
+  };
+  lines = await detailOf('process:"claude code"', 53390);
+  t.deepEqual(lines.slice(2, 12), [
+    'process   claude  pid 53390  start 955870  running',
+    'agent     Claude Code (claude)',
+    'user      alice (uid 1000), group alice (gid 1000)',
+    'exe       /home/alice/.local/share/claude/versions/2.0.14',
+    'sha256    39f11688118de437…',
+    'cmdline   claude --model opus --add-dir /home/alice/src/notes',
+    'parents   zsh(53101) ← sshd(53088) ← sshd(1187) ← systemd(1)',
+    'cgroup    /user.slice/user-1000.slice/session-4.scope',
+    lines[10]!,
+    'conns     1 open, 2 total, 0 failed; providers anthropic',
+  ]);
+  t.regex(lines[10]!, /^traffic {3}tx 1\.3 MiB/);
+  t.true(lines.some((l) => /^160\.79\.104\.10:443\s+api\.anthropic\.com\s+anthropic\s+sni\s+open/.test(l)));
+  lines = await detailOf('pid:51007', 51007);
+  t.true(lines.includes('container containerd 2e2fd82e04a4'));
+  t.true(lines.includes('pod       7c2e9a41-5b3d-4f0e-9a61-2d8c4b7e1f35 (burstable)'));
+  t.true(lines.includes('user      uid 10001, gid 10001'));
+  t.true(lines.includes('parents   containerd-shim(3021) ← systemd(1)'));
+  t.true(lines.every((l) => l.length <= 80));
+  lines = await detailOf('user:bob', 22310);
+  t.true(lines.includes('exe       /opt/conda/bin/python3.11 (replaced on disk)'));
+  t.true(lines.every((l) => l.length <= 80));
+  tm.keys('q');
+  await tm.waitFor((s) => s.includes('EXIT=0'), 'busted-top to exit');
 });
 
 for (const [name, stop] of [

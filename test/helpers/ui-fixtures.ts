@@ -2,7 +2,7 @@
  * Records and stores for UI tests: snapshots come from the real Store and FlowTable fed with
  * records at chosen times, so tests see exactly the shapes the UI gets at run time.
  */
-import type { ConnectRecord, EventRecord, SessionRecord } from '../../src/core/records.js';
+import type { ConnectRecord, EventRecord, ProcessRecord, SessionRecord } from '../../src/core/records.js';
 import { Store, type StoreSnapshot } from '../../src/core/store.js';
 import type { UiConfig } from '../../src/ui/state.js';
 
@@ -32,6 +32,16 @@ export function connect(ms: number, flow: string, p: ProcSpec, over: Partial<Con
     exe: p.exe === undefined ? `/usr/bin/${p.comm}` : p.exe, cgroup: '/user.slice', cgroupId: 1, startTime: p.startTime ?? 100,
     proto: 'tcp', src: '10.0.0.2:40000', dst: '192.0.2.10:443', provider: 'openai', host: 'api.openai.com', via: 'sni',
     error: null, ...over,
+  };
+}
+
+/** A process record for `p` with no details known; `over` adds them. */
+export function processRecord(ms: number, p: ProcSpec, over: Partial<ProcessRecord> = {}): ProcessRecord {
+  return {
+    type: 'process', ts: iso(ms), pid: p.pid, startTime: p.startTime ?? 100,
+    exe: p.exe === undefined ? `/usr/bin/${p.comm}` : p.exe, cgroup: '/user.slice', cmdline: null, parents: [],
+    sha256: null, exeReplaced: false, user: null, group: null, ppid: null, container: null, pod: null, agent: null,
+    ...over,
   };
 }
 
@@ -67,6 +77,33 @@ export function threeProcesses(): EventRecord[] {
     traffic(1000, '1', PY.pid, 1000, 50_000),
     traffic(1000, '2', NODE.pid, 2000, 20_000),
     traffic(1000, '3', CURL.pid, 90_000, 1000),
+  ];
+}
+
+/** A coding agent in a pod, with everything the resolver can say about it. */
+export const AGENT = { pid: 7300, comm: 'claude', uid: 1002, startTime: 800, exe: '/opt/claude/versions/2.0.14' };
+export const AGENT_SHA = '9f2c4e1a7b3d5f60a8c2e4b6d8f0a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5';
+export const AGENT_CONTAINER = 'c0ffee'.padEnd(64, '0');
+export const AGENT_POD = '7c2e9a41-5b3d-4f0e-9a61-2d8c4b7e1f35';
+
+/** The agent's connect (identity as known then: no hash yet), then a process record with the rest. */
+export function agentRecords(): EventRecord[] {
+  const cgroup = `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${AGENT_POD.replace(/-/g, '_')}.slice/cri-containerd-${AGENT_CONTAINER}.scope`;
+  const who = {
+    user: 'carol', group: 'devs', ppid: 7290, agent: { id: 'claude', label: 'Claude Code' },
+    container: { id: AGENT_CONTAINER, runtime: 'containerd' }, pod: { uid: AGENT_POD, qos: 'burstable' },
+  };
+  return [
+    connect(400, '7', AGENT, { provider: 'anthropic', host: 'api.anthropic.com', dst: '192.0.2.30:443', cgroup, ...who }),
+    processRecord(900, AGENT, {
+      ...who, cgroup, sha256: AGENT_SHA, exeReplaced: true,
+      cmdline: 'claude --model opus --permission-mode acceptEdits -p "fix the failing test in src/parser.ts and commit"',
+      parents: [
+        { pid: 7290, comm: 'bash', exe: '/usr/bin/bash' }, { pid: 7201, comm: 'containerd-shim', exe: '/usr/bin/containerd-shim-runc-v2' },
+        { pid: 1, comm: 'systemd', exe: '/usr/lib/systemd/systemd' },
+      ],
+    }),
+    traffic(1000, '7', AGENT.pid, 3000, 9000),
   ];
 }
 

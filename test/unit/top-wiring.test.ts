@@ -6,7 +6,8 @@ import path from 'node:path';
 import type { KillRecord } from '../../src/core/records.js';
 import { liveKill, refuseInReplay } from '../../src/cli/kill.js';
 import { FullScreen } from '../../src/cli/terminal.js';
-import { parsePasswd, recordedUserNames } from '../../src/cli/users.js';
+import { localUserNames, recordedUserNames } from '../../src/cli/users.js';
+import { NameDirectory } from '../../src/core/users.js';
 
 const target = { key: '4242:77', pid: 4242, startTime: 77, comm: 'python3' };
 
@@ -76,9 +77,13 @@ test('FullScreen: enters the alternate screen, restores once, leaves raw mode', 
   t.false(notTty.entered, 'a pipe is never switched to the alternate screen');
 });
 
-test('user names: passwd parsing, and only root named in a replay', (t) => {
-  const names = parsePasswd('root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n# comment\nbad\n');
-  t.deepEqual([...names], [[0, 'root'], [1000, 'alice']]);
+test('user names: the core directory live, and only root named in a replay', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-users-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const passwd = path.join(dir, 'passwd');
+  fs.writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n# comment\nbad\n');
+  const local = localUserNames(new NameDirectory({ passwd, group: path.join(dir, 'group') }));
+  t.deepEqual([0, 1000, 1001].map(local), ['root', 'alice', '1001']);
   t.is(recordedUserNames(0), 'root');
   t.is(recordedUserNames(1000), '1000');
 });

@@ -12,7 +12,9 @@ import { ProcessTable } from '../../src/ui/ProcessTable.js';
 import { DEFAULT_SORT } from '../../src/ui/rows.js';
 import { initialState, rowsOf } from '../../src/ui/state.js';
 import { StatusLine } from '../../src/ui/StatusLine.js';
-import { close, config, connect, PY, session, snapshotOf, T0, threeProcesses, traffic, userName } from '../helpers/ui-fixtures.js';
+import {
+  AGENT, AGENT_POD, agentRecords, close, config, connect, NODE, PY, session, snapshotOf, T0, threeProcesses, traffic, userName,
+} from '../helpers/ui-fixtures.js';
 
 const frame = (el: React.ReactElement): string[] => {
   const r = render(el);
@@ -28,14 +30,31 @@ test('process table: header with sort marker, one line per process in order, exa
   const lines = frame(
     <ProcessTable rows={rowsOf(s)} now={s.shown.snapshot.at} userName={userName} sort={DEFAULT_SORT} selectedKey={s.selected} width={80} height={10} emptyText="none" />,
   );
-  t.is(lines[0], '    PID USER    PROCESS    PROVIDERS   CONNS  TX/s ▼RX/s    TX    RX LAST POLICY');
+  t.is(lines[0], '    PID USER    PROCESS     PROVIDERS  CONNS  TX/s ▼RX/s    TX    RX LAST POLICY');
   // rates: bytes over the time since each flow opened (1.9 s, 1.8 s, 1.7 s), as the store computes them
-  t.is(lines[1], '   4211 alice   python3    openai        1/1   526   26K  1.0K   49K   1s -');
-  t.is(lines[2], '   5120 bob     node       anthropic     1/1  1.1K   11K  2.0K   20K   1s -');
-  t.is(lines[3], '   6001 root    curl       ollama        1/1   52K   588   88K  1.0K   1s -');
+  t.is(lines[1], '   4211 alice   python3     openai       1/1   526   26K  1.0K   49K   1s -');
+  t.is(lines[2], '   5120 bob     node        anthropic    1/1  1.1K   11K  2.0K   20K   1s -');
+  t.is(lines[3], '   6001 root    curl        ollama       1/1   52K   588   88K  1.0K   1s -');
   t.is(lines.length, 10, 'the table takes the height it is given');
   t.true(lines.slice(4).every((l) => l.trim() === ''));
   for (const l of lines) t.true(l.length <= 80);
+});
+
+test('process table: the agent label instead of comm, the recorded user name before the local one', (t) => {
+  // carol (uid 1002) is not in the local names; bob's record says "robert", which wins over the lookup
+  const recs = [...threeProcesses(), ...agentRecords(), connect(500, '8', { pid: 5121, comm: 'node', uid: 1001 }, { user: 'robert' })];
+  const s = initialState(config(), { snapshot: snapshotOf(recs, 2000) });
+  const lines = frame(
+    <ProcessTable rows={rowsOf(s)} now={s.shown.snapshot.at} userName={userName} sort={DEFAULT_SORT} selectedKey={s.selected} width={80} height={10} emptyText="none" />,
+  );
+  const row = (pid: number) => lines.find((l) => l.startsWith(String(pid).padStart(7)))!;
+  t.is(row(AGENT.pid), '   7300 carol   Claude Code anthropic    1/1  1.8K  5.5K  2.9K  8.8K   1s -');
+  t.regex(row(5121), /^ {3}5121 robert  node /);
+  t.regex(row(NODE.pid), /^ {3}5120 bob {5}node /, 'no recorded name: the local lookup');
+  const narrow = frame(
+    <ProcessTable rows={rowsOf(s)} now={s.shown.snapshot.at} userName={userName} sort={DEFAULT_SORT} selectedKey={null} width={60} height={10} emptyText="none" />,
+  );
+  t.true(narrow.some((l) => /^ {3}7300 .*Claude Code/.test(l)), 'the label is kept when columns are dropped');
 });
 
 test('process table: scrolls to keep the selection visible and shows the empty text', (t) => {
@@ -86,15 +105,61 @@ test('detail: identity and connections of the selected process', (t) => {
   const snap = snapshotOf(recs, 2000);
   const row = snap.processes.find((p) => p.pid === PY.pid)!;
   const lines = frame(<Detail row={row} flows={snap.flows.filter((f) => f.proc === row.key)} userName={userName} at={snap.at} width={90} height={14} scroll={0} />);
-  t.is(lines[0], 'process  python3  pid 4211  start 500  running');
-  t.is(lines[1], 'user     alice (uid 1000, gid 1000)');
-  t.is(lines[2], 'exe      /usr/bin/python3');
+  t.is(lines[0], 'process   python3  pid 4211  start 500  running');
+  t.is(lines[1], 'user      alice (uid 1000), gid 1000');
+  t.is(lines[2], 'exe       /usr/bin/python3');
+  t.is(lines[3], 'cgroup    /user.slice');
   // the closed flow's bytes are still inside the 3 s rate window: 1000 B and 60000 B over 1.9 s
-  t.is(lines[4], 'traffic  tx 1000 B (526 B/s)  rx 59 KiB (31 KiB/s)');
-  t.regex(lines[5]!, /^conns {4}0 open, 2 total, 1 failed; providers openai$/);
+  t.is(lines[4], 'traffic   tx 1000 B (526 B/s)  rx 59 KiB (31 KiB/s)');
+  t.regex(lines[5]!, /^conns {5}0 open, 2 total, 1 failed; providers openai$/);
   t.regex(lines[7]!, /^REMOTE\s+HOST\s+PROVIDER\s+VIA\s+STATE\s+DUR\s+TX\s+RX$/);
   t.regex(lines[8]!, /^192\.0\.2\.11:443\s+api\.openai\.com\s+openai\s+sni\s+refused\s+0s\s+0\s+0$/);
   t.regex(lines[9]!, /^192\.0\.2\.10:443\s+api\.openai\.com\s+openai\s+sni\s+closed\s+1s\s+1\.0K\s+59K$/);
+  t.false(lines.some((l) => /^(agent|sha256|cmdline|parents|container|pod) /.test(l)), 'nothing unknown is shown');
+});
+
+test('detail: the identity of an agent in a pod at 80x24 (21 lines between header and status line)', (t) => {
+  const snap = snapshotOf([...threeProcesses(), ...agentRecords()], 2000);
+  const row = snap.processes.find((p) => p.pid === AGENT.pid)!;
+  const lines = frame(<Detail row={row} flows={snap.flows.filter((f) => f.proc === row.key)} userName={userName} at={snap.at} width={80} height={21} scroll={0} />);
+  t.deepEqual(lines.slice(0, 13), [
+    'process   claude  pid 7300  start 800  running',
+    'agent     Claude Code (claude)',
+    'user      carol (uid 1002), group devs (gid 1002)',
+    'exe       /opt/claude/versions/2.0.14 (replaced on disk)',
+    'sha256    9f2c4e1a7b3d5f60…',
+    'cmdline   claude --model opus --permission-mode acceptEdits -p "fix the failing…',
+    'parents   bash(7290) ← containerd-shim(7201) ← systemd(1)',
+    `cgroup    /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7c2e9a…`,
+    'container containerd c0ffee000000',
+    `pod       ${AGENT_POD} (burstable)`,
+    'traffic   tx 2.9 KiB (1.8 KiB/s)  rx 8.8 KiB (5.5 KiB/s)',
+    'conns     1 open, 1 total, 0 failed; providers anthropic',
+    '',
+  ]);
+  t.regex(lines[13]!, /^REMOTE\s+HOST\s+PROVIDER\s+VIA\s+STATE\s+DUR\s+TX\s+RX$/);
+  t.regex(lines[14]!, /^192\.0\.2\.30:443\s+api\.anthropic\.com\s+anthropic\s+sni\s+open\s+1s\s+2\.9K\s+8\.8K$/);
+  t.is(lines.length, 21);
+  t.true(lines.every((l) => l.length <= 80));
+});
+
+test('detail: before the process record, what the connect carried (no hash, only the parent pid)', (t) => {
+  const recs = [...threeProcesses(), ...agentRecords()].filter((r) => Date.parse(r.ts) - T0 < 900);
+  const snap = snapshotOf(recs, 800);
+  const row = snap.processes.find((p) => p.pid === AGENT.pid)!;
+  const lines = frame(<Detail row={row} flows={snap.flows.filter((f) => f.proc === row.key)} userName={userName} at={snap.at} width={80} height={21} scroll={0} />);
+  t.deepEqual(lines.slice(0, 9).map((l) => l.split(' ')[0]), ['process', 'agent', 'user', 'exe', 'parents', 'cgroup', 'container', 'pod', 'traffic']);
+  t.is(lines[3], 'exe       /opt/claude/versions/2.0.14', 'not known to be replaced yet');
+  t.is(lines[4], 'parents   ppid 7290');
+});
+
+test('detail: when lines are short the least useful identity lines go first', (t) => {
+  const snap = snapshotOf([...threeProcesses(), ...agentRecords()], 2000);
+  const row = snap.processes.find((p) => p.pid === AGENT.pid)!;
+  const lines = frame(<Detail row={row} flows={snap.flows.filter((f) => f.proc === row.key)} userName={userName} at={snap.at} width={80} height={10} scroll={0} />);
+  t.deepEqual(lines.slice(0, 7).map((l) => l.split(' ')[0]), ['process', 'agent', 'user', 'exe', 'cmdline', 'traffic', 'conns']);
+  t.regex(lines[9]!, /^192\.0\.2\.30:443/, 'one connection is still shown');
+  t.is(lines.length, 10);
 });
 
 test('help: lists every key binding and the filter syntax', (t) => {

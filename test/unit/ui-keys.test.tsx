@@ -159,7 +159,7 @@ test('the whole App: keys change what is drawn', async (t) => {
   t.regex(screen()[23]!, /^filter: curl/);
   app.stdin.write('\r');
   await settle();
-  t.regex(screen()[2]!, /^process  curl  pid 6001/);
+  t.regex(screen()[2]!, /^process {3}curl {2}pid 6001/);
   app.stdin.write('?');
   await settle();
   t.regex(screen()[2]!, /^Keys/);

@@ -1,7 +1,9 @@
 /** The UI reducer: one test per action (the table below must name every action type). */
 import test, { type ExecutionContext } from 'ava';
 import { initialState, reducer, rowsOf, selectedRow, type Action, type UiState } from '../../src/ui/state.js';
-import { close, config, connect, CURL, NODE, PY, session, snapshotOf, threeProcesses, traffic } from '../helpers/ui-fixtures.js';
+import {
+  AGENT, agentRecords, close, config, connect, CURL, NODE, PY, session, snapshotOf, threeProcesses, traffic,
+} from '../helpers/ui-fixtures.js';
 
 const start = (over: Parameters<typeof config>[0] = {}, showAll = false): UiState =>
   initialState(config(over), { showAll, snapshot: snapshotOf(threeProcesses(), 2000) });
@@ -138,6 +140,24 @@ const ACTION_TESTS: Record<Action['type'], (t: ExecutionContext) => void> = {
 };
 
 for (const [type, fn] of Object.entries(ACTION_TESTS)) test(`action ${type}`, fn);
+
+test('identity: filter and sort by the agent label and the recorded user name, as the table shows them', (t) => {
+  const aider = connect(500, '8', { pid: 7400, comm: 'python3' }, { agent: { id: 'aider', label: 'Aider' } });
+  const s = initialState(config(), { snapshot: snapshotOf([...threeProcesses(), ...agentRecords(), aider], 2000) });
+  const filtered = (draft: string) => pids(run(s, { type: 'filterOpen' }, { type: 'filterEdit', draft }, { type: 'filterApply' }));
+  t.deepEqual(filtered('process:"Claude Code"'), [AGENT.pid]);
+  t.deepEqual(filtered('user:carol'), [AGENT.pid], 'carol is known only from the records');
+  t.deepEqual(filtered('user:carol user:root'), [AGENT.pid, CURL.pid]);
+  t.deepEqual(filtered('process:aider'), [7400]);
+  // PROCESS A→Z: the python3 labelled Aider comes first, the other python3 last
+  const byProcess = run(s, ...Array.from({ length: 4 }, () => ({ type: 'sort', change: 'prev' }) as const));
+  t.deepEqual(byProcess.sort, { column: 'process', descending: false });
+  t.deepEqual(pids(byProcess), [7400, AGENT.pid, CURL.pid, NODE.pid, PY.pid], 'Aider, Claude Code, curl, node, python3');
+  const byUser = reducer(byProcess, { type: 'sort', change: 'prev' });
+  t.deepEqual(byUser.sort, { column: 'user', descending: false });
+  // uid 1002 has no local name: "carol" from the records, not "1002" (which would sort first)
+  t.deepEqual(pids(byUser), [PY.pid, 7400, NODE.pid, AGENT.pid, CURL.pid], 'alice, alice, bob, carol, root');
+});
 
 test('tombstones: a process that leaves the table stays dimmed for tombstoneMs, then goes', (t) => {
   const s0 = start();
