@@ -95,6 +95,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const identities = new IdentityResolver({ agents: opts.agents ?? loadAgents() });
   /** Identities whose details changed since their last record: a process record each, once the table knows them. */
   const changed = new Map<string, number>();
+  /** Identities that have had their first process record. */
+  const described = new Set<string>();
   identities.onChange((key) => {
     if (!changed.has(key)) changed.set(key, Date.now());
   });
@@ -182,7 +184,14 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const key = `${rec.pid}:${rec.startTime}`;
       const who = identities.get(key);
       if (!who) return rec;
-      changed.delete(key);
+      if (!described.has(key)) {
+        // one process record follows a process's first connect: cmdline and parents travel there
+        if (described.size >= 65536) described.clear();
+        described.add(key);
+        changed.set(key, Date.now());
+      } else {
+        changed.delete(key);
+      }
       return { ...rec, exe: who.exe ?? rec.exe, cgroup: who.cgroup ?? rec.cgroup, ...identityFields(who) };
     },
   });

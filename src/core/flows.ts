@@ -287,6 +287,8 @@ export class FlowTable {
     p.row.exe ??= rec.exe;
     p.row.cgroup ??= rec.cgroup;
     p.row.user ??= rec.user ?? null;
+    p.row.group ??= rec.group ?? null;
+    if (rec.exeReplaced) p.row.exeReplaced = true;
     p.row.sha256 ??= rec.sha256 ?? null;
     p.row.ppid ??= rec.ppid ?? null;
     p.row.container ??= rec.container ?? null;
