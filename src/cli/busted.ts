@@ -25,6 +25,8 @@ const cli = meow(
     --all                also show flows that are not LLM traffic (default: LLM providers only)
     --providers FILE     extra or overriding provider catalog entries (YAML or JSON; see README)
     --agents FILE        extra or overriding AI agent entries (YAML or JSON; see README)
+    --policy FILE        block/audit rules for LLM traffic (YAML or JSON; see README); SIGHUP reloads it
+    --enforce            block decisions really block (EPERM); without it they are audited as would-deny
     --interval MS        how often byte counters are read and traffic records made (default 1000)
     --duration S         stop after S seconds
     --verbose            more fields per line (tid, gid, exe, cgroup, flow id) and traffic lines
@@ -56,6 +58,8 @@ const cli = meow(
       record: { type: 'string' },
       providers: { type: 'string' },
       agents: { type: 'string' },
+      policy: { type: 'string' },
+      enforce: { type: 'boolean', default: false },
       replay: { type: 'string' },
       speed: { type: 'number' },
     },
@@ -63,7 +67,7 @@ const cli = meow(
 );
 
 async function main(): Promise<number> {
-  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'agents', 'help', 'version']);
+  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'agents', 'policy', 'enforce', 'help', 'version']);
   const unknown = Object.keys(cli.flags).find((k) => !known.has(k));
   if (unknown) throw usageError(`unknown option --${unknown.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const [command, ...extra] = cli.input;
@@ -84,6 +88,8 @@ interface Source {
   stop(): Promise<void>;
   /** Resolves when the source has nothing more to give (a replay's end). */
   ended: Promise<void>;
+  /** SIGHUP: re-read what can be re-read (the policy). */
+  reload?(): void;
 }
 
 function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: (msg: string) => void): Source {
@@ -92,13 +98,22 @@ function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: 
     clock: systemClock,
     ended: new Promise<void>(() => {}),
     async start(store) {
-      engine = await startEngine(store, { catalog, agents, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
+      engine = await startEngine(store, { catalog, agents, policyFile: flags.policy ?? null, enforce: flags.enforce, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
       if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
     },
     async stop() {
       const e = engine;
       engine = null;
       await e?.stop();
+    },
+    reload() {
+      if (!engine || !flags.policy) return;
+      try {
+        const warnings = engine.reloadPolicy();
+        warn(`reloaded the policy from ${flags.policy}${warnings.length ? ` (${warnings.length} warnings above)` : ''}`);
+      } catch (err) {
+        warn(`${(err as Error).message}; the policy in force is unchanged.`);
+      }
     },
   };
 }
@@ -159,7 +174,7 @@ async function runHeadless(flags: Flags): Promise<number> {
   };
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
-  process.once('SIGHUP', () => void stop(0));
+  process.on('SIGHUP', () => source.reload?.());
   out.onBrokenPipe(() => void stop(0));
 
   await source.start(store);

@@ -22,6 +22,8 @@ export interface Flags {
   replay: string | undefined;
   providers: string | undefined;
   agents: string | undefined;
+  policy: string | undefined;
+  enforce: boolean;
   /** Replay speed; 0 means as fast as possible. */
   speed: number;
 }
@@ -36,6 +38,8 @@ export interface RawFlags {
   replay?: string;
   providers?: string;
   agents?: string;
+  policy?: string;
+  enforce?: boolean;
   speed?: number;
 }
 
@@ -54,10 +58,12 @@ export function validateFlags(raw: RawFlags): Flags {
   if (raw.replay !== undefined && raw.replay.trim() === '') throw usageError('--replay needs a file path');
   if (raw.providers !== undefined && raw.providers.trim() === '') throw usageError('--providers needs a file path');
   if (raw.agents !== undefined && raw.agents.trim() === '') throw usageError('--agents needs a file path');
+  if (raw.policy !== undefined && raw.policy.trim() === '') throw usageError('--policy needs a file path');
+  if (raw.replay !== undefined && (raw.policy !== undefined || raw.enforce)) throw usageError('--policy and --enforce act on live traffic, not on --replay');
   const speed = raw.speed ?? 1;
   if (!Number.isFinite(speed) || speed < 0) throw usageError(`--speed must be a number ≥ 0, not "${raw.speed}"`);
   if (raw.speed !== undefined && raw.replay === undefined) throw usageError('--speed only applies with --replay FILE');
-  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, providers: raw.providers, agents: raw.agents, speed };
+  return { format, all: raw.all ?? false, interval, duration, verbose: raw.verbose ?? false, record: raw.record, replay: raw.replay, providers: raw.providers, agents: raw.agents, policy: raw.policy, enforce: raw.enforce ?? false, speed };
 }
 
 /** One sentence for a person, and the exit code. */
@@ -65,7 +71,7 @@ export function describeError(err: unknown): { message: string; code: number } {
   if (err instanceof UsageError) return { message: err.message, code: 2 };
   if (err instanceof PreflightError || err instanceof LibbpfMissingError) return { message: err.message, code: 1 };
   if (err instanceof Error && (err.name === 'ReplayError' || err.name === 'RecordError')) return { message: err.message, code: 1 };
-  if (err instanceof Error && (err.name === 'CatalogError' || err.name === 'AgentsError')) return { message: `${err.message}; nothing was started.`, code: 2 };
+  if (err instanceof Error && (err.name === 'CatalogError' || err.name === 'AgentsError' || err.name === 'PolicyError')) return { message: `${err.message}; nothing was started.`, code: 2 };
   if (err instanceof BpfError) {
     const hint =
       err.code === 'EPERM' || err.code === 'EACCES'

@@ -5,7 +5,7 @@
  * always the kernel's, synchronously, in cgroup/connect; nothing here is on that path.
  */
 import { Action, RULE_DEFAULT, RULE_TOGGLE, formatEndpoint, type ActionValue, type PolicyDecision } from '../bpf/abi.js';
-import type { Enforcer, KernelPolicy } from '../bpf/enforcer.js';
+import type { Enforcer, ExeId, KernelPolicy } from '../bpf/enforcer.js';
 import type { Catalog } from './catalog.js';
 import { Destinations } from './destinations.js';
 import { nsToTicks } from './identity.js';
@@ -49,6 +49,11 @@ export class Enforcement {
   applyPolicy(names: string[], kernel: Omit<KernelPolicy, 'enforce'>): void {
     this.opts.enforcer.setPolicy({ ...kernel, enforce: this.opts.enforce });
     this.ruleNames = names;
+  }
+
+  /** Executables whose content matched sha256 rules (bit i = rule i). */
+  setHashedExe(exe: ExeId, mask: bigint): void {
+    this.opts.enforcer.setHashedExe(exe, mask);
   }
 
   /** The verdict busted-top set for a process identity, if any. */
@@ -108,4 +113,21 @@ export class Enforcement {
     this.opts.publish(rec);
     return rec;
   }
+}
+
+/** The executables of the running processes, once each (path via /proc, for hashing). */
+export async function runningExecutables(procRoot = '/proc', max = 4096): Promise<{ path: string; kdev: number; ino: bigint }[]> {
+  const { readdir, stat } = await import('node:fs/promises');
+  const { userDevToKernel } = await import('./identity-proc.js');
+  const seen = new Map<string, { path: string; kdev: number; ino: bigint }>();
+  const pids = (await readdir(procRoot).catch(() => [] as string[])).filter((d) => /^\d+$/.test(d)).slice(0, max);
+  for (const pid of pids) {
+    const path = `${procRoot}/${pid}/exe`;
+    const st = await stat(path, { bigint: true }).catch(() => null);
+    if (!st) continue;
+    const kdev = userDevToKernel(Number(st.dev));
+    const key = `${kdev}:${st.ino}`;
+    if (!seen.has(key)) seen.set(key, { path, kdev, ino: st.ino });
+  }
+  return [...seen.values()];
 }

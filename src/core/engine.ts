@@ -15,7 +15,9 @@ import { Classifier } from './classifier.js';
 import { loadAgents, type AgentCatalog } from './agents.js';
 import { IdentityResolver, nsToTicks, type Identity } from './identity.js';
 import { ListenerFinder } from './listeners.js';
-import { Enforcement, type VerdictAction } from './enforcement.js';
+import { Enforcement, runningExecutables, type VerdictAction } from './enforcement.js';
+import { loadPolicy } from './policy-file.js';
+import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
@@ -25,6 +27,8 @@ export interface EngineOptions {
   catalog?: Catalog;
   /** Agent catalog (built-in plus --agents); default: the built-in one. */
   agents?: AgentCatalog;
+  /** --policy FILE: rules compiled into the kernel (refused whole, before anything is attached, when bad). */
+  policyFile?: string | null;
   /** How long a TCP connect waits for its ClientHello before it is published (default 250 ms). */
   holdMs?: number;
   all: boolean;
@@ -42,6 +46,8 @@ export interface EngineOptions {
 
 export interface Engine {
   session: SessionRecord;
+  /** Re-reads --policy FILE (SIGHUP); a bad file keeps the policy in force and throws PolicyError. */
+  reloadPolicy(): string[];
   stop(): Promise<void>;
   /** busted-top's b/a keys: a verdict for one process identity while busted runs (null clears it). */
   setVerdict(pid: number, startTime: number, action: VerdictAction | null): void;
@@ -91,6 +97,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   checkPrivileges();
   checkBtf();
   const catalog = opts.catalog ?? loadCatalog(); // before anything is attached: a bad file attaches nothing
+  const providerIds = new Set(catalog.providers().map((p) => p.id));
+  const compile = (): CompiledPolicy | null =>
+    opts.policyFile ? compilePolicy(loadPolicy(opts.policyFile, providerIds), { catalog, cgroupRoot: findCgroup2Mount() }) : null;
+  let policy = compile();
   const clock = new WallClock();
   const identities = new IdentityResolver({ agents: opts.agents ?? loadAgents() });
   /** Identities whose details changed since their last record: a process record each, once the table knows them. */
@@ -170,7 +180,30 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       enforcer: probe.enforcer, catalog, publish, iso: (ns) => clock.iso(ns), enforce: opts.enforce ?? false,
       openLlmFlows: (key) => store.table.openFlowsOf(key, true).map((id) => BigInt(id)),
     });
+  } else if (policy) {
+    probe.close();
+    throw new Error('--policy needs the cgroup programs, which could not be attached here: run busted doctor.');
   }
+  const applyPolicy = (p: CompiledPolicy) => {
+    enforcement!.applyPolicy(p.names, { rules: p.rules, defaultAction: p.defaultAction });
+    for (const w of p.warnings) opts.onWarning?.(`policy: ${w}`);
+    if (p.hashRules.size > 0) void hashRunningExecutables(p);
+  };
+  /** sha256 rules: executables of running processes are hashed now; new ones as busted meets them. */
+  const hashRunningExecutables = async (p: CompiledPolicy) => {
+    for (const exe of await runningExecutables()) {
+      const r = await identities.hasher.hash(exe.path, { ino: exe.ino });
+      if (r.ok && policy === p) noteHash(exe.kdev, exe.ino, r.sha256);
+    }
+  };
+  const noteHash = (kdev: number, ino: bigint, sha256: string) => {
+    const mask = policy?.hashRules.get(sha256);
+    if (mask) enforcement?.setHashedExe({ dev: kdev, ino }, mask);
+  };
+  identities.onChange((_key, who, facts) => {
+    if (who.sha256 && policy?.hashRules.size) noteHash(facts.exeDev, facts.exeIno, who.sha256);
+  });
+  if (policy) applyPolicy(policy);
   stage = new ClassificationStage({
     onLearned: (ip, provider, ttlS) => enforcement?.destinations.learn(ip, provider, ttlS, Date.now()),
     classifier: new Classifier(catalog),
@@ -278,6 +311,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   };
   return {
     session,
+    reloadPolicy() {
+      if (!opts.policyFile) return [];
+      const next = compile()!; // throws PolicyError: the policy in force stays
+      policy = next;
+      applyPolicy(next);
+      return next.warnings;
+    },
     canEnforce: enforcement !== null,
     setVerdict: (pid, startTime, action) => needEnforcement().setToggle(pid, startTime, action),
     verdictOf: (pid, startTime) => enforcement?.toggleOf(`${pid}:${startTime}`) ?? null,

@@ -40,7 +40,7 @@ test('--help and --version print and exit 0', (t) => {
 });
 
 test('validateFlags fills defaults', (t) => {
-  t.deepEqual(validateFlags({}), { format: 'text', all: false, interval: 1000, duration: undefined, verbose: false, record: undefined, replay: undefined, providers: undefined, agents: undefined, speed: 1 });
+  t.deepEqual(validateFlags({}), { format: 'text', all: false, interval: 1000, duration: undefined, verbose: false, record: undefined, replay: undefined, providers: undefined, agents: undefined, policy: undefined, enforce: false, speed: 1 });
 });
 
 test('describeError maps errors to one sentence and an exit code', (t) => {

@@ -1,0 +1,173 @@
+/**
+ * --policy against the real kernel, through the busted CLI, loopback only: provider addresses
+ * are a loopback range mapped by a --providers file, or learned from a ClientHello's SNI.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
+import { findCgroup2Mount } from '../../src/bpf/preflight.js';
+import { kernelTest } from '../helpers/kernel.js';
+import { ROOT, runClient, startBusted, type BustedRun } from '../helpers/busted.js';
+
+const EPERM = 1;
+const CLIENT = `${ROOT}test/helpers/client.py`;
+const PYTHON = realpathSync(execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim());
+
+function files(policy: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-policy-'));
+  writeFileSync(join(dir, 'providers.yaml'), 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.98.0.0/16]\n    source: https://example.test/acme\n');
+  writeFileSync(join(dir, 'policy.yaml'), policy);
+  const bot = join(dir, 'llmbot');
+  copyFileSync(PYTHON, bot);
+  chmodSync(bot, 0o755);
+  return { dir, providers: join(dir, 'providers.yaml'), policy: join(dir, 'policy.yaml'), bot, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function listen(host: string): Promise<Server & { shut(): void }> {
+  const conns = new Set<Socket>();
+  const server = createServer((s) => {
+    conns.add(s);
+    s.on('data', () => {}).on('error', () => {}).on('close', () => conns.delete(s));
+  }) as Server & { shut(): void };
+  server.shut = () => {
+    for (const c of conns) c.destroy();
+    server.close();
+  };
+  server.listen(0, host);
+  await once(server, 'listening');
+  return server;
+}
+const port = (s: Server) => (s.address() as AddressInfo).port;
+
+/** Runs one connect attempt from `argv0` (a python binary), in an optional shell prefix. */
+async function tryConnect(python: string, host: string, p: number, prefix: string[] = []) {
+  const child: ChildProcessWithoutNullStreams = spawn(prefix[0] ?? python, [...prefix.slice(1), ...(prefix.length ? [python] : []), CLIENT, 'wait-connect', host, String(p), '1']);
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+  child.stdin.write('\n');
+  const r = JSON.parse((await lines.next()).value as string) as { ok: boolean; error: number | null };
+  child.kill();
+  return { pid, ...r };
+}
+
+const policyRecords = (b: BustedRun, pid: number) => b.records.filter((r: EventRecord): r is PolicyRecord => r.type === 'policy' && r.pid === pid);
+
+kernelTest('a policy blocks one executable: EPERM to the provider, while it still reaches other addresses and others still reach the provider', async (t) => {
+  const f = files('');
+  writeFileSync(f.policy, `rules:\n  - name: no-llmbot\n    match: {exe: ${f.bot}}\n    action: block\n`);
+  const llm = await listen('127.98.0.1');
+  const other = await listen('127.0.0.1');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  try {
+    t.true((busted.records[0] as { enforce?: boolean }).enforce, 'session says ENFORCE');
+    const blocked = await tryConnect(f.bot, '127.98.0.1', port(llm));
+    t.deepEqual([blocked.ok, blocked.error], [false, EPERM]);
+    const plain = await tryConnect(f.bot, '127.0.0.1', port(other));
+    t.deepEqual([plain.ok, plain.error], [true, null], 'the same executable reaches a non-LLM address');
+    const bystander = await tryConnect(PYTHON, '127.98.0.1', port(llm));
+    t.deepEqual([bystander.ok, bystander.error], [true, null], 'another process reaches the provider');
+    const rec = await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === blocked.pid);
+    t.like(rec, { action: 'block', result: 'denied', provider: 'acme-llm', rule: 'no-llmbot', dst: `127.98.0.1:${port(llm)}` });
+    t.deepEqual(policyRecords(busted, bystander.pid), []);
+  } finally {
+    await busted.stop();
+    llm.shut();
+    other.shut();
+    f.cleanup();
+  }
+});
+
+kernelTest('without --enforce the same policy lets the connect through and records would-deny', async (t) => {
+  const f = files('');
+  writeFileSync(f.policy, `rules:\n  - name: no-llmbot\n    match: {exe: ${f.bot}}\n    action: block\n`);
+  const llm = await listen('127.98.0.2');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy]);
+  try {
+    const c = await tryConnect(f.bot, '127.98.0.2', port(llm));
+    t.deepEqual([c.ok, c.error], [true, null]);
+    t.like(await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === c.pid), { action: 'block', result: 'would-deny', rule: 'no-llmbot' });
+  } finally {
+    await busted.stop();
+    llm.shut();
+    f.cleanup();
+  }
+});
+
+kernelTest('rules by uid and by cgroup block the right processes only', async (t) => {
+  const mount = findCgroup2Mount()!;
+  const name = `busted-policy-${process.pid}-${Date.now()}`;
+  mkdirSync(join(mount, name));
+  const f = files(`rules:\n  - name: no-nobody\n    match: {uid: 65534}\n    action: block\n  - name: no-jail\n    match: {cgroup: /${name}}\n    action: block\n`);
+  const llm = await listen('127.98.0.3');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  try {
+    const nobody = await tryConnect(PYTHON, '127.98.0.3', port(llm), ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--']);
+    t.deepEqual([nobody.ok, nobody.error], [false, EPERM], 'uid 65534 is blocked');
+    const jailed = await tryConnect(PYTHON, '127.98.0.3', port(llm), ['sh', '-c', `echo $$ > ${join(mount, name)}/cgroup.procs && exec "$0" "$@"`]);
+    t.deepEqual([jailed.ok, jailed.error], [false, EPERM], 'a process in the cgroup is blocked');
+    const free = await tryConnect(PYTHON, '127.98.0.3', port(llm));
+    t.deepEqual([free.ok, free.error], [true, null], 'root outside the cgroup is not');
+    t.like(policyRecords(busted, nobody.pid)[0] ?? (await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === nobody.pid)), { rule: 'no-nobody' });
+  } finally {
+    await busted.stop();
+    llm.shut();
+    f.cleanup();
+    rmdirSync(join(mount, name));
+  }
+});
+
+kernelTest('an address learned from a ClientHello\'s SNI is blocked for a blocked process\'s next connect', async (t) => {
+  const f = files('');
+  writeFileSync(f.policy, `rules:\n  - name: no-openai-for-llmbot\n    match: {exe: ${f.bot}, provider: openai}\n    action: block\n`);
+  const server = createServer((s) => s.once('data', () => s.end()).on('error', () => {}));
+  server.listen(0, '127.0.0.60');
+  await once(server, 'listening');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  try {
+    const first = await tryConnect(f.bot, '127.0.0.60', port(server));
+    t.deepEqual([first.ok, first.error], [true, null], 'unknown address: allowed');
+    const hello = await runClient(['tls', '127.0.0.60', port(server), 'api.openai.com']);
+    await busted.waitFor((r) => r.type === 'connect' && r.pid === hello.pid && r.provider === 'openai');
+    const next = await tryConnect(f.bot, '127.0.0.60', port(server));
+    t.deepEqual([next.ok, next.error], [false, EPERM], 'the address is now known as openai');
+  } finally {
+    await busted.stop();
+    server.close();
+    f.cleanup();
+  }
+});
+
+kernelTest('after busted is killed with SIGKILL the blocked process connects again', async (t) => {
+  const f = files('');
+  writeFileSync(f.policy, `default: block\n`);
+  const llm = await listen('127.98.0.4');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  const before = await tryConnect(PYTHON, '127.98.0.4', port(llm));
+  t.deepEqual([before.ok, before.error], [false, EPERM], 'default: block');
+  busted.child.kill('SIGKILL');
+  await busted.stop();
+  let after = await tryConnect(PYTHON, '127.98.0.4', port(llm));
+  for (let i = 0; i < 20 && !after.ok; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = await tryConnect(PYTHON, '127.98.0.4', port(llm));
+  }
+  t.deepEqual([after.ok, after.error], [true, null], 'fail-open within 2 s');
+  llm.shut();
+  f.cleanup();
+});
+
+kernelTest('a bad policy file is refused with file, line, rule and key, and nothing is attached', async (t) => {
+  const f = files('rules:\n  - name: x\n    match: {exe: runner}\n    action: block\n');
+  const child = spawn(process.execPath, [`${ROOT}bin/busted.js`, '--policy', f.policy]);
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const [code] = await once(child, 'exit');
+  t.is(code, 2);
+  t.regex(err, /policy\.yaml, line 3, rules\[0\] \(name "x"\), key match\.exe: must be an absolute path, not "runner"/);
+  f.cleanup();
+});
