@@ -1,0 +1,174 @@
+/**
+ * --metrics over HTTP on loopback: a Store fed with records in-process, then the real kernel
+ * pipeline with a real client; each scrape is checked value by value and by `promtool check metrics`.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
+import { Store } from '../../src/core/store.js';
+import { attachSinks } from '../../src/sinks/wire.js';
+import { runClient } from '../helpers/busted.js';
+import { kernelTest } from '../helpers/kernel.js';
+import { close, CURL, NODE, PY, threeProcesses } from '../helpers/ui-fixtures.js';
+
+const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
+
+/** promtool's lint of the exposition text; in CI (which installs it) a missing promtool fails. */
+function promtoolCheck(t: ExecutionContext, text: string): void {
+  if (!hasPromtool) {
+    if (process.env.CI) t.fail('promtool is missing: install the Debian package prometheus (.ci/run does)');
+    else t.log('promtool not installed (apt-get install prometheus): exposition not linted');
+    return;
+  }
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
+  t.is(r.status, 0, `promtool check metrics: ${r.stdout}${r.stderr}`);
+  t.is(`${r.stdout}${r.stderr}`.trim(), '', 'no lint findings');
+}
+
+interface Reply { status: number; type: string; body: string }
+
+function get(url: string, method = 'GET'): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The value of one sample in the text exposition (labels in any order), or undefined. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got = [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => `${l[1]}="${l[2]}"`).sort().join(',');
+    if (got === want) return Number(m[3]);
+  }
+  return undefined;
+}
+
+test('a scrape on 127.0.0.1 shows each provider and process with the bytes fed in, and passes promtool', async (t) => {
+  const store = new Store();
+  const warnings: string[] = [];
+  const sinks = await attachSinks(store, {
+    metrics: '127.0.0.1:0', onWarning: (m) => warnings.push(m),
+    stats: () => ({ lost: 0, ringbufUsedBytes: 0, ringbufSizeBytes: 262_144, maps: [{ name: 'sockets', entries: 3, max: 65_536 }] }),
+  });
+  try {
+    t.regex(sinks.metricsUrl!, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    for (const r of threeProcesses()) store.publish(r);
+    store.publish(close(2000, '1', PY.pid, 1500, 60_000));
+    const r = await get(sinks.metricsUrl!);
+    t.is(r.status, 200);
+    t.is(r.type, 'text/plain; version=0.0.4; charset=utf-8');
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'openai', direction: 'tx' }), 1500);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'openai', direction: 'rx' }), 60_000);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'anthropic', direction: 'rx' }), 20_000);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'ollama', direction: 'tx' }), 90_000);
+    t.is(sample(r.body, 'busted_connections_total', { provider: 'openai', proto: 'tcp' }), 1);
+    t.is(sample(r.body, 'busted_connections_open', { provider: 'openai' }), 0);
+    t.is(sample(r.body, 'busted_connections_open', { provider: 'anthropic' }), 1);
+    const proc = (p: { pid: number; comm: string; uid: number }, provider: string, direction: string) =>
+      sample(r.body, 'busted_process_bytes_total', { pid: String(p.pid), comm: p.comm, user: String(p.uid), agent: '', provider, direction });
+    t.is(proc(PY, 'openai', 'rx'), 60_000);
+    t.is(proc(NODE, 'anthropic', 'tx'), 2000);
+    t.is(proc(CURL, 'ollama', 'tx'), 90_000);
+    t.is(sample(r.body, 'busted_map_max_entries', { map: 'sockets' }), 65_536);
+    promtoolCheck(t, r.body);
+    t.deepEqual(warnings, []);
+  } finally {
+    await sinks.close();
+  }
+});
+
+test('the metrics server: HEAD, 404 and 405; a port in use is one clear sentence; IPv6 loopback works', async (t) => {
+  const store = new Store();
+  const sinks = await attachSinks(store, { metrics: '[::1]:0', onWarning: () => {} });
+  try {
+    t.regex(sinks.metricsUrl!, /^http:\/\/\[::1\]:\d+\/metrics$/);
+    const head = await get(sinks.metricsUrl!, 'HEAD');
+    t.is(head.status, 200);
+    t.is(head.body, '');
+    t.is((await get(sinks.metricsUrl!.replace('/metrics', '/nope'))).status, 404);
+    t.is((await get(sinks.metricsUrl!, 'POST')).status, 405);
+    t.is((await get(sinks.metricsUrl!.replace('/metrics', '/'))).status, 200);
+    const port = new URL(sinks.metricsUrl!).port;
+    const err = await t.throwsAsync(attachSinks(new Store(), { metrics: `[::1]:${port}`, onWarning: () => {} }));
+    t.is(err!.message, `Cannot serve metrics on [::1]:${port}: the port is already in use; choose another address with --metrics [HOST:]PORT.`);
+  } finally {
+    await sinks.close();
+  }
+  // closed: the port is free again
+  const again = await attachSinks(store, { metrics: sinks.metricsUrl!.split('/')[2]!, onWarning: () => {} });
+  await again.close();
+  t.pass();
+});
+
+/** A server that reads exactly `expect` bytes from each connection, answers `reply` bytes, and ends. */
+async function exchangeServer(host: string, expect: number, reply: number): Promise<Server> {
+  const server = createServer((sock) => {
+    let got = 0;
+    sock.on('data', (d) => {
+      got += d.length;
+      if (got >= expect) sock.end(Buffer.alloc(reply, 0x61));
+    });
+    sock.on('error', () => {});
+  });
+  server.listen(0, host);
+  await once(server, 'listening');
+  return server;
+}
+
+kernelTest('live: after a real client talks to a --providers range, the scrape shows its provider, process and exact bytes', async (t) => {
+  const { startEngine } = await import('../../src/core/engine.js');
+  const { loadCatalog } = await import('../../src/core/catalog.js');
+  const dir = mkdtempSync(join(tmpdir(), 'busted-metrics-'));
+  const file = join(dir, 'providers.yaml');
+  writeFileSync(file, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
+  const N = 23_456;
+  const M = 65_432;
+  const server = await exchangeServer('127.88.3.4', N, M);
+  const store = new Store();
+  const records: EventRecord[] = [];
+  store.onRecord((r) => records.push(r));
+  const engine = await startEngine(store, { catalog: loadCatalog(file), all: false, intervalMs: 200, verbose: false });
+  const sinks = await attachSinks(store, { metrics: '127.0.0.1:0', onWarning: (m) => t.log(m) });
+  try {
+    const client = await runClient(['exchange', '127.88.3.4', (server.address() as AddressInfo).port, N, M]);
+    const deadline = Date.now() + 10_000;
+    let conn: ConnectRecord | undefined;
+    let closed: CloseRecord | undefined;
+    while (Date.now() < deadline && !closed) {
+      conn ??= records.find((r): r is ConnectRecord => r.type === 'connect' && r.pid === client.pid);
+      closed = conn && records.find((r): r is CloseRecord => r.type === 'close' && r.flow === conn!.flow);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    t.truthy(closed, 'the client flow closed');
+    const r = await get(sinks.metricsUrl!);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'acme-llm', direction: 'tx' }), N);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'acme-llm', direction: 'rx' }), M);
+    t.is(sample(r.body, 'busted_connections_total', { provider: 'acme-llm', proto: 'tcp' }), 1);
+    t.is(sample(r.body, 'busted_connections_open', { provider: 'acme-llm' }), 0);
+    const procLabels = { pid: String(client.pid), comm: client.comm, user: conn!.user ?? String(client.uid), agent: conn!.agent?.id ?? '', provider: 'acme-llm' };
+    t.is(sample(r.body, 'busted_process_bytes_total', { ...procLabels, direction: 'tx' }), N);
+    t.is(sample(r.body, 'busted_process_bytes_total', { ...procLabels, direction: 'rx' }), M);
+    t.truthy(sample(r.body, 'busted_build_info', { version: engine.session.version, kernel: engine.session.kernel }));
+    promtoolCheck(t, r.body);
+  } finally {
+    await sinks.close();
+    await engine.stop();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
