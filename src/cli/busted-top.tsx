@@ -23,11 +23,13 @@ const HELP = `
     --record FILE    also write every record to FILE (JSON lines, mode 0600)
     --all            start with all traffic shown, not only LLM traffic (key t toggles)
     --providers FILE extra or overriding provider catalog entries (YAML or JSON)
+    --policy FILE    block/audit rules for LLM traffic (YAML or JSON)
+    --enforce        block verdicts really block (EPERM); without it they are audit-only
     --help           show this help
     --version        show the version
 
-  Keys: arrows/j/k move, s/</> sort, r reverse, / filter, Enter detail, x kill, Space pause,
-  t all/LLM, ? help, q quit.   Exit codes: 0 done, 1 runtime failure, 2 usage error.
+  Keys: arrows/j/k move, s/</> sort, r reverse, / filter, Enter detail, x kill, b block,
+  a audit, Space pause, t all/LLM, ? help, q quit.   Exit codes: 0 done, 1 runtime failure, 2 usage error.
 `;
 
 const cli = meow(HELP, {
@@ -40,6 +42,8 @@ const cli = meow(HELP, {
     record: { type: 'string' },
     all: { type: 'boolean' },
     providers: { type: 'string' },
+    policy: { type: 'string' },
+    enforce: { type: 'boolean' },
   },
 });
 

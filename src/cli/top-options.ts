@@ -8,6 +8,8 @@ export interface TopFlags {
   record: string | null;
   all: boolean;
   providers: string | null;
+  policy: string | null;
+  enforce: boolean;
 }
 
 export interface RawTopFlags {
@@ -17,10 +19,12 @@ export interface RawTopFlags {
   record?: string;
   all?: boolean;
   providers?: string;
+  policy?: string;
+  enforce?: boolean;
   [other: string]: unknown;
 }
 
-const KNOWN = new Set(['replay', 'speed', 'interval', 'record', 'all', 'providers', 'help', 'version']);
+const KNOWN = new Set(['replay', 'speed', 'interval', 'record', 'all', 'providers', 'policy', 'enforce', 'help', 'version']);
 
 export const topUsageError = (message: string): UsageError => new UsageError(`${message}; see busted-top --help.`);
 
@@ -33,6 +37,8 @@ export function validateTopFlags(raw: RawTopFlags, input: readonly string[] = []
   if (raw.replay !== undefined && raw.replay.trim() === '') throw topUsageError('--replay needs a FILE');
   if (raw.record !== undefined && raw.record.trim() === '') throw topUsageError('--record needs a FILE');
   if (raw.providers !== undefined && raw.providers.trim() === '') throw topUsageError('--providers needs a FILE');
+  if (raw.policy !== undefined && raw.policy.trim() === '') throw topUsageError('--policy needs a FILE');
+  if (raw.replay !== undefined && (raw.policy !== undefined || raw.enforce)) throw topUsageError('--policy and --enforce act on live traffic, not on --replay');
   const speed = raw.speed ?? 1;
   if (!Number.isFinite(speed) || speed <= 0 || speed > 10_000) {
     throw topUsageError(`--speed must be a number above 0 and at most 10000, not "${raw.speed}"`);
@@ -44,7 +50,7 @@ export function validateTopFlags(raw: RawTopFlags, input: readonly string[] = []
   }
   if (raw.record !== undefined && raw.record === raw.replay) throw topUsageError('--record and --replay cannot be the same file');
   return { replay: raw.replay ?? null, speed, intervalMs: interval, record: raw.record ?? null, all: raw.all ?? false,
-    providers: raw.providers ?? null };
+    providers: raw.providers ?? null, policy: raw.policy ?? null, enforce: raw.enforce ?? false };
 }
 
 export const NEED_ROOT =

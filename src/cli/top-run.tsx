@@ -4,6 +4,7 @@
  * and (through busted-top.tsx) on an exception.
  */
 import { basename } from 'node:path';
+import type { Engine } from '../core/engine.js';
 import React from 'react';
 import { render, type Instance } from 'ink';
 import { readStartTime } from '../core/identity.js';
@@ -26,6 +27,7 @@ interface Source {
   start(store: Store): Promise<void>;
   stop(): Promise<void>;
   kill: UiActions['kill'];
+  verdict?: UiActions['verdict'];
   /** Why kill is refused up front, or null. */
   killUnavailable: string | null;
   /** Said on stderr once the terminal is restored (`short`: for the status line, file names without their folder). */
@@ -64,7 +66,7 @@ function replaySource(flags: TopFlags, file: string): Source {
 }
 
 function liveSource(flags: TopFlags): Source {
-  let engine: { stop(): Promise<void> } | null = null;
+  let engine: Engine | null = null;
   let publishKill: (rec: KillRecord) => void = () => {};
   return {
     options: { mode: 'live' },
@@ -75,7 +77,10 @@ function liveSource(flags: TopFlags): Source {
       const { startEngine } = await import('../core/engine.js');
       const { loadCatalog } = await import('../core/catalog.js');
       const catalog = loadCatalog(flags.providers);
-      engine = await startEngine(store, { catalog, all: flags.all, intervalMs: flags.intervalMs, verbose: false });
+      engine = await startEngine(store, {
+        catalog, all: flags.all, intervalMs: flags.intervalMs, verbose: false,
+        policyFile: flags.policy, enforce: flags.enforce,
+      });
       store.tick();
     },
     async stop() {
@@ -90,6 +95,17 @@ function liveSource(flags: TopFlags): Source {
       publish: (rec) => publishKill(rec),
     }),
     killUnavailable: null,
+    async verdict(target, action) {
+      if (!engine) return { ok: false, message: 'busted is not attached yet.' };
+      if (!engine.canEnforce) return { ok: false, message: 'Verdicts need the cgroup programs, which are not attached here: run busted doctor.' };
+      const current = engine.verdictOf(target.pid, target.startTime);
+      const next = current === action ? null : action;
+      engine.setVerdict(target.pid, target.startTime, next);
+      const who = `${target.pid} (${target.comm})`;
+      if (next === null) return { ok: true, message: `Cleared the ${action} on ${who}.` };
+      if (next === 'audit') return { ok: true, message: `Auditing the LLM traffic of ${who}.` };
+      return { ok: true, message: flags.enforce ? `Blocked the LLM traffic of ${who}.` : `Block on ${who} is audit-only (start with --enforce to block).` };
+    },
     notes: () => [],
   };
 }
@@ -125,7 +141,7 @@ async function runUi(
   instance = render(
     <App
       store={store}
-      actions={{ kill: source.kill, quit: () => {} }}
+      actions={{ kill: source.kill, ...(source.verdict ? { verdict: source.verdict } : {}), quit: () => {} }}
       options={{ source: source.options, recording: recorder?.path ?? null, intervalMs: flags.intervalMs }}
       config={{ selfPid: process.pid, tombstoneMs: 5000, userName: flags.replay ? recordedUserNames : localUserNames(),
         killUnavailable: source.killUnavailable }}

@@ -70,6 +70,7 @@ export class Enforcement {
     this.opts.enforcer.setToggle(pid, startTime, action === null ? Action.NONE : ACTION_CODE[action]);
     if (action === null) this.toggles.delete(key);
     else this.toggles.set(key, action);
+    this.opts.publish({ type: 'verdict', ts: nowIso, pid, startTime, action, source: 'busted-top' });
     const cookies = this.cut.get(key) ?? [];
     for (const c of cookies) this.opts.enforcer.setCut(c, false);
     this.cut.delete(key);

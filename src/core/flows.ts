@@ -52,6 +52,10 @@ export interface ProcessRow {
   container: ContainerRef | null;
   pod: PodRef | null;
   agent: AgentRef | null;
+  /** A verdict set from busted-top for this process while busted runs. */
+  verdict: 'block' | 'audit' | 'allow' | null;
+  /** The latest policy decision on this process's traffic. */
+  lastPolicy: { result: 'denied' | 'would-deny'; rule: string } | null;
   providers: string[];
   open: number;
   total: number;
@@ -169,8 +173,17 @@ export class FlowTable {
       case 'process':
         this.onProcess(rec);
         return;
+      case 'verdict': {
+        const p = this.procs.get(processKey(rec.pid, rec.startTime));
+        if (p) p.row.verdict = rec.action;
+        return;
+      }
+      case 'policy': {
+        const p = rec.startTime !== undefined ? this.procs.get(processKey(rec.pid, rec.startTime)) : undefined;
+        if (p) p.row.lastPolicy = { result: rec.result, rule: rec.rule };
+        return;
+      }
       case 'session':
-      case 'policy':
       case 'kill':
         return;
     }
@@ -274,6 +287,7 @@ export class FlowTable {
           exe: rec.exe, cgroup: rec.cgroup, user: rec.user ?? null, group: rec.group ?? null,
           sha256: rec.sha256 ?? null, exeReplaced: rec.exeReplaced ?? false, cmdline: null, ppid: rec.ppid ?? null,
           parents: [], container: rec.container ?? null, pod: rec.pod ?? null, agent: rec.agent ?? null,
+          verdict: null, lastPolicy: null,
           tx: 0, rx: 0, firstSeen: nowMs, lastActivity: nowMs, exitedAt: null,
         },
         providers: new Map(),

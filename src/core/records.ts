@@ -159,6 +159,16 @@ export interface ProcessRecord extends RecordBase, IdentityFields {
   parents: ParentRef[];
 }
 
+/** A per-process verdict set (or cleared, `action: null`) from busted-top while busted runs. */
+export interface VerdictRecord extends RecordBase {
+  type: 'verdict';
+  pid: number;
+  startTime: number;
+  action: 'block' | 'audit' | 'allow' | null;
+  /** Who set it: `busted-top`. */
+  source: string;
+}
+
 export interface KillRecord extends RecordBase {
   type: 'kill';
   pid: number;
@@ -179,11 +189,12 @@ export type EventRecord =
   | TrafficRecord
   | CloseRecord
   | PolicyRecord
+  | VerdictRecord
   | KillRecord
   | LostRecord;
 
 export type RecordType = EventRecord['type'];
 
 export const RECORD_TYPES: readonly RecordType[] = [
-  'session', 'connect', 'process', 'classify', 'traffic', 'close', 'policy', 'kill', 'lost',
+  'session', 'connect', 'process', 'classify', 'traffic', 'close', 'policy', 'verdict', 'kill', 'lost',
 ];

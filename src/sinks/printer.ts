@@ -102,6 +102,8 @@ export class Printer {
         return `[POLICY] PID: ${rec.pid} | ${rec.action} ${rec.result} | -> ${rec.dst} | Provider: ${this.provider(rec.provider, null)} | rule ${rec.rule}`;
       case 'kill':
         return `[KILL] PID: ${rec.pid} | ${rec.signal}`;
+      case 'verdict':
+        return `[VERDICT] PID: ${rec.pid} | ${rec.action ? rec.action.toUpperCase() : 'cleared'} | by ${rec.source}`;
       case 'process':
         return this.opts.verbose ? this.processLine(rec) : null;
       case 'lost':

@@ -41,6 +41,7 @@ const REQUIRED: Record<RecordType, Spec> = {
   traffic: { flow: 'string', pid: 'number', tx: 'number', rx: 'number' },
   close: { flow: 'string', pid: 'number', tx: 'number', rx: 'number', durationMs: 'number' },
   policy: { pid: 'number', action: 'string', result: 'string', dst: 'string', rule: 'string' },
+  verdict: { pid: 'number', startTime: 'number', source: 'string' },
   kill: { pid: 'number', signal: 'string' },
   lost: { count: 'number' },
 };

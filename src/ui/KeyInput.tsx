@@ -48,6 +48,18 @@ export function KeyInput({ state, dispatch, actions, page }: KeyInputProps): Rea
               (e: unknown) => dispatch({ type: 'killDone', ok: false, message: e instanceof Error ? e.message : String(e) }),
             );
             break;
+          case 'verdict': {
+            const done = (ok: boolean, message: string) => dispatch({ type: 'status', text: message, level: ok ? 'info' : 'error' });
+            if (!actions.verdict) {
+              done(false, 'Verdicts act on live traffic: not in a replay.');
+              break;
+            }
+            actions.verdict(effect.target, effect.action).then(
+              (r) => done(r.ok, r.message),
+              (e: unknown) => done(false, e instanceof Error ? e.message : String(e)),
+            );
+            break;
+          }
           case 'quit':
             actions.quit();
             break;

@@ -12,6 +12,11 @@ export interface KillResult {
 
 export interface UiActions {
   kill(target: KillTarget, signal: KillSignal): Promise<KillResult>;
+  /**
+   * b/a: toggles a block or audit verdict on a process identity (the same key again clears it).
+   * Absent when verdicts cannot be set (a replay).
+   */
+  verdict?(target: KillTarget, action: 'block' | 'audit'): Promise<KillResult>;
   /** Leave the UI; the CLI restores the terminal and exits. */
   quit(): void;
 }

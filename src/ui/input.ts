@@ -3,11 +3,12 @@
  * KeyInput component performs the effects, so this is tested with plain values.
  */
 import { commandFor, type Command } from './keys.js';
-import type { Action, KillSignal, KillTarget, UiState } from './state.js';
+import { selectedRow, type Action, type KillSignal, type KillTarget, type UiState } from './state.js';
 
 export type Effect =
   | { kind: 'dispatch'; action: Action }
   | { kind: 'kill'; target: KillTarget; signal: KillSignal }
+  | { kind: 'verdict'; target: KillTarget; action: 'block' | 'audit' }
   | { kind: 'quit' };
 
 const act = (action: Action): Effect[] => [{ kind: 'dispatch', action }];
@@ -42,9 +43,18 @@ function onPromptKey(command: Command | undefined, press: KeyPress, target: Kill
   return act({ type: 'killCancel' });
 }
 
+/** b/a on the selected process (table or its detail). */
+function verdictEffect(state: UiState, action: 'block' | 'audit'): Effect[] {
+  const row = selectedRow(state);
+  if (!row) return act({ type: 'status', text: 'Select a process first.', level: 'error' });
+  return [{ kind: 'verdict', target: { key: row.key, pid: row.pid, startTime: row.startTime, comm: row.comm }, action }];
+}
+
 /** Commands that mean the same on every screen. */
-function onCommonCommand(command: Command | undefined): Effect[] | null {
+function onCommonCommand(command: Command | undefined, state?: UiState): Effect[] | null {
   switch (command) {
+    case 'block': return state ? verdictEffect(state, 'block') : null;
+    case 'audit': return state ? verdictEffect(state, 'audit') : null;
     case 'quit': return [{ kind: 'quit' }];
     case 'pause': return act({ type: 'togglePause' });
     case 'toggleAll': return act({ type: 'toggleAll' });
@@ -54,7 +64,7 @@ function onCommonCommand(command: Command | undefined): Effect[] | null {
   }
 }
 
-function onDetailCommand(command: Command | undefined, page: number): Effect[] {
+function onDetailCommand(command: Command | undefined, page: number, state: UiState): Effect[] {
   switch (command) {
     case 'up': return act({ type: 'scrollDetail', delta: -1 });
     case 'down': return act({ type: 'scrollDetail', delta: 1 });
@@ -63,7 +73,7 @@ function onDetailCommand(command: Command | undefined, page: number): Effect[] {
     case 'top': return act({ type: 'scrollDetail', delta: -Number.MAX_SAFE_INTEGER });
     case 'back': case 'detail': return act({ type: 'screen', screen: 'table' });
     case 'help': return act({ type: 'screen', screen: 'help' });
-    default: return onCommonCommand(command) ?? [];
+    default: return onCommonCommand(command, state) ?? [];
   }
 }
 
@@ -77,7 +87,7 @@ function onTableCommand(command: Command | undefined, state: UiState, page: numb
     case 'detail': return act({ type: 'screen', screen: 'detail' });
     case 'help': return act({ type: 'screen', screen: 'help' });
     case 'back': return state.filterText ? act({ type: 'filterClear' }) : [];
-    default: return onCommonCommand(command) ?? [];
+    default: return onCommonCommand(command, state) ?? [];
   }
 }
 
@@ -91,7 +101,7 @@ export function interpretKey(press: KeyPress, state: UiState, page: number): Eff
       // An overlay: any key closes it, q included; only Ctrl-C quits from here.
       return press.name === 'ctrl+c' ? [{ kind: 'quit' }] : act({ type: 'screen', screen: 'table' });
     case 'detail':
-      return onDetailCommand(command, page);
+      return onDetailCommand(command, page, state);
     case 'table':
       return onTableCommand(command, state, page);
   }

@@ -1,7 +1,7 @@
 /**
  * Key bindings as data: each command lists its keys and a line of help. The help overlay is
  * drawn from this table, and input handling only asks "which command is this key?".
- * `b` and `a` are left free on purpose: they are reserved for block/audit.
+ * `b` and `a` set a per-process verdict: block or audit its LLM traffic while busted runs.
  */
 import type { Key } from 'ink';
 
@@ -10,7 +10,8 @@ export type Command =
   | 'sortNext' | 'sortPrev' | 'sortReverse'
   | 'filter' | 'detail' | 'back'
   | 'kill' | 'killTerm' | 'killKill'
-  | 'pause' | 'toggleAll' | 'help' | 'quit';
+  | 'pause' | 'toggleAll' | 'help' | 'quit'
+  | 'block' | 'audit';
 
 export interface Binding {
   command: Command;
@@ -37,6 +38,8 @@ export const KEY_BINDINGS: readonly Binding[] = [
   { command: 'kill', keys: ['x'], label: 'x', help: 'kill selected (asks first)' },
   { command: 'killTerm', keys: ['y'], label: 'y', help: 'when asked: send SIGTERM' },
   { command: 'killKill', keys: ['K', '9'], label: 'K 9', help: 'when asked: send SIGKILL' },
+  { command: 'block', keys: ['b'], label: 'b', help: 'block selected process\'s LLM traffic (again: unblock)' },
+  { command: 'audit', keys: ['a'], label: 'a', help: 'audit selected process\'s LLM traffic (again: stop)' },
   { command: 'pause', keys: [' '], label: 'Space', help: 'pause numbers (keys work)' },
   { command: 'toggleAll', keys: ['t'], label: 't', help: 'all traffic / LLM only' },
   { command: 'help', keys: ['?', 'h'], label: '? h', help: 'this help' },

@@ -12,6 +12,14 @@ export interface ProcessColumnContext {
   userName: UserName;
 }
 
+/** BLOCK/AUDIT for a verdict set here; else the latest decision of a policy rule (DENIED/WOULD); else -. */
+export function policyCell(r: ProcessRow): string {
+  if (r.verdict === 'block') return 'BLOCK';
+  if (r.verdict === 'audit') return 'AUDIT';
+  if (r.lastPolicy) return r.lastPolicy.result === 'denied' ? 'DENIED' : 'WOULD';
+  return '-';
+}
+
 export type ProcessColumn = Column<ProcessRow> & { id: SortColumn | 'policy' };
 
 /**
@@ -30,7 +38,6 @@ export function processColumns(ctx: ProcessColumnContext): ProcessColumn[] {
     { id: 'tx', title: 'TX', width: 5, align: 'right', priority: 7, cell: (r) => formatBytesCompact(r.tx) },
     { id: 'rx', title: 'RX', width: 5, align: 'right', priority: 7, cell: (r) => formatBytesCompact(r.rx) },
     { id: 'last', title: 'LAST', width: 4, align: 'right', priority: 4, cell: (r) => formatAge(ctx.now - r.lastActivity) },
-    // Filled in when per-process block/audit lands (its own issue); the column is kept in place.
-    { id: 'policy', title: 'POLICY', width: 6, priority: 3, cell: () => '-' },
+    { id: 'policy', title: 'POLICY', width: 6, priority: 3, cell: policyCell },
   ];
 }

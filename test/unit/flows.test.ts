@@ -107,3 +107,18 @@ test('markExited makes a tombstone that is pruned after its retention', (t) => {
   ft.prune(T0 + 1010);
   t.is(ft.snapshot(T0 + 1010).processes.length, 0);
 });
+
+test('verdict and policy records mark the process row; the POLICY column shows them', async (t) => {
+  const { policyCell } = await import('../../src/ui/processColumns.js');
+  const ft = new FlowTable();
+  ft.apply(connect('1'), T0);
+  const row = () => ft.snapshot(T0).processes[0]!;
+  t.is(policyCell(row()), '-');
+  ft.apply({ type: 'policy', ts: iso(0), pid: 100, startTime: 555, action: 'block', result: 'would-deny', dst: '1.2.3.4:443', provider: 'openai', rule: 'r1' }, T0);
+  t.deepEqual(row().lastPolicy, { result: 'would-deny', rule: 'r1' });
+  t.is(policyCell(row()), 'WOULD');
+  ft.apply({ type: 'verdict', ts: iso(0), pid: 100, startTime: 555, action: 'block', source: 'busted-top' }, T0);
+  t.is(policyCell(row()), 'BLOCK');
+  ft.apply({ type: 'verdict', ts: iso(0), pid: 100, startTime: 555, action: null, source: 'busted-top' }, T0);
+  t.is(policyCell(row()), 'WOULD');
+});

@@ -81,6 +81,6 @@ test('without a terminal it is a usage error pointing to busted', async (t) => {
 });
 
 test('validateTopFlags defaults', (t) => {
-  t.deepEqual(validateTopFlags({}), { replay: null, speed: 1, intervalMs: 1000, record: null, all: false, providers: null });
+  t.deepEqual(validateTopFlags({}), { replay: null, speed: 1, intervalMs: 1000, record: null, all: false, providers: null, policy: null, enforce: false });
   t.throws(() => validateTopFlags({ replay: ' ' }), { instanceOf: UsageError });
 });

@@ -7,6 +7,7 @@ import { userName } from '../helpers/ui-fixtures.js';
 const row = (over: Partial<ProcessRow>): ProcessRow => ({
   key: '1:1', pid: 1, startTime: 1, comm: 'x', uid: 1000, gid: 1000, exe: null, cgroup: null, providers: [],
   user: null, group: null, sha256: null, exeReplaced: false, cmdline: null, ppid: null, parents: [], container: null, pod: null, agent: null,
+  verdict: null, lastPolicy: null,
   open: 0, total: 0, failed: 0, tx: 0, rx: 0, txRate: 0, rxRate: 0, firstSeen: 0, lastActivity: 0, exitedAt: null, ...over,
 });
 

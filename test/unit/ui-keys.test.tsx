@@ -16,14 +16,20 @@ const settle = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 interface Fake {
   actions: UiActions;
   kills: [KillTarget, KillSignal][];
+  verdicts: [KillTarget, 'block' | 'audit'][];
   quits: number;
 }
 
 function fakeActions(result: KillResult = { ok: true, message: 'Sent.' }): Fake {
   const fake: Fake = {
     kills: [],
+    verdicts: [],
     quits: 0,
     actions: {
+      verdict: async (target, action) => {
+        fake.verdicts.push([target, action]);
+        return { ok: true, message: `${action} set.` };
+      },
       kill: async (target, signal) => {
         fake.kills.push([target, signal]);
         return result;
@@ -59,8 +65,6 @@ const CASES: [string, string, Action[]][] = [
   ['space', ' ', [{ type: 'togglePause' }]],
   ['t', 't', [{ type: 'toggleAll' }]],
   ['x', 'x', [{ type: 'killAsk' }]],
-  ['b (reserved for block)', 'b', []],
-  ['a (reserved for audit)', 'a', []],
   ['several keys in one chunk', 'jjs', [{ type: 'move', to: 'down', page: 7 }, { type: 'move', to: 'down', page: 7 }, { type: 'sort', change: 'next' }]],
 ];
 
@@ -170,4 +174,30 @@ test('the whole App: keys change what is drawn', async (t) => {
   await settle();
   t.is(fake.quits, 1);
   app.unmount();
+});
+
+for (const [key, action] of [['b', 'block'], ['a', 'audit']] as const) {
+  test(`key ${key} asks for a ${action} verdict on the selected process and shows the result`, async (t) => {
+    const state = tableState();
+    const m = mount(state);
+    await settle();
+    m.stdin.write(key);
+    await settle();
+    t.is(m.fake.verdicts.length, 1);
+    t.is(m.fake.verdicts[0]![1], action);
+    t.is(m.fake.verdicts[0]![0].key, state.selected);
+    t.deepEqual(m.dispatched, [{ type: 'status', text: `${action} set.`, level: 'info' }]);
+    m.unmount();
+  });
+}
+
+test('b without a verdict action (a replay) says so instead', async (t) => {
+  const fake = fakeActions();
+  delete (fake.actions as Partial<UiActions>).verdict;
+  const m = mount(tableState(), fake);
+  await settle();
+  m.stdin.write('b');
+  await settle();
+  t.deepEqual(m.dispatched, [{ type: 'status', text: 'Verdicts act on live traffic: not in a replay.', level: 'error' }]);
+  m.unmount();
 });
