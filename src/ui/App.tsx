@@ -48,7 +48,7 @@ export function App(props: AppProps): React.JSX.Element {
   if (snapshot !== state.live.snapshot) dispatch({ type: 'tick', snapshot });
   const { exit } = useApp();
   const actions = useMemo<UiActions>(
-    () => ({ kill: props.actions.kill, quit: () => { props.actions.quit(); exit(); } }),
+    () => ({ ...props.actions, quit: () => { props.actions.quit(); exit(); } }),
     [props.actions, exit],
   );
   const { columns, rows } = useTerminalSize(props.size);

@@ -185,7 +185,7 @@ for (const [key, action] of [['b', 'block'], ['a', 'audit']] as const) {
     await settle();
     t.is(m.fake.verdicts.length, 1);
     t.is(m.fake.verdicts[0]![1], action);
-    t.is(m.fake.verdicts[0]![0].key, state.selected);
+    t.is(m.fake.verdicts[0]![0].key, state.selected!);
     t.deepEqual(m.dispatched, [{ type: 'status', text: `${action} set.`, level: 'info' }]);
     m.unmount();
   });
