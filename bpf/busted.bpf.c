@@ -901,12 +901,36 @@ int busted_release(struct bpf_sock *ctx)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(busted_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	struct busted_exec_event *ev;
+	struct busted_policy *pol;
 	struct busted_exec e = {};
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	__u32 zero = 0;
+	struct file *exe;
 
 	e.start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
 	/* interp == filename unless a #! script was rewritten to its interpreter */
 	bpf_probe_read_kernel_str(e.path, sizeof(e.path), BPF_CORE_READ(bprm, interp));
 	bpf_map_update_elem(&execs, &tgid, &e, BPF_ANY);
+	pol = bpf_map_lookup_elem(&policy, &zero);
+	if (!pol || !pol->hash_exec)
+		return 0;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(BUSTED_STAT_LOST);
+		return 0;
+	}
+	ev->kind = BUSTED_EV_EXEC;
+	ev->tgid = tgid;
+	ev->start_ns = e.start_ns;
+	ev->exe.dev = 0;
+	ev->exe._pad0 = 0;
+	ev->exe.ino = 0;
+	exe = BPF_CORE_READ(bprm, file);
+	if (exe) {
+		ev->exe.ino = BPF_CORE_READ(exe, f_inode, i_ino);
+		ev->exe.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+	}
+	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
 	return 0;
 }

@@ -24,6 +24,7 @@ enum busted_kind {
 	BUSTED_EV_CLOSE = 3,   /* tracked TCP connection closed, or UDP socket released */
 	BUSTED_EV_PAYLOAD = 4, /* a bounded sample of packet payload (ClientHello, DNS answer) */
 	BUSTED_EV_POLICY = 5,  /* a policy decision on a connect (or UDP send) to an LLM address */
+	BUSTED_EV_EXEC = 6,    /* a process exec'd (only while a policy has sha256 rules) */
 };
 
 /* ---- enforcement ---- */
@@ -88,7 +89,15 @@ struct busted_policy {
 	__u8 enforce;     /* 0: every block is an audit ("would deny") */
 	__u8 active;      /* 0: no policy and no toggles: connects are not checked */
 	__u8 cut;         /* 1: `cut_socks` has entries: cgroup_skb drops their packets */
-	__u32 _pad0;
+	__u32 hash_exec;  /* 1: sha256 rules exist: every exec is reported (BUSTED_EV_EXEC) for hashing */
+};
+
+/* An exec, for hashing the new executable before its first connect. 32 bytes. */
+struct busted_exec_event {
+	__u32 kind;       /* BUSTED_EV_EXEC */
+	__u32 tgid;
+	__u64 start_ns;
+	struct busted_exe_id exe;
 };
 
 /* Key of `proc_verdicts` (toggles from busted-top): a process identity. 16 bytes. */

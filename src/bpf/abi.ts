@@ -5,7 +5,7 @@
 
 export const COMM_LEN = 16;
 
-export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4, POLICY: 5 } as const;
+export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4, POLICY: 5, EXEC: 6 } as const;
 
 /* ---- enforcement ---- */
 
@@ -27,7 +27,28 @@ export const RULE = {
   exe: 24, uid: 152, comm: 184, cgroup: 312,
 } as const;
 /** struct busted_policy */
-export const POLICY = { size: 16, bank: 0, nrules: 4, default_action: 8, enforce: 9, active: 10, cut: 11 } as const;
+export const POLICY = { size: 16, bank: 0, nrules: 4, default_action: 8, enforce: 9, active: 10, cut: 11, hash_exec: 12 } as const;
+/** struct busted_exec_event */
+export const EXEC_EVENT = { size: 32, kind: 0, tgid: 4, start_ns: 8, exe: 16 } as const;
+
+export interface ExecEvent {
+  kind: typeof Kind.EXEC;
+  tgid: number;
+  startNs: bigint;
+  exeDev: number;
+  exeIno: bigint;
+}
+
+export function decodeExecEvent(view: DataView): ExecEvent | null {
+  if (view.byteLength < EXEC_EVENT.size || view.getUint32(0, true) !== Kind.EXEC) return null;
+  return {
+    kind: Kind.EXEC,
+    tgid: view.getUint32(EXEC_EVENT.tgid, true),
+    startNs: view.getBigUint64(EXEC_EVENT.start_ns, true),
+    exeDev: view.getUint32(EXEC_EVENT.exe + EXE_ID.dev, true),
+    exeIno: view.getBigUint64(EXEC_EVENT.exe + EXE_ID.ino, true),
+  };
+}
 /** struct busted_proc_key */
 export const PROC_KEY = { size: 16, tgid: 0, start_ticks: 8 } as const;
 /** struct busted_lpm4 / busted_lpm6 */
@@ -249,11 +270,12 @@ const copyBytes = (view: DataView, off: number, len: number) =>
   new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + len));
 
 /** Decodes one ring-buffer record; returns null when it is too short or of an unknown kind. */
-export function decodeRecord(view: DataView): KernelEvent | PayloadSample | PolicyDecision | null {
+export function decodeRecord(view: DataView): KernelEvent | PayloadSample | PolicyDecision | ExecEvent | null {
   if (view.byteLength < 4) return null;
   const kind = view.getUint32(0, true);
   if (kind === Kind.PAYLOAD) return decodePayload(view);
   if (kind === Kind.POLICY) return decodePolicyEvent(view);
+  if (kind === Kind.EXEC) return decodeExecEvent(view);
   return decodeEvent(view);
 }
 

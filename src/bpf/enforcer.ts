@@ -32,6 +32,8 @@ export interface KernelRule {
 
 export interface KernelPolicy {
   rules: KernelRule[];
+  /** sha256 rules exist: the kernel reports every exec so its executable is hashed at once. */
+  hashExec?: boolean;
   defaultAction: ActionValue;
   enforce: boolean;
 }
@@ -137,7 +139,7 @@ export function lpmKey(addr: Uint8Array, prefixLen: number): Buffer {
 
 export class Enforcer {
   private bank = 0;
-  private state = { nrules: 0, defaultAction: Action.ALLOW as ActionValue, enforce: false, toggles: 0, cuts: 0 };
+  private state = { nrules: 0, defaultAction: Action.ALLOW as ActionValue, enforce: false, toggles: 0, cuts: 0, hashExec: false };
 
   constructor(private readonly maps: EnforcerMaps) {}
 
@@ -157,7 +159,7 @@ export class Enforcer {
     const next = this.bank ^ 1;
     encoded.forEach((buf, i) => this.maps.rules.update(u32(next * MAX_RULES + i), buf));
     this.bank = next;
-    this.state = { ...this.state, nrules: p.rules.length, defaultAction: p.defaultAction, enforce: p.enforce };
+    this.state = { ...this.state, nrules: p.rules.length, defaultAction: p.defaultAction, enforce: p.enforce, hashExec: p.hashExec ?? false };
     this.writePolicy();
   }
 
@@ -206,6 +208,7 @@ export class Enforcer {
     const active = s.nrules > 0 || s.toggles > 0 || s.defaultAction === Action.AUDIT || s.defaultAction === Action.BLOCK;
     b.writeUInt8(active ? 1 : 0, POLICY.active);
     b.writeUInt8(s.cuts > 0 ? 1 : 0, POLICY.cut);
+    b.writeUInt32LE(s.hashExec ? 1 : 0, POLICY.hash_exec);
     this.maps.policy.update(u32(0), b);
   }
 }

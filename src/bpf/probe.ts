@@ -4,7 +4,7 @@
  */
 import { openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision } from './abi.js';
+import { CONFIG, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
@@ -36,6 +36,7 @@ export interface ProbeOptions {
   onEvent: (ev: KernelEvent) => void;
   onPayload?: (sample: PayloadSample) => void;
   onPolicy?: (decision: PolicyDecision) => void;
+  onExec?: (exec: ExecEvent) => void;
   /** Records whose kind the decoder does not know (ABI mismatch): counted, not fatal. */
   onBadRecord?: () => void;
 }
@@ -55,6 +56,7 @@ export class KernelProbe {
       if (rec === null) opts.onBadRecord?.();
       else if (rec.kind === Kind.PAYLOAD) opts.onPayload?.(rec);
       else if (rec.kind === Kind.POLICY) opts.onPolicy?.(rec);
+      else if (rec.kind === Kind.EXEC) opts.onExec?.(rec);
       else opts.onEvent(rec);
     });
     obj.own(this.ring);

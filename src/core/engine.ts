@@ -35,7 +35,7 @@ export interface EngineOptions {
   /** Counter read and snapshot interval. */
   intervalMs: number;
   verbose: boolean;
-  /** Ring-buffer drain interval (default 50 ms). */
+  /** Ring-buffer drain interval (default 10 ms). */
   pollMs?: number;
   enforce?: boolean;
   /** cgroup v2 directory for the cgroup programs; default: the cgroup v2 root from /proc/mounts. */
@@ -163,6 +163,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     KernelProbe.start({
       selfTgid: process.pid, cgroupPath: cg, onEvent, onPayload, onBadRecord: () => badRecords++,
       onPolicy: (d) => enforcement?.decision(d),
+      onExec: (x) => void hashExec(x.tgid, x.exeDev, x.exeIno),
     });
   let probe: KernelProbe;
   let sampling = cgroupPath !== null;
@@ -185,7 +186,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     throw new Error('--policy needs the cgroup programs, which could not be attached here: run busted doctor.');
   }
   const applyPolicy = (p: CompiledPolicy) => {
-    enforcement!.applyPolicy(p.names, { rules: p.rules, defaultAction: p.defaultAction });
+    enforcement!.applyPolicy(p.names, { rules: p.rules, defaultAction: p.defaultAction, hashExec: p.hashRules.size > 0 });
     for (const w of p.warnings) opts.onWarning?.(`policy: ${w}`);
     if (p.hashRules.size > 0) void hashRunningExecutables(p);
   };
@@ -195,6 +196,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const r = await identities.hasher.hash(exe.path, { ino: exe.ino });
       if (r.ok && policy === p) noteHash(exe.kdev, exe.ino, r.sha256);
     }
+  };
+  /** sha256 rules: a new executable is hashed as it is exec'd (once per inode: the hasher caches). */
+  const hashExec = async (tgid: number, kdev: number, ino: bigint) => {
+    if (!policy?.hashRules.size || ino === 0n) return;
+    const r = await identities.hasher.hash(`/proc/${tgid}/exe`, { ino });
+    if (r.ok) noteHash(kdev, ino, r.sha256);
   };
   const noteHash = (kdev: number, ino: bigint, sha256: string) => {
     const mask = policy?.hashRules.get(sha256);
@@ -250,8 +257,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       }
     }
   };
+  let lastChores = 0;
   const drain = () => {
     probe.poll();
+    const now = Date.now();
+    if (now - lastChores < 50) return; // the rest needs no 10 ms cadence
+    lastChores = now;
     stage.tick();
     publishChangedIdentities();
     const lost = probe.lost();
@@ -265,6 +276,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
   const readCounters = () => {
+    lastChores = 0;
     drain(); // connects first, so their counters have somewhere to go
     const ts = new Date().toISOString();
     probe.counters.readBatch((cookie, tx, rx) => {
@@ -294,7 +306,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
 
-  const pollTimer = setInterval(() => guard(drain), opts.pollMs ?? 50);
+  // 10 ms: an exec reaches the hasher (sha256 rules) before a fresh process's first connect
+  const pollTimer = setInterval(() => guard(drain), opts.pollMs ?? 10);
   const counterTimer = setInterval(() => guard(readCounters), opts.intervalMs);
   const guard = (fn: () => void) => {
     try {

@@ -171,3 +171,25 @@ kernelTest('a bad policy file is refused with file, line, rule and key, and noth
   t.regex(err, /policy\.yaml, line 3, rules\[0\] \(name "x"\), key match\.exe: must be an absolute path, not "runner"/);
   f.cleanup();
 });
+
+kernelTest('a sha256 rule blocks a binary started after busted from its first connect (hashed at exec)', async (t) => {
+  const f = files('');
+  const { appendFileSync, readFileSync } = await import('node:fs');
+  const { createHash } = await import('node:crypto');
+  appendFileSync(f.bot, Buffer.from(`\nbusted-test ${Date.now()}\n`)); // same program, content of its own
+  const sha = createHash('sha256').update(readFileSync(f.bot)).digest('hex');
+  writeFileSync(f.policy, `rules:\n  - name: by-hash\n    match: {sha256: ${sha}}\n    action: block\n`);
+  const llm = await listen('127.98.0.5');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  try {
+    const first = await tryConnect(f.bot, '127.98.0.5', port(llm));
+    t.deepEqual([first.ok, first.error], [false, EPERM], 'the first connect of the hashed binary is refused');
+    const other = await tryConnect(PYTHON, '127.98.0.5', port(llm));
+    t.deepEqual([other.ok, other.error], [true, null], 'the original binary (another hash) is not');
+    t.like(await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === first.pid), { rule: 'by-hash', result: 'denied' });
+  } finally {
+    await busted.stop();
+    llm.shut();
+    f.cleanup();
+  }
+});

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CGROUP_REF, CONFIG, EVENT, EXEC, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -27,6 +27,7 @@ const LAYOUTS: Record<string, Record<string, number>> = {
   busted_lpm4: LPM4,
   busted_lpm6: LPM6,
   busted_policy_event: POLICY_EVENT,
+  busted_exec_event: EXEC_EVENT,
   busted_payload: PAYLOAD,
 };
 
@@ -41,8 +42,8 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     lines.push('printf("}, ");');
   }
   lines.push(
-    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
-    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
     'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
     '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX, BUSTED_PATH_MAX);',
     'printf("\\"MAX_RULES\\": %d, \\"RULE_ITEMS\\": %d, \\"NONE\\": %d, \\"ALLOW\\": %d, \\"AUDIT\\": %d, \\"BLOCK\\": %d, ",',
