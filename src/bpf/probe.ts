@@ -105,9 +105,9 @@ export class KernelProbe {
     }
   }
 
-  /** Drains the ring buffer (non-blocking). */
-  poll(): number {
-    return this.ring.consume();
+  /** Drains the ring buffer (non-blocking), at most `budget` records; `more` when some are left. */
+  poll(budget = Infinity): { handled: number; more: boolean } {
+    return this.ring.consume(budget);
   }
 
   lost(): bigint {

@@ -11,10 +11,15 @@ import type { BpfMap, Closable } from './object.js';
 
 export type RecordHandler = (view: DataView) => void;
 
+/** What the callback returns to make libbpf stop after this record (it counts as consumed). */
+const BUDGET_SPENT = -125; // -ECANCELED
+
 export class RingBuffer implements Closable {
   private rb: Ptr | null;
   private callback: bigint | null;
   private handlerError: unknown = null;
+  private budget = Infinity;
+  private handled = 0;
 
   constructor(map: BpfMap, onRecord: RecordHandler) {
     const sample = (_ctx: Ptr, data: Ptr, size: number | bigint): number => {
@@ -24,7 +29,9 @@ export class RingBuffer implements Closable {
       } catch (err) {
         this.handlerError ??= err; // rethrown from consume(); never unwinds through C
       }
-      return 0;
+      // libbpf keeps consuming while producers keep producing: stop after `budget` records so
+      // the event loop gets its turn (the rest stays in the ring for the next call)
+      return ++this.handled >= this.budget ? BUDGET_SPENT : 0;
     };
     this.callback = koffi.register(sample, koffi.pointer(RingBufferSampleFn));
     try {
@@ -36,16 +43,23 @@ export class RingBuffer implements Closable {
     }
   }
 
-  /** Consumes every available record without waiting; returns how many were handled. */
-  consume(): number {
-    if (this.rb === null) return 0;
-    const n = checkInt('ring_buffer__consume', libbpf().ring_buffer__consume(this.rb) as number);
+  /**
+   * Consumes available records without waiting, at most `budget` of them; returns how many were
+   * handled and whether the budget ran out (so more may be waiting).
+   */
+  consume(budget = Infinity): { handled: number; more: boolean } {
+    if (this.rb === null) return { handled: 0, more: false };
+    this.budget = budget;
+    this.handled = 0;
+    const ret = libbpf().ring_buffer__consume(this.rb) as number;
+    const more = ret === BUDGET_SPENT;
+    if (!more) checkInt('ring_buffer__consume', ret);
     if (this.handlerError !== null) {
       const err = this.handlerError;
       this.handlerError = null;
       throw err;
     }
-    return n;
+    return { handled: this.handled, more };
   }
 
   close(): void {

@@ -22,6 +22,9 @@ import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecor
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
 
+/** Ring-buffer records handled per turn of the event loop. */
+const DRAIN_BUDGET = 2048;
+
 export interface EngineOptions {
   /** The provider catalog (built-in plus --providers); default: the built-in one. */
   catalog?: Catalog;
@@ -258,8 +261,16 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
   let lastChores = 0;
+  let drainQueued = false;
   const drain = () => {
-    probe.poll();
+    // a bounded batch per turn of the event loop: timers, I/O and sinks run in between
+    if (probe.poll(DRAIN_BUDGET).more && !drainQueued) {
+      drainQueued = true;
+      setImmediate(() => {
+        drainQueued = false;
+        guard(drain);
+      });
+    }
     const now = Date.now();
     if (now - lastChores < 50) return; // the rest needs no 10 ms cadence
     lastChores = now;
