@@ -127,8 +127,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const lf = live.get(ev.cookie);
       live.delete(ev.cookie);
       stage.forget(flow); // a held connect goes out before its close
-      if (!lf) return; // never announced (no connect record): nothing to close
-      enforcement?.closed(lf.proc, ev.cookie);
+      // a close whose connect record was lost (ring buffer full) is still reported: then the
+      // `lost` count is exactly the records missing
+      if (lf) enforcement?.closed(lf.proc, ev.cookie);
       publish({
         type: 'close', ts, flow, pid: ev.owner.tgid, tx: Number(ev.tx), rx: Number(ev.rx),
         durationMs: Math.round(Number(ev.tsNs - ev.connectNs) / 1e3) / 1e3,
