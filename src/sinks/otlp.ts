@@ -241,7 +241,7 @@ export class OtlpSink {
     this.lastWarnAt = this.now();
     this.droppedAtWarn = this.dropped;
     this.opts.onWarning(
-      `OTLP: ${count} records were not delivered to ${this.url} (${this.lastError}); busted goes on and keeps counting them in busted_otlp_dropped_records_total.`,
+      `OTLP: ${count === 1 ? '1 record was' : `${count} records were`} not delivered to ${this.url} (${this.lastError}); busted goes on and keeps counting them in busted_otlp_dropped_records_total.`,
     );
   }
 }

@@ -1,0 +1,284 @@
+/**
+ * deploy/: the systemd unit passes `systemd-analyze verify` and its offline security review, its
+ * flags are valid busted flags, its capabilities are enough for full identity when busted runs
+ * unprivileged with exactly those (root), and its system-call filter allows every call busted
+ * makes (strace, root). The DaemonSet parses as Kubernetes YAML with the fields busted relies on.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseAllDocuments } from 'yaml';
+import type { ConnectRecord, EventRecord, ProcessRecord } from '../../src/core/records.js';
+import { parseSinkFlags, type RawSinkFlags } from '../../src/sinks/wire.js';
+import { BUSTED_BIN, ROOT } from '../helpers/busted.js';
+import { kernelTest } from '../helpers/kernel.js';
+
+const UNIT = fs.readFileSync(path.join(ROOT, 'deploy/busted.service'), 'utf8');
+const DAEMONSET = fs.readFileSync(path.join(ROOT, 'deploy/daemonset.yaml'), 'utf8');
+const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+
+/** `Key=value` settings of the unit (a key given twice keeps the last). */
+const settings = new Map(UNIT.split('\n').filter((l) => /^[A-Za-z]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const unitCaps = (settings.get('AmbientCapabilities') ?? '').split(/\s+/).filter(Boolean);
+
+/** busted's flags in an argument list → parseSinkFlags' raw shape (and the rest). */
+function flagsOf(args: string[]): { raw: RawSinkFlags; format?: string } {
+  const raw: Record<string, unknown> = {};
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]!.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const next = args[i + 1];
+    if (next === undefined || next.startsWith('--')) raw[name] = true;
+    else {
+      raw[name] = /^\d+$/.test(next) && ['recordKeep', 'recordFlush'].includes(name) ? Number(next) : next;
+      i++;
+    }
+  }
+  return { raw: raw as RawSinkFlags, format: raw.format as string | undefined };
+}
+
+/** The unit with ExecStart pointing at a stub, since /usr/bin/busted is not installed here. */
+function unitCopy(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-unit-'));
+  fs.writeFileSync(path.join(dir, 'busted'), '#!/bin/sh\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'busted.service'), UNIT.replace('ExecStart=/usr/bin/busted', `ExecStart=${dir}/busted`));
+  return path.join(dir, 'busted.service');
+}
+
+const analyzeTest = hasAnalyze ? test : test.skip;
+const why = hasAnalyze ? '' : ' (skipped: systemd-analyze is not installed on this machine)';
+
+analyzeTest(`the unit passes systemd-analyze verify${why}`, (t) => {
+  const unit = unitCopy();
+  const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', cwd: path.dirname(unit), timeout: 30_000 });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stderr.trim(), '', 'no warnings');
+  fs.rmSync(path.dirname(unit), { recursive: true, force: true });
+});
+
+analyzeTest(`the unit's offline security review rates it OK (exposure below 4)${why}`, (t) => {
+  const unit = unitCopy();
+  const r = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', unit], { encoding: 'utf8', timeout: 30_000 });
+  fs.rmSync(path.dirname(unit), { recursive: true, force: true });
+  const m = /Overall exposure level for busted\.service: ([\d.]+) (\w+)/.exec(r.stdout);
+  t.truthy(m, r.stdout + r.stderr);
+  t.log(`exposure ${m![1]} ${m![2]}`);
+  t.true(Number(m![1]) < 4, `exposure ${m![1]}`);
+});
+
+test('the unit: hardening settings, only the needed capabilities, and valid busted flags', (t) => {
+  t.like(Object.fromEntries(settings), {
+    NoNewPrivileges: 'yes', ProtectSystem: 'strict', ProtectHome: 'read-only', PrivateTmp: 'yes', PrivateDevices: 'yes',
+    ProtectKernelTunables: 'yes', ProtectKernelModules: 'yes', ProtectControlGroups: 'yes', DynamicUser: 'yes',
+    LogsDirectory: 'busted', ReadWritePaths: '/var/log/busted', ExecReload: '/bin/kill -HUP $MAINPID',
+  });
+  t.deepEqual(unitCaps, ['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_SYS_PTRACE', 'CAP_DAC_READ_SEARCH']);
+  t.is(settings.get('CapabilityBoundingSet'), settings.get('AmbientCapabilities'));
+  const [bin, ...args] = settings.get('ExecStart')!.split(/\s+/);
+  t.is(bin, '/usr/bin/busted');
+  const { raw, format } = flagsOf(args);
+  t.is(format, 'json');
+  t.deepEqual(parseSinkFlags(raw), {
+    metrics: '127.0.0.1:9464',
+    record: { path: '/var/log/busted/busted.jsonl', maxBytes: 100 * 1024 ** 2, keep: 10 },
+  });
+});
+
+interface K8s { kind: string; apiVersion: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: any }
+
+test('the DaemonSet parses as Kubernetes YAML with host PID, only the needed capabilities, the mounts, and scrape annotations', (t) => {
+  const docs = parseAllDocuments(DAEMONSET);
+  for (const d of docs) t.deepEqual(d.errors, []);
+  const objs = docs.map((d) => d.toJS() as K8s);
+  t.deepEqual(objs.map((o) => `${o.apiVersion}/${o.kind}`), ['v1/Namespace', 'apps/v1/DaemonSet']);
+  const ds = objs[1]!;
+  t.is(ds.metadata.namespace, objs[0]!.metadata.name);
+  const pod = ds.spec.template;
+  t.deepEqual(ds.spec.selector.matchLabels, pod.metadata.labels);
+  t.is(pod.spec.hostPID, true);
+  t.is(pod.spec.hostNetwork, false);
+  t.like(pod.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9464', 'prometheus.io/path': '/metrics' });
+  t.is(pod.spec.containers.length, 1);
+  const c = pod.spec.containers[0];
+  t.like(c.securityContext, { privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+  t.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+  t.deepEqual(c.securityContext.capabilities.add, unitCaps.map((cap) => cap.replace(/^CAP_/, '')), 'the same capabilities as the systemd unit');
+  const { raw, format } = flagsOf(c.args);
+  t.is(format, 'json', 'JSON lines on stdout for the node log collector');
+  t.deepEqual(parseSinkFlags(raw), { metrics: '0.0.0.0:9464' });
+  t.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
+  t.like(c.readinessProbe.httpGet, { path: '/metrics', port: 'metrics' });
+  const mounts = new Map<string, { mountPath: string; readOnly?: boolean }>(c.volumeMounts.map((m: { name: string }) => [m.name, m]));
+  const hostPaths = new Map<string, string>(pod.spec.volumes.filter((v: { hostPath?: unknown }) => v.hostPath).map((v: { name: string; hostPath: { path: string } }) => [v.hostPath.path, v.name]));
+  for (const p of ['/sys/fs/cgroup', '/sys/kernel/btf']) {
+    const m = mounts.get(hostPaths.get(p)!);
+    t.truthy(m, `${p} is mounted`);
+    t.is(m!.mountPath, p);
+    t.true(m!.readOnly, `${p} is read-only`);
+  }
+  t.is(mounts.get('tmp')?.mountPath, '/tmp', 'a writable /tmp on a read-only root');
+  t.true(c.env.some((e: { name: string }) => e.name === 'NODE_NAME'));
+});
+
+/** A loopback server that answers each connection with `reply` bytes after `expect` bytes. */
+async function exchangeServer(expect: number, reply: number): Promise<Server> {
+  const server = createServer((sock) => {
+    let got = 0;
+    sock.on('data', (d) => {
+      got += d.length;
+      if (got >= expect) sock.end(Buffer.alloc(reply, 0x61));
+    });
+    sock.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+const SYSTEM_PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+/** A client that exchanges 1000/2000 bytes, says its pid, and stays alive a while (so it can be looked at). */
+const CLIENT = `
+import json, os, socket, sys, time
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'q' * 1000)
+got = 0
+while got < 2000:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += len(chunk)
+s.close()
+print(json.dumps({'pid': os.getpid(), 'received': got}), flush=True)
+time.sleep(15)
+`;
+
+/** Runs CLIENT as another user (uid 65533); resolves with its pid once it is done talking. Kill it with stop(). */
+async function clientAsOtherUser(port: number): Promise<{ pid: number; stop(): void }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-client-'));
+  fs.chmodSync(dir, 0o755);
+  fs.writeFileSync(path.join(dir, 'client.py'), CLIENT, { mode: 0o644 });
+  const child = spawn('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', SYSTEM_PYTHON, path.join(dir, 'client.py'), String(port)], { timeout: 20_000 });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const stop = () => {
+    child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const [line] = (await Promise.race([
+    once(createInterface({ input: child.stdout }), 'line'),
+    once(child, 'exit').then(() => { throw new Error(`client exited: ${err}`); }),
+  ])) as [string];
+  const out = JSON.parse(line) as { pid: number; received: number };
+  if (out.received !== 2000) throw new Error(`client received ${out.received} bytes`);
+  return { pid: out.pid, stop };
+}
+
+/** Starts busted with `wrap` in front, waits for its session record, runs `during`, stops it (SIGINT). */
+async function runBusted(t: ExecutionContext, wrap: string[], during: (records: EventRecord[]) => Promise<void>): Promise<EventRecord[]> {
+  const [cmd, ...rest] = [...wrap, process.execPath, BUSTED_BIN, '--format', 'json', '--all', '--interval', '200'];
+  const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const records: EventRecord[] = [];
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  createInterface({ input: child.stdout }).on('line', (l) => records.push(JSON.parse(l) as EventRecord));
+  const exited = once(child, 'exit');
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!records.some((r) => r.type === 'session')) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`busted did not start: ${err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await during(records);
+  } finally {
+    // strace passes no signal on: stop busted itself, strace's child
+    const tracee = wrap[0] === 'strace' ? Number(fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) : 0;
+    if (tracee > 0) process.kill(tracee, 'SIGINT');
+    else child.kill('SIGINT');
+    await exited;
+  }
+  t.is(child.exitCode, 0, err);
+  return records;
+}
+
+async function until(cond: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
+kernelTest("with only the unit's capabilities, as an unprivileged user, busted attaches and names another user's process fully", async (t) => {
+  const caps = unitCaps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+  const wrap = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`, '--no-new-privs'];
+  const server = await exchangeServer(1000, 2000);
+  let pid = 0;
+  const records = await runBusted(t, wrap, async (live) => {
+    const client = await clientAsOtherUser((server.address() as AddressInfo).port);
+    pid = client.pid;
+    await until(() => live.some((r) => r.type === 'process' && r.pid === pid && r.sha256 !== null));
+    client.stop();
+  });
+  server.close();
+  const conn = records.find((r): r is ConnectRecord => r.type === 'connect' && r.pid === pid);
+  t.truthy(conn, 'the connect of the other user is seen');
+  t.is(conn!.uid, 65533);
+  const close = records.find((r) => r.type === 'close' && r.flow === conn!.flow) as { tx: number; rx: number } | undefined;
+  t.like(close, { tx: 1000, rx: 2000 });
+  const proc = records.filter((r): r is ProcessRecord => r.type === 'process' && r.pid === pid).at(-1);
+  t.truthy(proc?.exe, 'the executable path (needs CAP_SYS_PTRACE for another user)');
+  t.regex(proc?.sha256 ?? '', /^[0-9a-f]{64}$/, 'the executable hash');
+});
+
+/** System calls a seccomp allow list admits: @groups expanded as this systemd defines them. */
+function allowedSyscalls(filter: string): Set<string> {
+  const groups = new Map<string, string[]>();
+  let current: string[] | null = null;
+  for (const line of execFileSync('systemd-analyze', ['syscall-filter', '--no-pager'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')) {
+    const s = line.trim();
+    if (s === '' || s.startsWith('#')) continue;
+    if (!line.startsWith(' ') && s.startsWith('@')) groups.set(s, (current = []));
+    else current?.push(s);
+  }
+  const expand = (name: string, seen = new Set<string>()): string[] => {
+    if (!name.startsWith('@')) return [name];
+    if (seen.has(name)) return [];
+    seen.add(name);
+    return (groups.get(name) ?? []).flatMap((m) => expand(m, seen));
+  };
+  return new Set(filter.split(/\s+/).filter(Boolean).flatMap((n) => expand(n)));
+}
+
+const hasStrace = spawnSync('strace', ['-V']).status === 0;
+
+kernelTest("the unit's SystemCallFilter allows every system call busted makes while it watches real traffic (strace)", async (t) => {
+  if (!hasAnalyze || !hasStrace) {
+    t.fail(`this test needs ${hasStrace ? 'systemd-analyze (package systemd)' : 'strace (package strace)'}`);
+    return;
+  }
+  const allowed = allowedSyscalls(settings.get('SystemCallFilter')!);
+  t.true(allowed.has('bpf') && allowed.has('openat') && allowed.size > 300, `${allowed.size} calls allowed`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-strace-'));
+  const log = path.join(dir, 'trace');
+  const server = await exchangeServer(1000, 2000);
+  try {
+    await runBusted(t, ['strace', '-f', '-qq', '-o', log], async (live) => {
+      const client = await clientAsOtherUser((server.address() as AddressInfo).port);
+      await until(() => live.some((r) => r.type === 'process' && r.pid === client.pid && r.sha256 !== null));
+      client.stop();
+    });
+    const used = new Set<string>();
+    for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+      const m = /^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)(?:\(| resumed>)/.exec(line);
+      if (m && m[1] !== 'exit' && m[1] !== 'exit_group' && m[1] !== 'execve') used.add(m[1]!);
+    }
+    t.true(used.has('bpf') && used.size > 30, `${used.size} distinct calls seen`);
+    t.log(`${used.size} distinct system calls made, all within the ${allowed.size} the filter allows`);
+    t.deepEqual([...used].filter((c) => !allowed.has(c)).sort(), [], 'calls the filter would refuse');
+  } finally {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
