@@ -1,132 +1,79 @@
 /**
- * Compiles a policy into the kernel's rules: executables become (device, inode), users become
- * uids, cgroup/container/pod become cgroup ids at their level (a rule on a cgroup covers its
- * descendants), providers become catalog indices, sha256 becomes a per-rule bit the engine sets
- * on executables whose content matched. `agent` can only be judged in user space: such rules
- * never match in the kernel (a warning says so).
+ * A compiled policy in the kernel's form (src/bpf/enforcer.ts): action codes, rules as
+ * KernelRule, and per-content rule bits for sha256 rules (the engine marks an executable with
+ * the bits of the rules naming its hash; the kernel matches the rule on that bit). A rule only
+ * user space can judge (agent) never matches in the kernel.
+ *
+ * `compilePolicy` here is the one src/core/engine.ts imports today: policy-resolve.ts's
+ * compilation followed by `toKernelPolicy`.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { Action, type ActionValue } from '../bpf/abi.js';
-import type { ExeId, KernelRule } from '../bpf/enforcer.js';
-import type { Catalog } from './catalog.js';
-import { parseCgroupPath } from './containers.js';
-import { userDevToKernel } from './identity-proc.js';
-import type { Policy, PolicyAction, PolicyRule } from './policy-file.js';
-import { PolicyError } from './policy-file.js';
-import { parsePasswd } from './users.js';
+import { Action, MAX_RULES, RULE_ITEMS, type ActionValue } from '../bpf/abi.js';
+import type { KernelRule } from '../bpf/enforcer.js';
+import { PolicyError, type MatchKey, type Policy, type PolicyAction } from './policy-parse.js';
+import { compilePolicy as resolvePolicy, type CompileEnv, type CompiledPolicy as ResolvedPolicy, type CompiledRule } from './policy-resolve.js';
 
-export interface CompileEnv {
-  catalog: Catalog;
-  /** cgroup v2 mount point, or null when there is none. */
-  cgroupRoot: string | null;
-  passwdPath?: string;
-}
-
-export interface CompiledPolicy {
+export interface KernelPolicyForm {
   names: string[];
   rules: KernelRule[];
   defaultAction: ActionValue;
   /** sha256 (lower-case hex) → bit mask of the rules naming it. */
   hashRules: Map<string, bigint>;
   warnings: string[];
+  resolved: ResolvedPolicy;
   source: Policy;
 }
 
-const ACTION: Record<PolicyAction, ActionValue> = { allow: Action.ALLOW, audit: Action.AUDIT, block: Action.BLOCK };
-const MAX_WALK = 100_000;
+/** What engine.ts calls CompiledPolicy. */
+export type CompiledPolicy = KernelPolicyForm;
 
-/** Every cgroup directory below the mount (bounded), as paths relative to it ("/a/b"). */
-function walkCgroups(root: string): string[] {
-  const out: string[] = [];
-  const stack = ['/'];
-  while (stack.length > 0 && out.length < MAX_WALK) {
-    const rel = stack.pop()!;
-    out.push(rel);
-    let entries: import('node:fs').Dirent[];
-    try {
-      entries = readdirSync(join(root, rel), { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const e of entries) if (e.isDirectory() && rel.split('/').length < 14) stack.push(rel === '/' ? `/${e.name}` : `${rel}/${e.name}`);
-  }
-  return out;
+export const ACTION_CODE: Record<PolicyAction, ActionValue> = { allow: Action.ALLOW, audit: Action.AUDIT, block: Action.BLOCK };
+/** The kernel keeps providers as a 64-bit mask per rule. */
+const MAX_PROVIDER_INDEX = 63;
+
+/** Resolves `policy` on this machine and encodes it for the kernel. Throws PolicyError. */
+export function compilePolicy(policy: Policy, env: CompileEnv): KernelPolicyForm {
+  return toKernelPolicy(resolvePolicy(policy, env), policy);
 }
 
-const levelOf = (rel: string) => rel.split('/').filter(Boolean).length;
-
-export function compilePolicy(policy: Policy, env: CompileEnv): CompiledPolicy {
-  const warnings: string[] = [];
+/** The kernel's form of a compiled policy; throws PolicyError when a rule exceeds what the kernel holds. */
+export function toKernelPolicy(c: ResolvedPolicy, source: Policy): KernelPolicyForm {
+  if (c.rules.length > MAX_RULES) throw new PolicyError(c.file, `has ${c.rules.length} rules; the kernel holds at most ${MAX_RULES}`, null, null, null, 'rules');
   const hashRules = new Map<string, bigint>();
-  let cgroupDirs: string[] | null = null;
-  const dirs = () => (cgroupDirs ??= env.cgroupRoot ? walkCgroups(env.cgroupRoot) : []);
-  let users: Map<string, number> | null = null;
-  const uidOf = (name: string): number | null => {
-    users ??= new Map([...parsePasswd(readFileSync(env.passwdPath ?? '/etc/passwd', 'utf8'))].map(([uid, n]) => [n, uid]));
-    return users.get(name) ?? null;
+  for (const r of c.rules) for (const h of r.sha256 ?? []) hashRules.set(h, (hashRules.get(h) ?? 0n) | (1n << BigInt(r.index)));
+  return {
+    names: c.rules.map((r) => r.name),
+    rules: c.rules.map((r) => kernelRule(c.file, r)),
+    defaultAction: ACTION_CODE[c.default],
+    hashRules,
+    warnings: c.warnings,
+    resolved: c,
+    source,
   };
-  const providerIndex = new Map(env.catalog.providers().map((p) => [p.id, p.index]));
+}
 
-  const rules = policy.rules.map((rule, i): KernelRule => {
-    const fail = (problem: string, key: string) => {
-      throw new PolicyError(policy.file, problem, rule.line, i, rule.name, key);
-    };
-    const m = rule.match;
-    const warn = (what: string) => warnings.push(`rule "${rule.name}": ${what}`);
-    let exes: ExeId[] | null = null;
-    if (m.exe) {
-      exes = [];
-      for (const path of m.exe as string[]) {
-        try {
-          const st = statSync(path, { bigint: true });
-          exes.push({ dev: userDevToKernel(Number(st.dev)), ino: st.ino });
-        } catch {
-          warn(`${path} does not exist: the rule matches no executable until the policy is reloaded (SIGHUP)`);
-        }
-      }
-    }
-    let uids: number[] | null = null;
-    if (m.uid || m.user) {
-      uids = (m.uid ?? []).map(Number);
-      for (const name of (m.user ?? []) as string[]) {
-        const uid = uidOf(name);
-        if (uid === null) fail(`names user "${name}", who is not in ${env.passwdPath ?? '/etc/passwd'}`, 'match.user');
-        uids.push(uid!);
-      }
-    }
-    const cgroups: { id: bigint; level: number }[] | null = m.cgroup || m.container || m.pod ? [] : null;
-    for (const rel of (m.cgroup ?? []) as string[]) {
-      if (!env.cgroupRoot) {
-        warn('there is no cgroup v2 mount: cgroup rules match nothing');
-        break;
-      }
-      try {
-        cgroups!.push({ id: statSync(join(env.cgroupRoot, rel), { bigint: true }).ino, level: levelOf(rel) });
-      } catch {
-        warn(`cgroup ${rel} does not exist: the rule matches it once it does and the policy is reloaded`);
-      }
-    }
-    for (const id of (m.container ?? []) as string[]) {
-      const found = dirs().filter((d) => parseCgroupPath(d).container?.id.startsWith(id) && !parseCgroupPath(d.slice(0, d.lastIndexOf('/'))).container);
-      if (found.length === 0) warn(`no cgroup of container ${id} exists now`);
-      for (const d of found) cgroups!.push({ id: statSync(join(env.cgroupRoot!, d), { bigint: true }).ino, level: levelOf(d) });
-    }
-    for (const uid of (m.pod ?? []) as string[]) {
-      const found = dirs().filter((d) => parseCgroupPath(d).pod?.uid === uid && parseCgroupPath(d.slice(0, d.lastIndexOf('/'))).pod?.uid !== uid);
-      if (found.length === 0) warn(`no cgroup of pod ${uid} exists now`);
-      for (const d of found) cgroups!.push({ id: statSync(join(env.cgroupRoot!, d), { bigint: true }).ino, level: levelOf(d) });
-    }
-    if (cgroups && cgroups.length > 8) fail(`resolves to ${cgroups.length} cgroups; at most 8 fit one rule: split it`, 'match');
-    for (const h of (m.sha256 ?? []) as string[]) hashRules.set(h, (hashRules.get(h) ?? 0n) | (1n << BigInt(i)));
-    if (m.agent) warn('agent is judged in user space only: the kernel cannot enforce this rule; it is shown but never blocks');
-    return {
-      action: ACTION[rule.action],
-      providers: m.provider ? (m.provider as string[]).map((id) => providerIndex.get(id)!) : null,
-      exes, uids, comms: (m.comm as string[] | undefined) ?? null, cgroups,
-      hash: Boolean(m.sha256),
-      never: Boolean(m.agent),
-    };
-  });
-  return { names: policy.rules.map((r: PolicyRule) => r.name), rules, defaultAction: ACTION[policy.default], hashRules, warnings, source: policy };
+function kernelRule(file: string, r: CompiledRule): KernelRule {
+  const k = r.kernel;
+  const fail = (key: MatchKey | 'match', problem: string): never => {
+    throw new PolicyError(file, problem, (key === 'match' ? null : r.source.lines[key]) ?? r.source.line, r.index, r.name, key === 'match' ? key : `match.${key}`);
+  };
+  const limit = (key: MatchKey, what: string, list: unknown[] | null) => {
+    if (list && list.length > RULE_ITEMS) fail(key, `resolves to ${list.length} ${what}; at most ${RULE_ITEMS} fit one rule: split it`);
+  };
+  limit('exe', 'executables', k.exeInodes);
+  limit('user', 'uids', k.uids);
+  limit('comm', 'comms', k.comms);
+  limit(r.source.match.cgroup ? 'cgroup' : r.source.match.container ? 'container' : 'pod', 'cgroups', k.cgroups);
+  for (const p of r.providers ?? []) {
+    if (p > MAX_PROVIDER_INDEX) fail('provider', `names provider #${p} of the catalog; the kernel distinguishes the first ${MAX_PROVIDER_INDEX + 1} only`);
+  }
+  return {
+    action: ACTION_CODE[r.action],
+    providers: r.providers,
+    exes: k.exeInodes,
+    uids: k.uids,
+    comms: k.comms,
+    cgroups: k.cgroups?.map(({ id, level }) => ({ id, level })) ?? null,
+    hash: r.sha256 !== null,
+    never: r.userSpaceOnly,
+  };
 }
