@@ -10,7 +10,8 @@ import { startEngine, type Engine } from '../core/engine.js';
 import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
-import { closeAllRecorders, defaultSession, Recorder } from '../sinks/recorder.js';
+import { closeAllRecorders } from '../sinks/recorder.js';
+import { attachSinks, parseSinkFlags, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer } from '../sinks/replay.js';
 import { describeError, usageError, type Flags, validateFlags } from './options.js';
 
@@ -31,6 +32,11 @@ const cli = meow(
     --duration S         stop after S seconds
     --verbose            more fields per line (tid, gid, exe, cgroup, flow id) and traffic lines
     --record FILE        also write every record to FILE (JSON lines, mode 0600, flushed every second)
+    --record-max-size SIZE  rotate the recording at SIZE (e.g. 100M), keeping --record-keep N files (default 5)
+    --record-flush MS    how often the recording is written (default 1000)
+    --record-fsync       fsync the recording after every write
+    --metrics [HOST:]PORT   serve Prometheus metrics (default host 127.0.0.1)
+    --otlp URL           send every record as an OpenTelemetry log over OTLP/HTTP
     --replay FILE        print a recording instead of watching the kernel (no root needed)
     --speed N            with --replay: play N times faster (default 1; 0 = as fast as possible)
     --json               (doctor) print the report as JSON
@@ -56,6 +62,12 @@ const cli = meow(
       verbose: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       record: { type: 'string' },
+      recordMaxSize: { type: 'string' },
+      recordKeep: { type: 'number' },
+      recordFlush: { type: 'number' },
+      recordFsync: { type: 'boolean' },
+      metrics: { type: 'string' },
+      otlp: { type: 'string' },
       providers: { type: 'string' },
       agents: { type: 'string' },
       policy: { type: 'string' },
@@ -67,7 +79,8 @@ const cli = meow(
 );
 
 async function main(): Promise<number> {
-  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'agents', 'policy', 'enforce', 'help', 'version']);
+  const known = new Set(['format', 'all', 'interval', 'duration', 'verbose', 'json', 'record', 'replay', 'speed', 'providers', 'agents', 'policy', 'enforce', 'help', 'version',
+    'recordMaxSize', 'recordKeep', 'recordFlush', 'recordFsync', 'metrics', 'otlp']);
   const unknown = Object.keys(cli.flags).find((k) => !known.has(k));
   if (unknown) throw usageError(`unknown option --${unknown.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const [command, ...extra] = cli.input;
@@ -78,7 +91,7 @@ async function main(): Promise<number> {
     return report.ok ? 0 : 1;
   }
   if (command !== undefined) throw usageError(`unknown command ${command} (commands: doctor)`);
-  const flags: Flags = validateFlags(cli.flags);
+  const flags = { ...validateFlags(cli.flags), sinks: parseSinkFlags(cli.flags) };
   return runHeadless(flags);
 }
 
@@ -139,7 +152,7 @@ function replaySource(flags: Flags, file: string, warn: (msg: string) => void): 
   };
 }
 
-async function runHeadless(flags: Flags): Promise<number> {
+async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number> {
   const out = new StdoutLines();
   const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
   const catalog = loadCatalog(flags.providers ?? null);
@@ -151,9 +164,13 @@ async function runHeadless(flags: Flags): Promise<number> {
     providerName: (id) => catalog.get(id)?.name ?? id,
   });
   store.onRecord((rec) => printer.handle(rec));
-  const recorder = flags.record !== undefined
-    ? new Recorder(flags.record, { fallbackSession: () => defaultSession(VERSION) }).attach(store)
-    : null;
+  const sinks = await attachSinks(store, {
+    ...flags.sinks,
+    onWarning: warn,
+    stats: () => ({ lost: store.table.lost, maps: [] }),
+  });
+  const recorder = sinks.recorder;
+  if (sinks.metricsUrl) warn(`serving Prometheus metrics at ${sinks.metricsUrl}`);
   process.once('exit', () => closeAllRecorders());
   process.once('uncaughtException', (err) => {
     closeAllRecorders();
@@ -167,6 +184,7 @@ async function runHeadless(flags: Flags): Promise<number> {
     if (stopping) return;
     stopping = true;
     await source.stop();
+    await sinks.close();
     for (const problem of closeAllRecorders()) warn(problem);
     if (recorder && flags.format === 'text') warn(`recorded ${recorder.count} records to ${recorder.path}`);
     await out.flush();
@@ -174,7 +192,10 @@ async function runHeadless(flags: Flags): Promise<number> {
   };
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
-  process.on('SIGHUP', () => source.reload?.());
+  process.on('SIGHUP', () => {
+    source.reload?.();
+    sinks.reopen(); // logrotate moved the recording away: start a new file
+  });
   out.onBrokenPipe(() => void stop(0));
 
   await source.start(store);
