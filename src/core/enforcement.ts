@@ -87,6 +87,22 @@ export class Enforcement {
     }
   }
 
+  /** A reloaded policy now blocks these open flows of a process: their packets are dropped. */
+  cutForRule(pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString()): void {
+    if (!this.opts.enforce || cookies.length === 0) return;
+    const key = `${pid}:${startTime}`;
+    const list = this.cut.get(key) ?? [];
+    for (const c of cookies) {
+      if (list.includes(c)) continue;
+      this.opts.enforcer.setCut(c, true);
+      list.push(c);
+    }
+    this.cut.set(key, list);
+    this.opts.publish({
+      type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', dst: '*', provider: null, rule, cut: cookies.length,
+    });
+  }
+
   /** A process is gone: its toggle and cut sockets go too. */
   forget(key: string): void {
     const [pid, start] = key.split(':').map(Number) as [number, number];

@@ -18,6 +18,25 @@ import { ListenerFinder } from './listeners.js';
 import { Enforcement, runningExecutables, type VerdictAction } from './enforcement.js';
 import { loadPolicy } from './policy-file.js';
 import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
+import { ancestorsFromIds, decide } from './policy-match.js';
+import { statSync } from 'node:fs';
+
+/** Ids (directory inodes) of a cgroup path's ancestors, root first, itself last. */
+function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] {
+  if (!mount || !path) return [];
+  const ids: bigint[] = [];
+  let dir = mount;
+  try {
+    ids.push(statSync(dir, { bigint: true }).ino);
+    for (const seg of path.split('/').filter(Boolean)) {
+      dir = `${dir}/${seg}`;
+      ids.push(statSync(dir, { bigint: true }).ino);
+    }
+  } catch {
+    /* the cgroup went away: judge by what was found */
+  }
+  return ids;
+}
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
@@ -114,6 +133,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (!changed.has(key)) changed.set(key, Date.now());
   });
   const live = new Map<bigint, LiveFlow>();
+  /** Kernel facts per process identity, for judging open flows when a reloaded policy blocks them. */
+  const factsByKey = new Map<string, { uid: number; comm: string; exeDev: number; exeIno: bigint }>();
   const publish = (rec: EventRecord) => store.publish(rec);
   let badRecords = 0;
 
@@ -138,6 +159,11 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
     const startTime = nsToTicks(ev.owner.startNs);
     const o = ev.owner;
+    const factsKey = `${o.tgid}:${startTime}`;
+    if (!factsByKey.has(factsKey)) {
+      if (factsByKey.size >= 16384) factsByKey.delete(factsByKey.keys().next().value!);
+      factsByKey.set(factsKey, { uid: o.uid, comm: o.comm, exeDev: o.exeDev, exeIno: o.exeIno });
+    }
     const who = identities.lookup({
       pid: o.tgid, startTime, exeDev: o.exeDev, exeIno: o.exeIno, uid: o.uid, gid: o.gid, cgroupId: o.cgroupId,
       comm: o.comm, ppid: o.ppid || null, execPath: probe.execPath(o.tgid, o.startNs),
@@ -329,6 +355,33 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
 
+  /** After a reload: open LLM flows of processes the new policy blocks are cut, as a `b` would. */
+  const providerIndex = new Map(catalog.providers().map((p) => [p.id, p.index]));
+  const cutNewlyBlocked = (p: CompiledPolicy) => {
+    if (!enforcement || !opts.enforce) return;
+    for (const key of store.table.liveProcessKeys()) {
+      if (enforcement.toggleOf(key) !== null) continue; // a busted-top verdict overrides rules
+      const flows = store.table.openLlmFlowsOf(key);
+      const facts = factsByKey.get(key);
+      if (flows.length === 0 || !facts) continue;
+      const who = identities.get(key);
+      const subject = {
+        ...facts, cgroupAncestors: ancestorsFromIds(cgroupAncestorIds(cgroupPath, who?.cgroup ?? null)),
+        sha256: who?.sha256 ?? null, agent: who?.agent?.id ?? null,
+      };
+      let rule = '';
+      const cookies = flows.filter((f) => {
+        const idx = providerIndex.get(f.provider);
+        if (idx === undefined) return false;
+        const d = decide(p.resolved, subject, idx, { kernelOnly: true });
+        if (d.action === 'block') rule = d.rule;
+        return d.action === 'block';
+      }).map((f) => BigInt(f.id));
+      const [pid, start] = key.split(':').map(Number) as [number, number];
+      enforcement.cutForRule(pid, start, cookies, rule);
+    }
+  };
+
   let stopped = false;
   const needEnforcement = (): Enforcement => {
     if (!enforcement) throw new Error('Verdicts need the cgroup programs, which are not attached here: run busted doctor.');
@@ -341,6 +394,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const next = compile()!; // throws PolicyError: the policy in force stays
       policy = next;
       applyPolicy(next);
+      cutNewlyBlocked(next);
       return next.warnings;
     },
     canEnforce: enforcement !== null,

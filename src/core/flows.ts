@@ -207,6 +207,18 @@ export class FlowTable {
     return out;
   }
 
+  /** A process identity's open LLM flows with their provider ids. */
+  openLlmFlowsOf(key: string): { id: string; provider: string }[] {
+    const p = this.procs.get(key);
+    if (!p) return [];
+    const out: { id: string; provider: string }[] = [];
+    for (const id of p.flows) {
+      const f = this.flows.get(id);
+      if (f && f.state === 'open' && f.provider !== null) out.push({ id, provider: f.provider });
+    }
+    return out;
+  }
+
   hasProcess(key: string): boolean {
     return this.procs.has(key);
   }

@@ -193,3 +193,42 @@ kernelTest('a sha256 rule blocks a binary started after busted from its first co
     f.cleanup();
   }
 });
+
+kernelTest('a SIGHUP reload that blocks a process cuts its open LLM flows within 1 s, and a bad reload keeps the policy', async (t) => {
+  const f = files('rules:\n  - name: nothing-yet\n    match: {uid: 4242424}\n    action: block\n');
+  let received = 0;
+  const conns = new Set<Socket>();
+  const server = createServer((s) => {
+    conns.add(s);
+    s.on('data', (d) => (received += d.length)).on('error', () => {});
+  });
+  server.listen(0, '127.98.0.6');
+  await once(server, 'listening');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  const child = spawn(f.bot, [CLIENT, 'stream', '127.98.0.6', String(port(server)), '6']);
+  try {
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+    await busted.waitFor((r) => r.type === 'connect' && r.pid === pid);
+    await new Promise((r) => setTimeout(r, 600));
+    t.true(received > 0, 'bytes flow before the reload');
+    writeFileSync(f.policy, 'rules: [oops\n'); // a bad file: the old policy stays
+    busted.child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    t.regex(busted.stderr(), /policy file .*policy\.yaml, line \d+: is not valid YAML.*the policy in force is unchanged/);
+    writeFileSync(f.policy, `rules:\n  - name: stop-llmbot\n    match: {exe: ${f.bot}}\n    action: block\n`);
+    busted.child.kill('SIGHUP');
+    const cut = await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === pid && r.cut !== undefined, 3000);
+    t.like(cut, { rule: 'stop-llmbot', result: 'denied', cut: 1 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const atCut = received;
+    await new Promise((r) => setTimeout(r, 1500));
+    t.is(received, atCut, 'no bytes reach the server after the cut');
+  } finally {
+    child.kill();
+    await busted.stop();
+    for (const c of conns) c.destroy();
+    server.close();
+    f.cleanup();
+  }
+});
