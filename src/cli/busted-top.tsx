@@ -6,6 +6,7 @@
  */
 import meow from 'meow';
 import { closeAllRecorders } from '../sinks/recorder.js';
+import { parseSinkFlags } from '../sinks/wire.js';
 import { ReplayError } from '../sinks/recording.js';
 import { describeError, UsageError } from './options.js';
 import { FullScreen } from './terminal.js';
@@ -25,6 +26,9 @@ const HELP = `
     --providers FILE extra or overriding provider catalog entries (YAML or JSON)
     --policy FILE    block/audit rules for LLM traffic (YAML or JSON)
     --enforce        block verdicts really block (EPERM); without it they are audit-only
+    --metrics [HOST:]PORT  serve Prometheus metrics (default host 127.0.0.1)
+    --otlp URL       send every record as an OpenTelemetry log (OTLP/HTTP)
+    --record-max-size SIZE, --record-keep N, --record-flush MS, --record-fsync  recording rotation
     --help           show this help
     --version        show the version
 
@@ -44,6 +48,12 @@ const cli = meow(HELP, {
     providers: { type: 'string' },
     policy: { type: 'string' },
     enforce: { type: 'boolean' },
+    recordMaxSize: { type: 'string' },
+    recordKeep: { type: 'number' },
+    recordFlush: { type: 'number' },
+    recordFsync: { type: 'boolean' },
+    metrics: { type: 'string' },
+    otlp: { type: 'string' },
   },
 });
 
@@ -52,6 +62,7 @@ const screen = new FullScreen();
 
 async function main(): Promise<number> {
   const flags = validateTopFlags(cli.flags, cli.input);
+  const sinkFlags = parseSinkFlags(cli.flags, 'busted-top');
   if (flags.replay === null && process.geteuid?.() !== 0) {
     process.stderr.write(`busted-top: ${NEED_ROOT}\n`);
     return 1;
@@ -61,7 +72,7 @@ async function main(): Promise<number> {
   delete process.env.CI;
   delete process.env.CONTINUOUS_INTEGRATION;
   const { runTop } = await import('./top-run.js');
-  return runTop(flags, screen);
+  return runTop(flags, screen, sinkFlags);
 }
 
 function fail(err: unknown): never {

@@ -24,7 +24,8 @@ export interface RawTopFlags {
   [other: string]: unknown;
 }
 
-const KNOWN = new Set(['replay', 'speed', 'interval', 'record', 'all', 'providers', 'policy', 'enforce', 'help', 'version']);
+const KNOWN = new Set(['replay', 'speed', 'interval', 'record', 'all', 'providers', 'policy', 'enforce', 'help', 'version',
+  'recordMaxSize', 'recordKeep', 'recordFlush', 'recordFsync', 'metrics', 'otlp']);
 
 export const topUsageError = (message: string): UsageError => new UsageError(`${message}; see busted-top --help.`);
 

@@ -11,7 +11,8 @@ import { readStartTime } from '../core/identity.js';
 import type { KillRecord } from '../core/records.js';
 import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
-import { closeAllRecorders, defaultSession, Recorder } from '../sinks/recorder.js';
+import { closeAllRecorders, type Recorder } from '../sinks/recorder.js';
+import { attachSinks, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer, type Recording } from '../sinks/replay.js';
 import { App } from '../ui/App.js';
 import type { UiActions } from '../ui/actions.js';
@@ -111,17 +112,25 @@ function liveSource(flags: TopFlags): Source {
 }
 
 /** Reads the recording or starts the engine, then runs the UI until quit. Resolves to the exit code. */
-export async function runTop(flags: TopFlags, screen: FullScreen): Promise<number> {
+export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: SinkFlags = {}): Promise<number> {
   const source = flags.replay !== null ? replaySource(flags, flags.replay) : liveSource(flags);
   if (!process.stdout.isTTY || !process.stdin.isTTY) {
     throw topUsageError('busted-top needs a terminal on stdin and stdout; for pipes use busted --format json');
   }
   const store = new Store(source.clock);
-  const recorder = flags.record
-    ? new Recorder(flags.record, { fallbackSession: () => defaultSession(VERSION) }).attach(store)
-    : null;
+  const warnings: string[] = []; // said on stderr once the terminal is restored
+  const sinks = await attachSinks(store, {
+    ...sinkFlags,
+    onWarning: (m) => warnings.push(m),
+    stats: () => ({ lost: store.table.lost, maps: [] }),
+  });
   await source.start(store);
-  return runUi(flags, source, store, recorder, screen);
+  try {
+    return await runUi(flags, source, store, sinks.recorder, screen);
+  } finally {
+    await sinks.close();
+    for (const w of warnings) process.stderr.write(`busted-top: ${w}\n`);
+  }
 }
 
 async function runUi(
