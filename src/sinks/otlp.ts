@@ -109,14 +109,20 @@ export function summaryOf(rec: EventRecord): string {
   }
 }
 
-/** Counts what the exporter settled, so drops can be reported. */
+/** Counts what the exporter settled, so drops can be reported; once abandoned, sends nothing more. */
 class CountingExporter implements LogRecordExporter {
+  abandoned = false;
+
   constructor(
     private readonly inner: LogRecordExporter,
     private readonly settled: (count: number, result: ExportResult) => void,
   ) {}
 
   export(records: ReadableLogRecord[], done: (result: ExportResult) => void): void {
+    if (this.abandoned) {
+      done({ code: ExportResultCode.FAILED, error: new Error('busted stopped') });
+      return;
+    }
     this.inner.export(records, (result) => {
       this.settled(records.length, result);
       done(result);
@@ -141,6 +147,7 @@ export class OtlpSink {
   private pending = 0;
   private readonly maxQueue: number;
   private readonly provider: LoggerProvider;
+  private readonly exporter: CountingExporter;
   private readonly logger: Logger;
   private readonly warnEveryMs: number;
   private readonly now: () => number;
@@ -161,6 +168,7 @@ export class OtlpSink {
       new OTLPLogExporter({ url: this.url, timeoutMillis: exportTimeoutMs, concurrencyLimit: 4 }),
       (count, result) => this.settle(count, result),
     );
+    this.exporter = exporter;
     const resource = resourceFromAttributes({
       'service.name': 'busted',
       'service.version': opts.version,
@@ -212,6 +220,10 @@ export class OtlpSink {
     });
     await Promise.race([this.provider.shutdown().catch(() => {}), timeout]);
     clearTimeout(timer);
+    // What the SDK still holds after the deadline is not sent (busted is stopping): the
+    // remaining batches fail at once instead of each retrying for the full export timeout.
+    this.exporter.abandoned = true;
+    void this.exporter.shutdown().catch(() => {});
     if (this.pending > 0) this.drop(this.pending, 'busted stopped before the collector took them', true);
     this.pending = 0;
     this.final = true;

@@ -249,10 +249,15 @@ export async function attachSinks(store: Store, opts: SinkOptions): Promise<Sink
         for (const d of detach) d();
         await server?.close();
         await otlp?.close();
-        try {
-          recorder?.close();
-        } catch (e) {
-          opts.onWarning(`recording to ${recorder?.path} may be incomplete: ${(e as Error).message}.`);
+        if (recorder && !recorder.closed) {
+          try {
+            recorder.close();
+            if (recorder.dropped > 0) {
+              opts.onWarning(`recording to ${recorder.path} is missing ${recorder.dropped} records that could not be written (${recorder.lastError}).`);
+            }
+          } catch (e) {
+            opts.onWarning(`recording to ${recorder.path} may be incomplete: ${(e as Error).message}.`);
+          }
         }
       })();
       return closing;

@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { Store } from '../../src/core/store.js';
 import { attachSinks } from '../../src/sinks/wire.js';
-import { runClient } from '../helpers/busted.js';
+import { runClient, startBusted } from '../helpers/busted.js';
+import { parseRecording } from '../../src/sinks/replay.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { close, CURL, NODE, PY, threeProcesses } from '../helpers/ui-fixtures.js';
 
@@ -171,4 +172,64 @@ kernelTest('live: after a real client talks to a --providers range, the scrape s
     server.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+kernelTest('the busted CLI: --metrics scrape after real traffic, --record rotating at 4K with --record-keep 3, SIGHUP reopens', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-cli-sinks-'));
+  const providers = join(dir, 'providers.yaml');
+  writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
+  const rec = join(dir, 'rec.jsonl');
+  const port = await freePort();
+  const server = await exchangeServer('127.88.3.5', 4321, 8765);
+  const small = await exchangeServer('127.88.3.5', 10, 10);
+  const busted = await startBusted(['--providers', providers, '--metrics', `127.0.0.1:${port}`, '--record', rec,
+    '--record-max-size', '4K', '--record-keep', '3', '--record-flush', '50'], {}, { all: false });
+  try {
+    const sport = (server.address() as AddressInfo).port;
+    const smallPort = (small.address() as AddressInfo).port;
+    let last = await runClient(['exchange', '127.88.3.5', sport, 4321, 8765]);
+    const isClose = (pid: number) => (r: EventRecord) => r.type === 'close' && (r as CloseRecord).pid === pid;
+    await busted.waitFor(isClose(last.pid));
+    const r = await get(`http://127.0.0.1:${port}/metrics`);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'acme-llm', direction: 'tx' }), 4321);
+    t.is(sample(r.body, 'busted_bytes_total', { provider: 'acme-llm', direction: 'rx' }), 8765);
+    promtoolCheck(t, r.body);
+    for (let i = 0; i < 12; i++) last = await runClient(['exchange', '127.88.3.5', smallPort, 10, 10]);
+    await busted.waitFor(isClose(last.pid));
+    await new Promise((res) => setTimeout(res, 200)); // one flush interval
+    renameSync(rec, `${rec}.moved`);
+    busted.child.kill('SIGHUP');
+    last = await runClient(['exchange', '127.88.3.5', smallPort, 10, 10]);
+    await busted.waitFor(isClose(last.pid));
+    const deadline = Date.now() + 5000;
+    while (!existsSync(rec) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+  } finally {
+    t.is(await busted.stop(), 0, busted.stderr());
+    server.close();
+    small.close();
+  }
+  const files = readdirSync(dir).filter((f) => f.startsWith('rec.jsonl')).sort();
+  t.true(files.includes('rec.jsonl') && files.includes('rec.jsonl.moved'), files.join(' '));
+  t.true(files.includes('rec.jsonl.1'), `it rotated at 4K: ${files.join(' ')}`);
+  t.true(files.filter((f) => /^rec\.jsonl(\.\d+)?$/.test(f)).length <= 3, files.join(' '));
+  for (const f of files) {
+    const p = join(dir, f);
+    const parsed = parseRecording(readFileSync(p, 'utf8'));
+    t.deepEqual(parsed.problems, [], f);
+    t.false(parsed.truncatedLastLine, f);
+    t.is(parsed.records[0]?.type, 'session', `${f} starts with the session record`);
+    t.is(statSync(p).mode & 0o777, 0o600);
+  }
+  const fresh = parseRecording(readFileSync(rec, 'utf8')).records;
+  t.true(fresh.some((x) => x.type === 'close'), 'records after SIGHUP went to the new file');
+  rmSync(dir, { recursive: true, force: true });
 });

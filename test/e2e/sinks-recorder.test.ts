@@ -209,6 +209,7 @@ kernelTest('a real full disk (64K tmpfs): warned once, counted, not fatal; the f
   t.true(final.writeErrors > 0);
   t.is(recs.length + final.dropped, final.published, 'every record is either in the file or counted as dropped');
   const warnings = w.stderr().trim().split('\n');
-  t.is(warnings.length, 1, w.stderr());
+  t.is(warnings.length, 2, w.stderr());
   t.regex(warnings[0]!, /^recording: cannot write to .*busted\.jsonl: the disk is full \(ENOSPC\); \d+ records lost so far, recording goes on when writing works again\.$/);
+  t.is(warnings[1], `recording to ${file} is missing ${final.dropped} records that could not be written (ENOSPC).`, 'said again at close');
 });
