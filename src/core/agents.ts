@@ -6,7 +6,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, type Node } from 'yaml';
+import { readYaml } from './yaml-doc.js';
 
 export interface AgentEntry {
   id: string;
@@ -157,18 +158,7 @@ const EXE = /^[^/\0\s]{1,255}$/;
 
 /** Parses and validates agents text (YAML or JSON); `file` is only used in messages. Throws AgentsError. */
 export function parseAgents(text: string, file: string): AgentEntry[] {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
-  const lineOf = (node: unknown): number | null => {
-    const range = (node as Node | null | undefined)?.range;
-    return range ? lineCounter.linePos(range[0]).line : null;
-  };
-  const first = doc.errors[0];
-  if (first) {
-    const what = first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-    throw new AgentsError(file, `is not valid YAML: ${what}`, first.linePos?.[0].line ?? null);
-  }
-  const root = doc.contents;
+  const { root, lineOf } = readYaml(text, (what, line) => new AgentsError(file, what, line));
   if (root === null) throw new AgentsError(file, 'is empty; it needs an "agents:" list');
   if (!isMap(root)) throw new AgentsError(file, 'must be a mapping with an "agents:" list', lineOf(root));
   for (const pair of root.items) {

@@ -20,7 +20,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { basename } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, type Node } from 'yaml';
+import { readYaml } from './yaml-doc.js';
 import { formatIp, normalizeHostname, parseIp, unmapIp, type IpAddress } from './dns.js';
 
 export interface LocalHint {
@@ -363,18 +364,7 @@ const EXE = /^[^/\0]{1,255}$/;
 
 /** Parses and validates catalog text (YAML or JSON). `file` is only used in messages. Throws CatalogError. */
 export function parseProviders(text: string, file: string): ProviderEntry[] {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
-  const lineOf = (node: unknown): number | null => {
-    const range = (node as Node | null | undefined)?.range;
-    return range ? lineCounter.linePos(range[0]).line : null;
-  };
-  const first = doc.errors[0];
-  if (first) {
-    const what = first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-    throw new CatalogError(file, `is not valid YAML: ${what}`, first.linePos?.[0].line ?? null);
-  }
-  const root = doc.contents;
+  const { root, lineOf } = readYaml(text, (what, line) => new CatalogError(file, what, line));
   if (root === null) throw new CatalogError(file, 'is empty; it needs a "providers:" list');
   if (!isMap(root)) throw new CatalogError(file, 'must be a mapping with a "providers:" list', lineOf(root));
   for (const pair of root.items) {
