@@ -13,9 +13,12 @@
  * `connections` counts connects that succeeded (and completed the exchange or not); `failed`
  * counts connects that returned an error.
  *
- * Build: cc -O2 -pthread -o churn churn.c     Usage: churn SECONDS [MAX] [4|6] [CPU]
+ * Build: cc -O2 -pthread -o churn churn.c     Usage: churn SECONDS [MAX] [4|6] [CPU] [RATE]
  * With CPU (>= 0), both threads are pinned to that CPU: on a small VM, where the scheduler puts
  * the two ends of the ping-pong changes the rate by 10-30 %, which would drown what is measured.
+ * With RATE (> 0), connections are paced to at most RATE per second: connection i starts no
+ * earlier than i/RATE s after the start (a slow stretch is caught up, so the mean rate holds);
+ * the JSON line then also carries "rate". CPU -1 leaves the threads unpinned.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -94,13 +97,14 @@ static void *server(void *arg) {
 
 int main(int argc, char **argv) {
 	if (argc < 2) {
-		fprintf(stderr, "usage: churn SECONDS [MAX] [4|6] [CPU]\n");
+		fprintf(stderr, "usage: churn SECONDS [MAX] [4|6] [CPU] [RATE]\n");
 		return 2;
 	}
 	double seconds = atof(argv[1]);
 	long max = argc > 2 ? atol(argv[2]) : 10000000L;
 	if (argc > 3 && strcmp(argv[3], "6") == 0) family = AF_INET6;
 	int cpu = argc > 4 ? atoi(argv[4]) : -1;
+	double rate = argc > 5 ? atof(argv[5]) : 0;
 	if (cpu >= 0) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
@@ -110,8 +114,8 @@ int main(int argc, char **argv) {
 			return 1;
 		}
 	}
-	if (seconds <= 0 || seconds > 600 || max <= 0) {
-		fprintf(stderr, "churn: SECONDS must be in (0, 600] and MAX > 0\n");
+	if (seconds <= 0 || seconds > 600 || max <= 0 || rate < 0) {
+		fprintf(stderr, "churn: SECONDS must be in (0, 600], MAX > 0 and RATE >= 0\n");
 		return 2;
 	}
 
@@ -156,6 +160,16 @@ int main(int argc, char **argv) {
 	while (ok + failed < max && failed < MAX_FAILURES) {
 		/* checking the clock every 64 connections keeps the loop tight and the overrun tiny */
 		if (((ok + failed) & 63) == 0 && (t = now_s()) >= end) break;
+		if (rate > 0) {
+			/* pacing: connection n starts at start + n/rate at the earliest */
+			double due = start + (double)(ok + failed) / rate;
+			if ((t = now_s()) >= end) break;
+			if (due > t) {
+				struct timespec ts = {.tv_sec = (time_t)(due - t), .tv_nsec = (long)((due - t - (double)(time_t)(due - t)) * 1e9)};
+				while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+				}
+			}
+		}
 		int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			if (!first_errno) first_errno = errno;
@@ -181,9 +195,9 @@ int main(int argc, char **argv) {
 	}
 	t = now_s();
 	double elapsed = t - start;
-	printf("{\"pid\":%d,\"cpu\":%d,\"port\":%d,\"family\":%d,\"connections\":%ld,\"failed\":%ld,\"incomplete\":%ld,"
+	printf("{\"pid\":%d,\"cpu\":%d,\"rate\":%.1f,\"port\":%d,\"family\":%d,\"connections\":%ld,\"failed\":%ld,\"incomplete\":%ld,"
 	       "\"firstError\":\"%s\",\"seconds\":%.6f,\"cps\":%.1f}\n",
-	       (int)getpid(), cpu, port, family == AF_INET ? 4 : 6, ok, failed, incomplete,
+	       (int)getpid(), cpu, rate, port, family == AF_INET ? 4 : 6, ok, failed, incomplete,
 	       first_errno ? strerror(first_errno) : "", elapsed, elapsed > 0 ? (double)ok / elapsed : 0.0);
 	fflush(stdout);
 	return failed >= MAX_FAILURES ? 1 : 0;
