@@ -91,6 +91,8 @@ function bindAll(lib: LibraryHandle) {
     bpf_map__initial_value: lib.func('void *bpf_map__initial_value(void *map, void *psize)'),
     bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(void *map, const void *data, size_t size)'),
     bpf_map__value_size: lib.func('uint32_t bpf_map__value_size(const void *map)'),
+    bpf_map__key_size: lib.func('uint32_t bpf_map__key_size(const void *map)'),
+    bpf_map__type: lib.func('int bpf_map__type(const void *map)'),
     bpf_map__max_entries: lib.func('uint32_t bpf_map__max_entries(const void *map)'),
     bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
     bpf_map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
@@ -116,6 +118,48 @@ function bindAll(lib: LibraryHandle) {
 }
 
 export type Libbpf = ReturnType<typeof bindAll>;
+
+/** The few libc functions busted calls itself (the ring buffer's positions are read through mmap). */
+function bindLibc(lib: LibraryHandle) {
+  return {
+    vsnprintf: lib.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)'),
+    mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
+    munmap: lib.func('int munmap(void *addr, size_t length)'),
+    getpagesize: lib.func('int getpagesize(void)'),
+  };
+}
+
+export type Libc = ReturnType<typeof bindLibc>;
+
+let boundLibc: Libc | null = null;
+
+/** libc.so.6, bound on first use. */
+export function libc(): Libc {
+  boundLibc ??= bindLibc(koffi.load('libc.so.6'));
+  return boundLibc;
+}
+
+const PROT_READ = 1;
+const MAP_SHARED = 1;
+/** mmap's MAP_FAILED, ((void *)-1), as koffi.address() gives it. */
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+/** Maps `length` bytes of `fd` read-only and shared; throws BpfError with errno on failure. */
+export function mmapReadOnly(op: string, fd: number, length: number, offset = 0): Ptr {
+  const addr = libc().mmap(null, length, PROT_READ, MAP_SHARED, fd, offset);
+  if (addr === null || koffi.address(addr) === MAP_FAILED) {
+    const errno = koffi.errno() || osConstants.errno.EINVAL;
+    throw new BpfError(op, errno, strerror(errno));
+  }
+  return addr;
+}
+
+export function munmap(op: string, addr: Ptr, length: number): void {
+  if ((libc().munmap(addr, length) as number) < 0) {
+    const errno = koffi.errno() || osConstants.errno.EINVAL;
+    throw new BpfError(op, errno, strerror(errno));
+  }
+}
 
 /** enum libbpf_print_level: LIBBPF_WARN 0, LIBBPF_INFO 1, LIBBPF_DEBUG 2 */
 const LIBBPF_DEBUG = 2;
@@ -148,7 +192,7 @@ export function libbpf(): Libbpf {
   const handle = loadLibrary();
   const lib = bindAll(handle);
   // va_list is passed as a pointer on x86-64 and arm64 System V ABIs
-  const vsnprintf = koffi.load('libc.so.6').func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)');
+  const vsnprintf = libc().vsnprintf;
   const printCb = koffi.register(onLibbpfPrint(vsnprintf), koffi.pointer(LibbpfPrintFn));
   lib.libbpf_set_print(printCb);
   bound = { lib, vsnprintf };

@@ -25,6 +25,19 @@ export class BpfMap {
     return libbpf().bpf_map__max_entries(this.handle) as number;
   }
 
+  get keySize(): number {
+    return libbpf().bpf_map__key_size(this.handle) as number;
+  }
+
+  get valueSize(): number {
+    return libbpf().bpf_map__value_size(this.handle) as number;
+  }
+
+  /** enum bpf_map_type (BPF_MAP_TYPE_HASH 1, LRU_HASH 9, LPM_TRIE 11, RINGBUF 27, …). */
+  get type(): number {
+    return libbpf().bpf_map__type(this.handle) as number;
+  }
+
   setMaxEntries(n: number): void {
     checkInt(`bpf_map__set_max_entries(${this.name})`, libbpf().bpf_map__set_max_entries(this.handle, n) as number);
   }

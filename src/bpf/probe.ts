@@ -9,6 +9,7 @@ import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
 import { Enforcer } from './enforcer.js';
+import { COUNTED_MAPS, KernelStatsReader, type KernelFill } from './kstats.js';
 
 export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/busted.bpf.o', import.meta.url));
 
@@ -108,6 +109,17 @@ export class KernelProbe {
   /** Drains the ring buffer (non-blocking), at most `budget` records; `more` when some are left. */
   poll(budget = Infinity): { handled: number; more: boolean } {
     return this.ring.consume(budget);
+  }
+
+  private fill: KernelStatsReader | null = null;
+
+  /** Fill levels of the maps (recounted at most once a second) and of the ring buffer. */
+  kernelStats(): KernelFill {
+    if (this.fill === null) {
+      this.fill = new KernelStatsReader(COUNTED_MAPS.map((name) => this.obj.map(name)), this.obj.map('events'));
+      this.obj.own(this.fill); // unmapped when the object closes
+    }
+    return this.fill.read();
   }
 
   lost(): bigint {

@@ -11,7 +11,7 @@ import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
 import { closeAllRecorders } from '../sinks/recorder.js';
-import { attachSinks, parseSinkFlags, type SinkFlags } from '../sinks/wire.js';
+import { attachSinks, parseSinkFlags, type KernelStats, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer } from '../sinks/replay.js';
 import { describeError, usageError, type Flags, validateFlags } from './options.js';
 
@@ -103,6 +103,8 @@ interface Source {
   ended: Promise<void>;
   /** SIGHUP: re-read what can be re-read (the policy). */
   reload?(): void;
+  /** The kernel's lost count, map fill levels and ring-buffer use (live only, once attached). */
+  kernelStats?(): KernelStats | null;
 }
 
 function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: (msg: string) => void): Source {
@@ -119,6 +121,7 @@ function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: 
       engine = null;
       await e?.stop();
     },
+    kernelStats: () => engine?.kernelStats() ?? null,
     reload() {
       if (!engine || !flags.policy) return;
       try {
@@ -167,7 +170,10 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
   const sinks = await attachSinks(store, {
     ...flags.sinks,
     onWarning: warn,
-    stats: () => ({ lost: store.table.lost, maps: [] }),
+    stats: () => {
+      const k = source.kernelStats?.() ?? null; // lost: the larger of the table's and the kernel's count
+      return k ? { ...k, lost: Math.max(store.table.lost, k.lost) } : { lost: store.table.lost, maps: [] };
+    },
   });
   const recorder = sinks.recorder;
   if (sinks.metricsUrl) warn(`serving Prometheus metrics at ${sinks.metricsUrl}`);

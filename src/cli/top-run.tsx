@@ -12,7 +12,7 @@ import type { KillRecord } from '../core/records.js';
 import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { closeAllRecorders, type Recorder } from '../sinks/recorder.js';
-import { attachSinks, type SinkFlags } from '../sinks/wire.js';
+import { attachSinks, type KernelStats, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer, type Recording } from '../sinks/replay.js';
 import { App } from '../ui/App.js';
 import type { UiActions } from '../ui/actions.js';
@@ -33,6 +33,8 @@ interface Source {
   killUnavailable: string | null;
   /** Said on stderr once the terminal is restored (`short`: for the status line, file names without their folder). */
   notes(short?: boolean): string[];
+  /** The kernel's lost count, map fill levels and ring-buffer use (live only, once attached). */
+  kernelStats?(): KernelStats | null;
 }
 
 function replaySource(flags: TopFlags, file: string): Source {
@@ -96,6 +98,7 @@ function liveSource(flags: TopFlags): Source {
       publish: (rec) => publishKill(rec),
     }),
     killUnavailable: null,
+    kernelStats: () => engine?.kernelStats() ?? null,
     async verdict(target, action) {
       if (!engine) return { ok: false, message: 'busted is not attached yet.' };
       if (!engine.canEnforce) return { ok: false, message: 'Verdicts need the cgroup programs, which are not attached here: run busted doctor.' };
@@ -122,7 +125,10 @@ export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: Sin
   const sinks = await attachSinks(store, {
     ...sinkFlags,
     onWarning: (m) => warnings.push(m),
-    stats: () => ({ lost: store.table.lost, maps: [] }),
+    stats: () => {
+      const k = source.kernelStats?.() ?? null; // lost: the larger of the table's and the kernel's count
+      return k ? { ...k, lost: Math.max(store.table.lost, k.lost) } : { lost: store.table.lost, maps: [] };
+    },
   });
   await source.start(store);
   try {

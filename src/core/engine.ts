@@ -40,6 +40,7 @@ function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] 
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
+import type { KernelStats } from '../sinks/metrics.js';
 
 /** Ring-buffer records handled per turn of the event loop. */
 const DRAIN_BUDGET = 2048;
@@ -77,6 +78,8 @@ export interface Engine {
   verdictOf(pid: number, startTime: number): VerdictAction | null;
   /** Whether verdicts can be enforced here (the cgroup programs are attached). */
   canEnforce: boolean;
+  /** Kernel numbers for the metrics: lost events, map fill levels (recounted at most once a second), ring-buffer use. */
+  kernelStats(): KernelStats;
 }
 
 interface LiveFlow {
@@ -398,6 +401,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => needEnforcement().setToggle(pid, startTime, action),
     verdictOf: (pid, startTime) => enforcement?.toggleOf(`${pid}:${startTime}`) ?? null,
     async stop() {

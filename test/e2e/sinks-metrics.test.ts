@@ -3,11 +3,11 @@
  * pipeline with a real client; each scrape is checked value by value and by `promtool check metrics`.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
@@ -174,6 +174,79 @@ kernelTest('live: after a real client talks to a --providers range, the scrape s
   }
 });
 
+/** The kernel's map sizes (bpf/busted.bpf.c). */
+const MAP_MAX = {
+  sockets: 65536, traffic: 65536, hellos: 16384, execs: 8192, proc_verdicts: 16384, hashed_exes: 16384,
+  cut_socks: 16384, llm_v4: 65536, llm_v6: 65536,
+};
+
+/** A python process holding `k` loopback connections open until its stdin closes. */
+async function holdConnections(port: number, k: number): Promise<{ pid: number; release: () => Promise<void> }> {
+  const script = 'import json,os,socket,sys\n' +
+    `s=[socket.create_connection(("127.0.0.1",${port})) for _ in range(${k})]\n` +
+    'print(json.dumps({"pid":os.getpid()}),flush=True)\nsys.stdin.read()\n';
+  const child = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [line] = (await Promise.race([once(child.stdout, 'data'), once(child, 'exit')])) as [Buffer | number | null];
+  if (!Buffer.isBuffer(line)) throw new Error(`the connection holder exited (${line}) before connecting`);
+  const { pid } = JSON.parse(line.toString()) as { pid: number };
+  return {
+    pid,
+    release: async () => {
+      child.stdin.end();
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+kernelTest('live: with K loopback connections held open, the scrape shows the kernel maps (sockets >= K), their sizes and the 4 MiB ring buffer', async (t) => {
+  const { startEngine } = await import('../../src/core/engine.js');
+  const K = 40;
+  const held: Socket[] = [];
+  const server = createServer((sock) => {
+    held.push(sock);
+    sock.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const store = new Store();
+  const records: EventRecord[] = [];
+  store.onRecord((r) => records.push(r));
+  const engine = await startEngine(store, { all: true, intervalMs: 200, verbose: false });
+  const sinks = await attachSinks(store, {
+    metrics: '127.0.0.1:0', onWarning: (m) => t.log(m),
+    stats: () => {
+      const k = engine.kernelStats();
+      return { ...k, lost: Math.max(store.table.lost, k.lost) };
+    },
+  });
+  const holder = await holdConnections((server.address() as AddressInfo).port, K);
+  try {
+    const deadline = Date.now() + 10_000;
+    const connects = () => records.filter((r) => r.type === 'connect' && r.pid === holder.pid).length;
+    while (connects() < K && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    t.is(connects(), K, 'busted saw every connection');
+    const r = await get(sinks.metricsUrl!);
+    const sockets = sample(r.body, 'busted_map_entries', { map: 'sockets' })!;
+    t.true(sockets >= K && sockets <= MAP_MAX.sockets, `sockets: ${sockets}`);
+    for (const [map, max] of Object.entries(MAP_MAX)) {
+      t.is(sample(r.body, 'busted_map_max_entries', { map }), max, map);
+      const n = sample(r.body, 'busted_map_entries', { map });
+      t.true(n !== undefined && n >= 0 && n <= max, `${map}: ${n}`);
+    }
+    t.is(sample(r.body, 'busted_ringbuf_size_bytes'), 4_194_304);
+    const used = sample(r.body, 'busted_ringbuf_used_bytes')!;
+    t.true(used >= 0 && used <= 4_194_304, `ring buffer used: ${used}`);
+    t.true(sample(r.body, 'busted_kernel_lost_events_total')! >= 0);
+    promtoolCheck(t, r.body);
+  } finally {
+    await holder.release();
+    await sinks.close();
+    await engine.stop();
+    for (const s of held) s.destroy();
+    server.close();
+  }
+});
+
 async function freePort(): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1');
   await once(s, 'listening');
@@ -202,6 +275,9 @@ kernelTest('the busted CLI: --metrics scrape after real traffic, --record rotati
     const r = await get(`http://127.0.0.1:${port}/metrics`);
     t.is(sample(r.body, 'busted_bytes_total', { provider: 'acme-llm', direction: 'tx' }), 4321);
     t.is(sample(r.body, 'busted_bytes_total', { provider: 'acme-llm', direction: 'rx' }), 8765);
+    t.is(sample(r.body, 'busted_ringbuf_size_bytes'), 4_194_304, 'the CLI passes the kernel stats');
+    t.is(sample(r.body, 'busted_map_max_entries', { map: 'sockets' }), MAP_MAX.sockets);
+    t.true(sample(r.body, 'busted_map_entries', { map: 'traffic' })! >= 0);
     promtoolCheck(t, r.body);
     for (let i = 0; i < 12; i++) last = await runClient(['exchange', '127.88.3.5', smallPort, 10, 10]);
     await busted.waitFor(isClose(last.pid));
