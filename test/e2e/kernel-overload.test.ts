@@ -1,0 +1,258 @@
+/**
+ * Overload (root): four churn processes make connections far faster than busted can drain them
+ * (well over 10x the ring buffer's ~27k records), so the kernel drops records. Checked:
+ * - `lost` accounts exactly for the missing records: for the load's pids, 2 records (connect and
+ *   close) per connection made, minus those received, equals the lost total of the stream, of
+ *   the kernel's own counter and of the metrics endpoint (a close is still published when its
+ *   connect was lost, so nothing goes missing unannounced);
+ * - the first `lost` record is in the stream, and the metrics show lost > 0, within 1 s of the
+ *   kernel starting to drop (the kernel counter is polled with bpftool every ~50 ms);
+ * - busted recovers: after the load, one connection is reported with its close and lost stays;
+ * - busted-top's header shows `lost N` within 1 s as well (a real terminal, tmux). KNOWN TO FAIL
+ *   (test.failing): under this load the header showed lost 1.8-2.8 s after the kernel began to
+ *   drop; ava reports it as soon as it passes, so the marker goes with the fix.
+ *
+ * Robust by construction: the test holds the exclusive kernel-test lock (no other kernel test's
+ * connections or busted meanwhile). Any other process on the machine that connects during the
+ * load would add records (and lost ones) that no pid filter can see, so the test counts TCP
+ * active opens of the network namespace (/proc/net/snmp): when they equal the load's connections
+ * plus the flows of the test's own (metrics) connection, every flow is accounted for and the
+ * equality is exact; otherwise the machine was not quiet, the test says so and checks the bracket
+ * that other flows allow (each unseen flow of another process may hide 2 lost records).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import type { ExecutionContext } from 'ava';
+import type { EventRecord } from '../../src/core/records.js';
+import { mapsOf, perCpuSum } from '../helpers/bpfmaps.js';
+import { ROOT } from '../helpers/busted.js';
+import { startBustedToFile, waitQuiet, type FileBusted } from '../helpers/busted-file.js';
+import { runChurn, runChurns, type ChurnResult } from '../helpers/churn.js';
+import { kernelTest } from '../helpers/kernel.js';
+import { Tmux } from '../helpers/tmux.js';
+
+/** 4 MiB ring buffer / ~150 B per connect or close record (record + 8 B header). */
+const RING_RECORDS = 27_000;
+const LOAD_PROCS = 4;
+const PER_PROC = 40_000; // 4 x 40k connections = 320k records, ~12x the ring
+const STAT_LOST = 0;
+const STAT_UNTRACKED = 1;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** TCP active opens of this network namespace so far. */
+function activeOpens(): number {
+  const lines = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Tcp:'));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf('ActiveOpens')]);
+}
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => srv.once('listening', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** One keep-alive connection to the metrics endpoint, opened once and reused by every scrape. */
+function metricsClient(port: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () =>
+    new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/metrics', agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+  return {
+    async lost(): Promise<number> {
+      const m = /^busted_kernel_lost_events_total (\d+)/m.exec(await get());
+      return m ? Number(m[1]) : 0;
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+interface Timeline {
+  /** last kernel poll that still read lost == 0, and the first that did not */
+  lastZero: number;
+  kernelLoss: number;
+  stream: number;
+  metrics: number;
+}
+
+/** Polls the kernel's lost counter, the stream and the metrics until `done()`; when each first showed a loss. */
+async function watchLoss(b: FileBusted, statsId: number, metrics: { lost(): Promise<number> }, done: () => boolean): Promise<Timeline> {
+  const tl: Timeline = { lastZero: 0, kernelLoss: 0, stream: 0, metrics: 0 };
+  let offset = b.size();
+  let doneAt = 0;
+  while (!(tl.stream && tl.metrics)) {
+    if (done()) doneAt ||= Date.now();
+    if (doneAt && (!tl.kernelLoss || Date.now() - doneAt > 5000)) break;
+    const before = Date.now(); // the counter is read after this: a zero read proves no loss before it
+    const k = await perCpuSum(statsId, STAT_LOST);
+    if (k === 0) tl.lastZero = before;
+    else tl.kernelLoss ||= Date.now();
+    if (!tl.stream) {
+      const text = b.readFrom(offset);
+      const whole = text.lastIndexOf('\n') + 1;
+      if (text.slice(0, whole).includes('"type":"lost"')) tl.stream = Date.now();
+      offset += Buffer.byteLength(text.slice(0, whole));
+    }
+    if (tl.kernelLoss && !tl.metrics && (await metrics.lost()) > 0) tl.metrics = Date.now();
+    await sleep(50);
+  }
+  return tl;
+}
+
+interface Accounting {
+  lostRecords: number;
+  loadConnections: number;
+  loadFailed: number;
+  loadMissing: number;
+  /** flows of other pids (the test's own metrics connection included) */
+  otherFlows: number;
+  /** their closes without a connect (the connect was lost) and connects without a close (open, or the close was lost) */
+  otherClosesWithoutConnect: number;
+  otherConnectsWithoutClose: number;
+}
+
+function account(records: EventRecord[], load: ChurnResult[]): Accounting {
+  const pids = new Set(load.map((r) => r.pid));
+  let lostRecords = 0;
+  let loadReceived = 0;
+  const others = new Map<string, { connect: boolean; close: boolean }>();
+  for (const r of records) {
+    if (r.type === 'lost') lostRecords += r.count;
+    if (r.type !== 'connect' && r.type !== 'close') continue;
+    if (pids.has(r.pid)) loadReceived++;
+    else {
+      const f = others.get(r.flow) ?? { connect: false, close: false };
+      if (r.type === 'connect') f.connect = true;
+      else f.close = true;
+      others.set(r.flow, f);
+    }
+  }
+  const loadConnections = load.reduce((s, r) => s + r.connections, 0);
+  const failed = load.reduce((s, r) => s + r.failed, 0);
+  const flows = [...others.values()];
+  return {
+    lostRecords,
+    loadConnections,
+    loadFailed: failed,
+    // a connection: connect + close; a failed connect: one connect record carrying its error
+    loadMissing: 2 * loadConnections + failed - loadReceived,
+    otherFlows: flows.length,
+    otherClosesWithoutConnect: flows.filter((f) => !f.connect).length,
+    otherConnectsWithoutClose: flows.filter((f) => !f.close).length,
+  };
+}
+
+kernelTest('10x overload: lost equals the missing records, shows within 1 s in the stream and metrics, busted recovers', async (t: ExecutionContext) => {
+  const port = await freePort();
+  const b = await startBustedToFile(['--metrics', `127.0.0.1:${port}`, '--interval', '500']);
+  t.teardown(() => void b.stop());
+  const metrics = metricsClient(port);
+  t.teardown(() => metrics.close());
+  const statsId = (await mapsOf(b.pid)).get('stats')!.id;
+  t.is(await metrics.lost(), 0); // opens the test's one metrics connection before the load
+  const opens0 = activeOpens();
+
+  let loadDone = false;
+  const watching = watchLoss(b, statsId, metrics, () => loadDone);
+  const load = await runChurns(LOAD_PROCS, { seconds: 60, max: PER_PROC }).finally(() => (loadDone = true));
+  const tl = await watching;
+  const loadConnections = load.reduce((s, r) => s + r.connections, 0);
+  const cps = Math.round(loadConnections / Math.max(...load.map((r) => r.seconds)));
+  t.log(`load: ${loadConnections} connections by pids ${load.map((r) => r.pid).join(' ')} at ${cps}/s in total`);
+  t.true(2 * loadConnections >= 10 * RING_RECORDS, `the load made ${2 * loadConnections} records, less than 10x the ring's ${RING_RECORDS}`);
+  t.true(tl.kernelLoss > 0, 'the kernel never dropped a record: the load did not overload busted');
+  // busted writes its file synchronously: the record's ts is when it reached the stream
+  const firstLost = b.records().find((r) => r.type === 'lost');
+  const streamAt = firstLost ? Date.parse(firstLost.ts) : Infinity;
+  t.log(`first loss (kernel) between polls ${tl.kernelLoss - tl.lastZero} ms apart; the stream's lost record ${streamAt - tl.lastZero} ms ` +
+    `(seen by the poll after ${tl.stream - tl.lastZero} ms) and the metrics ${tl.metrics - tl.lastZero} ms after the last zero read`);
+  t.true(streamAt - tl.lastZero <= 1000, `the first lost record came ${streamAt - tl.lastZero} ms after the kernel began to drop`);
+  t.true(tl.metrics - tl.lastZero <= 1000, `the metrics showed lost ${tl.metrics - tl.lastZero} ms after the kernel began to drop`);
+
+  // recovery: the backlog drains, then one connection is reported normally and lost stays put
+  await waitQuiet(b, 1000, 60_000);
+  const lostAfterLoad = await perCpuSum(statsId, STAT_LOST);
+  const one = await runChurn({ seconds: 5, max: 1 });
+  t.is(one.connections, 1);
+  const seen = async () => {
+    for (let i = 0; i < 50; i++) {
+      const recs = b.records().filter((r) => (r.type === 'connect' || r.type === 'close') && r.pid === one.pid);
+      if (recs.length === 2) return recs;
+      await sleep(100);
+    }
+    return b.records().filter((r) => (r.type === 'connect' || r.type === 'close') && r.pid === one.pid);
+  };
+  t.deepEqual((await seen()).map((r) => r.type).sort(), ['close', 'connect'], 'the connection after the overload is reported with its close');
+  metrics.close(); // its close record ends the test's own flow
+  await waitQuiet(b, 1000);
+  const opens1 = activeOpens();
+  const records = b.records();
+  const lostKernel = await perCpuSum(statsId, STAT_LOST);
+  t.is(lostKernel, lostAfterLoad, 'lost kept growing after the load');
+  t.is(await perCpuSum(statsId, STAT_UNTRACKED), 0, 'connects went untracked (sockets map full)');
+  const scraper = metricsClient(port);
+  const scraped = await scraper.lost();
+  scraper.close();
+
+  const a = account(records, [...load, one]);
+  t.log(`records ${records.length}; lost: stream ${a.lostRecords}, kernel ${lostKernel}, metrics ${scraped}; load missing ${a.loadMissing}; ` +
+    `other flows ${a.otherFlows} (${a.otherClosesWithoutConnect} without connect, ${a.otherConnectsWithoutClose} without close)`);
+  t.true(a.lostRecords > 0);
+  t.is(a.lostRecords, lostKernel, 'the lost records add up to the kernel counter');
+  t.is(scraped, lostKernel, 'the metrics show the kernel counter');
+  // connections opened meanwhile that left no record at all (the metrics connection predates opens0)
+  const unseen = opens1 - opens0 - a.loadConnections - a.loadFailed - (a.otherFlows - 1);
+  t.log(`active opens ${opens1 - opens0}; connections that left no record: ${unseen}`);
+  // every flow left a trace; a flow of another process with a connect but no close is open or lost its close
+  const known = a.loadMissing + a.otherClosesWithoutConnect;
+  if (unseen <= 0 && a.otherConnectsWithoutClose === 0) {
+    t.is(a.lostRecords, known, 'lost == records missing (every flow accounted for)');
+  } else {
+    t.log(`the machine was not quiet: ${Math.max(0, unseen)} connections by other processes left no record and ` +
+      `${a.otherConnectsWithoutClose} have no close; checking the bracket they allow`);
+    t.true(a.lostRecords >= known, `lost ${a.lostRecords} < ${known} records known to be missing`);
+    t.true(a.lostRecords <= known + a.otherConnectsWithoutClose + 2 * Math.max(0, unseen), `lost ${a.lostRecords} is more than the missing records explain`);
+  }
+  t.is(await b.stop(), 0, b.stderr());
+}, { exclusive: true });
+
+kernelTest('10x overload: busted-top shows lost within 1 s', async (t: ExecutionContext) => {
+  const tm = new Tmux('overload');
+  t.teardown(() => tm.kill());
+  tm.start(`sh -c 'env CI=true ${process.execPath} ${ROOT}bin/busted-top.js --all --interval 500; sleep 60'`, 120, 30);
+  await tm.waitFor((s) => /^busted-top/m.test(s) && /up \d+s/.test(s), 'busted-top attached', 30_000);
+  const sh = Number(tm.format('pane_pid'));
+  const node = Number(execFileSync('pgrep', ['-P', String(sh)], { encoding: 'utf8' }).trim().split('\n')[0]);
+  const statsId = (await mapsOf(node)).get('stats')!.id;
+  t.regex(tm.text(), /lost 0\b/);
+
+  let lastZero = 0;
+  let kernelLoss = 0;
+  let tuiLoss = 0;
+  let loadDone = false;
+  const watch = (async () => {
+    while (!tuiLoss && !(loadDone && !kernelLoss)) {
+      const k = await perCpuSum(statsId, STAT_LOST);
+      if (k === 0) lastZero = Date.now();
+      else kernelLoss ||= Date.now();
+      const m = /lost (\d+)/.exec(tm.text());
+      if (m && Number(m[1]) > 0) tuiLoss = Date.now();
+      await sleep(50);
+    }
+  })();
+  const load = await runChurns(LOAD_PROCS, { seconds: 60, max: PER_PROC / 2 }).finally(() => (loadDone = true));
+  await watch;
+  t.log(`load: ${load.reduce((s, r) => s + r.connections, 0)} connections; TUI showed lost ${tuiLoss - lastZero} ms after the last zero read`);
+  t.true(kernelLoss > 0, 'the kernel never dropped a record: the load did not overload busted-top');
+  t.true(tuiLoss > 0 && tuiLoss - lastZero <= 1000, `busted-top showed lost ${tuiLoss - lastZero} ms after the kernel began to drop`);
+  tm.keys('q');
+}, { exclusive: true, knownFailing: true });

@@ -1,0 +1,70 @@
+/**
+ * The kernel maps of a running busted, seen from outside with bpftool: found through the map
+ * descriptors in /proc/PID/fdinfo (so another busted on the machine is never confused with it),
+ * counted with `bpftool -j map dump`. Used by the overload and soak tests and the benchmarks.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+
+export interface MapInfo {
+  id: number;
+  name: string;
+  type: string;
+  maxEntries: number;
+}
+
+function bpftool(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('bpftool', ['-j', ...args], { encoding: 'utf8', maxBuffer: 256 << 20, timeout: 30_000 }, (err, stdout) =>
+      err ? reject(new Error(`bpftool ${args.join(' ')} failed: ${err.message}`)) : resolve(stdout),
+    );
+  });
+}
+
+/** The maps process `pid` holds open, by name. */
+export async function mapsOf(pid: number): Promise<Map<string, MapInfo>> {
+  const ids = new Set<number>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fdinfo`)) {
+    let info = '';
+    try {
+      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed meanwhile
+    }
+    const m = /^map_id:\s*(\d+)/m.exec(info);
+    if (m) ids.add(Number(m[1]));
+  }
+  const maps = new Map<string, MapInfo>();
+  for (const id of ids) {
+    const m = JSON.parse(await bpftool(['map', 'show', 'id', String(id)])) as { id: number; name: string; type: string; max_entries: number };
+    maps.set(m.name, { id: m.id, name: m.name, type: m.type, maxEntries: m.max_entries });
+  }
+  return maps;
+}
+
+/** Entries in a (hash) map now. */
+export async function mapEntries(id: number): Promise<number> {
+  return (JSON.parse(await bpftool(['map', 'dump', 'id', String(id)])) as unknown[]).length;
+}
+
+/** Entry counts of the named maps of `maps`. */
+export async function entryCounts(maps: Map<string, MapInfo>, names: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const name of names) {
+    const m = maps.get(name);
+    if (!m) throw new Error(`busted holds no map named ${name}`);
+    out[name] = await mapEntries(m.id);
+  }
+  return out;
+}
+
+/** Slot `index` of a per-CPU array of __u64 (busted's `stats`), summed over CPUs. */
+export async function perCpuSum(id: number, index: number): Promise<number> {
+  const dump = JSON.parse(await bpftool(['map', 'dump', 'id', String(id)])) as { formatted?: { key: number; values: { value: number }[] } }[];
+  const slot = dump.find((e) => e.formatted?.key === index);
+  if (!slot?.formatted) throw new Error(`map ${id} has no slot ${index} with BTF-formatted values`);
+  return slot.formatted.values.reduce((s, v) => s + Number(v.value), 0);
+}
+
+/** The maps whose entries belong to sockets or processes: they must empty again after a load. */
+export const SOCKET_MAPS = ['sockets', 'traffic', 'hellos', 'cut_socks', 'proc_verdicts'] as const;
