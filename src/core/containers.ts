@@ -32,6 +32,9 @@ export interface ContainerInfo {
 export interface PodInfo {
   uid: string;
   qos: PodQos;
+  /** From the API server (core/kube.ts), when busted runs in the cluster and the pod is listed. */
+  namespace?: string;
+  name?: string;
 }
 
 export interface CgroupInfo {

@@ -15,6 +15,7 @@ import { Classifier } from './classifier.js';
 import { loadAgents, type AgentCatalog } from './agents.js';
 import { IdentityResolver, nsToTicks, type Identity } from './identity.js';
 import { ListenerFinder } from './listeners.js';
+import { startKubePods } from './kube.js';
 import { Enforcement, runningExecutables, type VerdictAction } from './enforcement.js';
 import { loadPolicy } from './policy-file.js';
 import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
@@ -127,7 +128,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     opts.policyFile ? compilePolicy(loadPolicy(opts.policyFile, providerIds), { catalog, cgroupRoot: findCgroup2Mount() }) : null;
   let policy = compile();
   const clock = new WallClock();
-  const identities = new IdentityResolver({ agents: opts.agents ?? loadAgents() });
+  const pods = startKubePods(opts.onWarning); // pod namespaces and names, when running in a cluster
+  const identities = new IdentityResolver({ agents: opts.agents ?? loadAgents(), pods });
   /** Identities whose details changed since their last record: a process record each, once the table knows them. */
   const changed = new Map<string, number>();
   /** Identities that have had their first process record. */
@@ -409,6 +411,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       stopped = true;
       clearInterval(pollTimer);
       clearInterval(counterTimer);
+      pods?.stop();
       guard(readCounters); // the last deltas and records before detaching
       probe.close();
     },

@@ -14,6 +14,7 @@ import {
   scanExecutables, statInode, statPath, userDevToKernel, type ParentInfo,
 } from './identity-proc.js';
 import { NameDirectory } from './users.js';
+import type { PodNames } from './kube.js';
 
 export type { ParentInfo };
 
@@ -63,6 +64,8 @@ export interface ResolverOptions {
   names?: NameDirectory;
   /** null: no agent labels. */
   agents?: AgentCatalog | null;
+  /** Pod namespace and name by pod UID (core/kube.ts); null or absent: the UID only. */
+  pods?: PodNames | null;
   /** Identities kept (least recently looked up dropped first). Default 4096. */
   maxIdentities?: number;
   /** Learned executable paths, per (dev, inode). Default 4096. */
@@ -115,6 +118,7 @@ export class IdentityResolver {
   private running = 0;
   private readonly procRoot: string;
   private readonly agents: AgentCatalog | null;
+  private readonly pods: PodNames | null;
   private readonly opts: Required<Pick<ResolverOptions, 'maxIdentities' | 'maxPaths' | 'maxParents' | 'cmdlineBytes' | 'concurrency' | 'maxWaiting'>>;
   /** Counters for diagnostics (`busted doctor`, --verbose). */
   readonly stats = { lookups: 0, enriched: 0, dropped: 0, sawProcess: 0, hashFailures: 0, errors: 0 };
@@ -125,6 +129,8 @@ export class IdentityResolver {
     this.cgroups = options.cgroups ?? new CgroupResolver();
     this.names = options.names ?? new NameDirectory();
     this.agents = options.agents ?? null;
+    this.pods = options.pods ?? null;
+    this.pods?.onUpdate(() => this.namePods());
     this.opts = {
       maxIdentities: options.maxIdentities ?? 4096, maxPaths: options.maxPaths ?? 4096, maxParents: options.maxParents ?? 16,
       cmdlineBytes: options.cmdlineBytes ?? 4096, concurrency: options.concurrency ?? 8, maxWaiting: options.maxWaiting ?? 1024,
@@ -192,7 +198,7 @@ export class IdentityResolver {
     return {
       exe, sha256: null, exeReplaced: false, cmdline: null,
       user: this.names.user(f.uid), group: this.names.group(f.gid),
-      ppid: f.ppid ?? null, parents: [], cgroup, container, pod,
+      ppid: f.ppid ?? null, parents: [], cgroup, container, pod: this.namedPod(pod),
       agent: this.agentOf(exe, f.comm ?? null, null), startTime: f.startTime,
     };
   }
@@ -257,6 +263,20 @@ export class IdentityResolver {
     entry.identity = next;
     if (this.entries.get(entry.key) !== entry) return;
     for (const l of this.listeners) l(entry.key, next, entry.facts);
+  }
+
+  /** The pod with its namespace and name when the API server listed it. */
+  private namedPod(pod: PodInfo | null): PodInfo | null {
+    const meta = pod && this.pods?.lookup(pod.uid);
+    return meta ? { ...pod, namespace: meta.namespace, name: meta.name } : pod;
+  }
+
+  /** Pod names learned: identities in pods get them (and their listeners hear of it). */
+  private namePods(): void {
+    for (const e of this.entries.values()) {
+      const pod = e.identity.pod;
+      if (pod && pod.name === undefined) this.update(e, { pod: this.namedPod(pod) });
+    }
   }
 
   private renameAll(): void {
@@ -371,7 +391,7 @@ export class IdentityResolver {
     const path = (await this.cgroups.resolve(entry.facts.cgroupId, hint)) ?? hint;
     if (path === null) return;
     const { container, pod } = parseCgroupPath(path);
-    this.update(entry, { cgroup: path, container, pod });
+    this.update(entry, { cgroup: path, container, pod: this.namedPod(pod) });
   }
 
 }

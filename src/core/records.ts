@@ -35,6 +35,9 @@ export interface PodRef {
   uid: string;
   /** besteffort, burstable or guaranteed */
   qos: string;
+  /** Namespace and name from the Kubernetes API server, when busted runs in the cluster (absent otherwise). */
+  namespace?: string;
+  name?: string;
 }
 
 export interface AgentRef {

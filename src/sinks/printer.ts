@@ -121,7 +121,7 @@ export class Printer {
       line += ` | TID: ${rec.tid} | GID: ${rec.gid} | USER: ${rec.user ?? '-'} | PPID: ${rec.ppid ?? '-'} | EXE: ${rec.exe ?? '-'}`;
       line += ` | SHA256: ${rec.sha256 ?? '-'} | CGROUP: ${rec.cgroup ?? rec.cgroupId}`;
       if (rec.container) line += ` | CONTAINER: ${rec.container.runtime}:${rec.container.id.slice(0, 12)}`;
-      if (rec.pod) line += ` | POD: ${rec.pod.uid}`;
+      if (rec.pod) line += ` | POD: ${rec.pod.name !== undefined ? `${rec.pod.namespace}/${rec.pod.name} ` : ''}${rec.pod.uid}`;
       line += ` | FLOW: ${rec.flow}`;
     }
     return line;
@@ -131,7 +131,7 @@ export class Printer {
     const parts = [`[PROCESS] PID: ${rec.pid}`, `USER: ${rec.user ?? '-'}`, `EXE: ${rec.exe ?? '-'}${rec.exeReplaced ? ' (replaced)' : ''}`];
     parts.push(`SHA256: ${rec.sha256 ?? '-'}`, `PPID: ${rec.ppid ?? '-'}`, `CGROUP: ${rec.cgroup ?? '-'}`);
     if (rec.container) parts.push(`CONTAINER: ${rec.container.runtime}:${rec.container.id.slice(0, 12)}`);
-    if (rec.pod) parts.push(`POD: ${rec.pod.uid} (${rec.pod.qos})`);
+    if (rec.pod) parts.push(`POD: ${rec.pod.name !== undefined ? `${rec.pod.namespace}/${rec.pod.name} ` : ''}${rec.pod.uid} (${rec.pod.qos})`);
     if (rec.agent) parts.push(`AGENT: ${rec.agent.label}`);
     if (rec.cmdline) parts.push(`CMD: ${rec.cmdline}`);
     return parts.join(' | ');

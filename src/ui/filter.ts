@@ -100,7 +100,7 @@ function termMatches(term: FilterTerm, row: ProcessRow, userName: UserName): boo
 function haystack(row: ProcessRow, userName: UserName): string {
   return [
     row.comm, row.exe ?? '', row.cgroup ?? '', String(row.pid), userOf(row, userName), row.group ?? '',
-    row.agent?.label ?? '', row.agent?.id ?? '', row.cmdline ?? '', row.container?.id ?? '', row.pod?.uid ?? '',
+    row.agent?.label ?? '', row.agent?.id ?? '', row.cmdline ?? '', row.container?.id ?? '', row.pod?.uid ?? '', row.pod?.namespace ?? '', row.pod?.name ?? '',
     ...row.providers,
   ].join('\n').toLowerCase();
 }

@@ -38,4 +38,4 @@ export const parentChain = (parents: readonly ParentRef[]): string =>
 /** `containerd 4b1f9c2d8e7a`: the runtime and the id as `docker ps` shortens it. */
 export const containerText = (c: ContainerRef): string => `${c.runtime} ${c.id.slice(0, 12)}`;
 
-export const podText = (p: PodRef): string => `${p.uid} (${p.qos})`;
+export const podText = (p: PodRef): string => `${p.name !== undefined ? `${p.namespace}/${p.name} ` : ''}${p.uid} (${p.qos})`;

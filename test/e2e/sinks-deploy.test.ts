@@ -94,8 +94,10 @@ test('the DaemonSet parses as Kubernetes YAML with host PID, only the needed cap
   const docs = parseAllDocuments(DAEMONSET);
   for (const d of docs) t.deepEqual(d.errors, []);
   const objs = docs.map((d) => d.toJS() as K8s);
-  t.deepEqual(objs.map((o) => `${o.apiVersion}/${o.kind}`), ['v1/Namespace', 'apps/v1/DaemonSet']);
-  const ds = objs[1]!;
+  t.deepEqual(objs.map((o) => `${o.apiVersion}/${o.kind}`), [
+    'v1/Namespace', 'v1/ServiceAccount', 'rbac.authorization.k8s.io/v1/ClusterRole', 'rbac.authorization.k8s.io/v1/ClusterRoleBinding', 'apps/v1/DaemonSet',
+  ]);
+  const ds = objs.find((o) => o.kind === 'DaemonSet')!;
   t.is(ds.metadata.namespace, objs[0]!.metadata.name);
   const pod = ds.spec.template;
   t.deepEqual(ds.spec.selector.matchLabels, pod.metadata.labels);
@@ -122,6 +124,23 @@ test('the DaemonSet parses as Kubernetes YAML with host PID, only the needed cap
   }
   t.is(mounts.get('tmp')?.mountPath, '/tmp', 'a writable /tmp on a read-only root');
   t.true(c.env.some((e: { name: string }) => e.name === 'NODE_NAME'));
+});
+
+test('the DaemonSet may read pods, and only that: a ServiceAccount, a ClusterRole get/list/watch on pods, the binding, NODE_NAME from spec.nodeName', (t) => {
+  const objs = parseAllDocuments(DAEMONSET).map((d) => d.toJS() as K8s & { rules?: any[]; roleRef?: any; subjects?: any[] });
+  const ns = objs.find((o) => o.kind === 'Namespace')!.metadata.name;
+  const sa = objs.find((o) => o.kind === 'ServiceAccount')!;
+  const role = objs.find((o) => o.kind === 'ClusterRole')!;
+  const binding = objs.find((o) => o.kind === 'ClusterRoleBinding')!;
+  const pod = objs.find((o) => o.kind === 'DaemonSet')!.spec.template;
+  t.is(sa.metadata.namespace, ns);
+  t.deepEqual(role.rules, [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+  t.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name });
+  t.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: ns }]);
+  t.is(pod.spec.serviceAccountName, sa.metadata.name);
+  t.not(pod.spec.automountServiceAccountToken, false, 'the token is mounted');
+  const env = pod.spec.containers[0].env as { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  t.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
 });
 
 /** A loopback server that answers each connection with `reply` bytes after `expect` bytes. */
