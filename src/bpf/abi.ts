@@ -228,8 +228,19 @@ export function decodeCString(bytes: Uint8Array): string {
 }
 
 function decodeComm(bytes: Uint8Array): string {
-  const end = bytes.indexOf(0);
-  return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
+  // names are nearly always ASCII: build those directly (TextDecoder costs more than the
+  // whole rest of a record's decoding for 16 bytes)
+  let ascii = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b === 0) return ascii;
+    if (b > 0x7e || b < 0x20) {
+      const end = bytes.indexOf(0);
+      return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
+    }
+    ascii += String.fromCharCode(b);
+  }
+  return ascii;
 }
 
 export function decodeOwner(view: DataView, base: number): Owner {
@@ -266,8 +277,13 @@ export interface PayloadSample {
   data: Uint8Array;
 }
 
-const copyBytes = (view: DataView, off: number, len: number) =>
-  new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + len));
+/** Copies bytes out of the ring (its memory is reused once the record is consumed). */
+function copyBytes(view: DataView, off: number, len: number): Uint8Array {
+  if (len > 64) return new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + len));
+  const out = new Uint8Array(len); // small arrays live on the JS heap: no backing-store allocation
+  for (let i = 0; i < len; i++) out[i] = view.getUint8(off + i);
+  return out;
+}
 
 /** Decodes one ring-buffer record; returns null when it is too short or of an unknown kind. */
 export function decodeRecord(view: DataView): KernelEvent | PayloadSample | PolicyDecision | ExecEvent | null {
@@ -305,7 +321,6 @@ export function decodeEvent(view: DataView): KernelEvent | null {
   if (view.byteLength < EVENT.size) return null;
   const kind = view.getUint32(EVENT.kind, true);
   if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.CLOSE) return null;
-  const copy = (off: number) => copyBytes(view, off, 16);
   return {
     kind,
     family: view.getUint16(EVENT.family, true),
@@ -313,8 +328,8 @@ export function decodeEvent(view: DataView): KernelEvent | null {
     cookie: view.getBigUint64(EVENT.cookie, true),
     tsNs: view.getBigUint64(EVENT.ts_ns, true),
     owner: decodeOwner(view, EVENT.owner),
-    saddr: copy(EVENT.saddr),
-    daddr: copy(EVENT.daddr),
+    saddr: copyBytes(view, EVENT.saddr, 16),
+    daddr: copyBytes(view, EVENT.daddr, 16),
     sport: view.getUint16(EVENT.sport, true),
     dport: view.getUint16(EVENT.dport, true),
     error: view.getInt32(EVENT.error, true),

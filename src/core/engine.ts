@@ -98,8 +98,17 @@ export class WallClock {
     this.offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   }
 
+  private lastMs = NaN;
+  private lastIso = '';
+
+  /** Records come in bursts from the same millisecond: the string is made once per millisecond. */
   iso(monoNs: bigint): string {
-    return new Date(Number((monoNs + this.offsetNs) / 1_000_000n)).toISOString();
+    const ms = Number((monoNs + this.offsetNs) / 1_000_000n);
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastIso = new Date(ms).toISOString();
+    }
+    return this.lastIso;
   }
 }
 
@@ -164,14 +173,18 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
     const startTime = nsToTicks(ev.owner.startNs);
     const o = ev.owner;
-    const factsKey = `${o.tgid}:${startTime}`;
-    if (!factsByKey.has(factsKey)) {
+    const factsKey = `${o.tgid}:${startTime}`; // == identityKey(pid, startTime)
+    const knownFacts = factsByKey.get(factsKey);
+    if (!knownFacts) {
       if (factsByKey.size >= 16384) factsByKey.delete(factsByKey.keys().next().value!);
       factsByKey.set(factsKey, { uid: o.uid, comm: o.comm, exeDev: o.exeDev, exeIno: o.exeIno });
     }
+    // the kernel's exec path (one map lookup, a syscall) only matters to an identity the resolver
+    // does not know yet, or one that exec'd since: not to every connection of a known process
+    const needPath = knownFacts === undefined || knownFacts.exeIno !== o.exeIno || identities.get(factsKey) === null;
     const who = identities.lookup({
       pid: o.tgid, startTime, exeDev: o.exeDev, exeIno: o.exeIno, uid: o.uid, gid: o.gid, cgroupId: o.cgroupId,
-      comm: o.comm, ppid: o.ppid || null, execPath: probe.execPath(o.tgid, o.startNs),
+      comm: o.comm, ppid: o.ppid || null, execPath: needPath ? probe.execPath(o.tgid, o.startNs) : null,
     });
     const rec: ConnectRecord = {
       type: 'connect', ts, flow, pid: ev.owner.tgid, tid: ev.owner.tid, comm: ev.owner.comm,
@@ -332,7 +345,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       lf.rx = rx;
     });
     markExited();
-    store.tick();
+    store.advance();
   };
   let exitCheck = 0;
   const markExited = () => {

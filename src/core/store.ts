@@ -26,6 +26,8 @@ export class Store {
   private readonly snapshotListeners = new Set<SnapshotListener>();
   private session: SessionRecord | null = null;
   private current: StoreSnapshot;
+  /** Set by tick(): the time the next snapshot is taken as of. */
+  private staleAt: number | null = null;
 
   constructor(private readonly clock: Clock = systemClock, opts: FlowTableOptions = {}) {
     this.table = new FlowTable(opts);
@@ -43,17 +45,32 @@ export class Store {
     return () => this.recordListeners.delete(listener);
   }
 
-  /** Prunes, takes a new snapshot and tells snapshot subscribers. */
-  tick(): StoreSnapshot {
+  /**
+   * Prunes, and makes the next getSnapshot() a new snapshot taken as of now; tells snapshot
+   * subscribers. The snapshot itself (a walk of every flow) is only taken when someone reads
+   * it: headless busted with no screen never pays for it.
+   */
+  advance(): void {
     const now = this.clock.now();
     this.table.prune(now);
-    this.current = { ...this.table.snapshot(now), session: this.session };
+    this.staleAt = now;
     for (const l of this.snapshotListeners) l();
-    return this.current;
+  }
+
+  /** advance(), then the new snapshot. */
+  tick(): StoreSnapshot {
+    this.advance();
+    return this.getSnapshot();
   }
 
   /** For React's useSyncExternalStore: stable until the next tick. */
-  readonly getSnapshot = (): StoreSnapshot => this.current;
+  readonly getSnapshot = (): StoreSnapshot => {
+    if (this.staleAt !== null) {
+      this.current = { ...this.table.snapshot(this.staleAt), session: this.session };
+      this.staleAt = null;
+    }
+    return this.current;
+  };
 
   readonly subscribe = (listener: SnapshotListener): (() => void) => {
     this.snapshotListeners.add(listener);
