@@ -1,9 +1,11 @@
 /**
  * busted-top's wiring: a source (kernel engine or replay player) feeds the store; the store
- * feeds the UI and the recorder. The terminal is restored on q, Ctrl-C, SIGINT/SIGTERM/SIGHUP
- * and (through busted-top.tsx) on an exception.
+ * feeds the UI and the recorder. The terminal is restored on q, Ctrl-C, SIGINT/SIGTERM, SIGHUP
+ * from a terminal that hung up, and (through busted-top.tsx) on an exception. SIGHUP while the
+ * terminal is still there (logrotate, `kill -HUP`) reopens the recording instead.
  */
 import { basename } from 'node:path';
+import { isatty } from 'node:tty';
 import type { Engine } from '../core/engine.js';
 import React from 'react';
 import { render, type Instance } from 'ink';
@@ -132,24 +134,41 @@ export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: Sin
   });
   await source.start(store);
   try {
-    return await runUi(flags, source, store, sinks.recorder, screen);
+    return await runUi(flags, source, store, sinks.recorder, screen, () => sinks.reopen());
   } finally {
     await sinks.close();
     for (const w of warnings) process.stderr.write(`busted-top: ${w}\n`);
   }
 }
 
+/**
+ * What SIGHUP means: the terminal hung up (closed window, lost ssh connection) when stdin or
+ * stdout is no longer a terminal, so busted-top quits; otherwise someone sent it on purpose
+ * (logrotate's postrotate, `kill -HUP`), so the recording is reopened and busted-top goes on.
+ */
+export function hangupAction(terminalAlive: boolean): 'quit' | 'reopen' {
+  return terminalAlive ? 'reopen' : 'quit';
+}
+
+/** A hung-up terminal fails the isatty() ioctl on the fds that still point at it. */
+const terminalAlive = (): boolean => isatty(0) && isatty(1);
+
 async function runUi(
-  flags: TopFlags, source: Source, store: Store, recorder: Recorder | null, screen: FullScreen,
+  flags: TopFlags, source: Source, store: Store, recorder: Recorder | null, screen: FullScreen, reopen: () => void,
 ): Promise<number> {
   let instance: Instance | null = null;
   const quit = (): void => instance?.unmount();
   const onSignal = (): void => quit();
+  const onHangup = (): void => {
+    if (hangupAction(terminalAlive()) === 'quit') quit();
+    else reopen();
+  };
   const onExit = (): void => {
     screen.restore();
     closeAllRecorders();
   };
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, onSignal);
+  process.on('SIGHUP', onHangup);
   process.on('exit', onExit);
   screen.enter();
   screen.beforeRestore(quit);
@@ -170,7 +189,8 @@ async function runUi(
   } finally {
     await source.stop().catch(() => {});
     screen.restore();
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, onSignal);
+    process.off('SIGHUP', onHangup);
   }
   const problems = closeAllRecorders();
   if (recorder) process.stderr.write(`busted-top: recorded ${recorder.count} records to ${recorder.path}\n`);

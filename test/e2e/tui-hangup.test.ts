@@ -1,0 +1,109 @@
+/**
+ * busted-top and SIGHUP (root, real terminal through tmux): a SIGHUP sent while the terminal is
+ * there (logrotate) reopens the recording and busted-top keeps running; a terminal that hangs up
+ * (tmux gone) ends busted-top. Loopback only.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { hangupAction } from '../../src/cli/top-run.js';
+import type { ConnectRecord } from '../../src/core/records.js';
+import { parseRecording } from '../../src/sinks/replay.js';
+import { ROOT } from '../helpers/busted.js';
+import { kernelTest } from '../helpers/kernel.js';
+import { Tmux } from '../helpers/tmux.js';
+import test from 'ava';
+
+test('hangupAction: reopen while the terminal is there, quit when it hung up', (t) => {
+  t.is(hangupAction(true), 'reopen');
+  t.is(hangupAction(false), 'quit');
+});
+
+/** The pid of busted-top: the one child of the pane's shell (`env` execs node, which names itself busted-top). */
+function bustedTopPid(tm: Tmux): number {
+  const shell = tm.format('pane_pid');
+  const out = execFileSync('ps', ['-o', 'pid=', '--ppid', shell], { encoding: 'utf8' }).trim().split(/\s+/);
+  if (out.length !== 1 || !/^\d+$/.test(out[0]!)) throw new Error(`not one child of the pane's shell ${shell}: ${out.join(' ')}`);
+  return Number(out[0]);
+}
+
+/** One loopback connection from a separate process (busted ignores its own sockets); resolves with its pid. */
+async function connectOnce(port: number): Promise<number> {
+  const script = `import os,socket\ns=socket.create_connection(("127.0.0.1",${port}))\ns.sendall(b"hello")\ns.recv(16)\ns.close()\nprint(os.getpid())`;
+  const child = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`the client exited ${code}`);
+  return Number(out.trim());
+}
+
+async function waitUntil(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const connectsOf = (file: string, pid: number): ConnectRecord[] => {
+  if (!fs.existsSync(file)) return [];
+  return parseRecording(fs.readFileSync(file, 'utf8')).records.filter((r): r is ConnectRecord => r.type === 'connect' && r.pid === pid);
+};
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+kernelTest('busted-top: SIGHUP reopens the recording (moved away by logrotate) and keeps running; a terminal hangup ends it', async (t) => {
+  const server = net.createServer((sock) => sock.on('data', (d) => sock.end(d)).on('error', () => {}));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-hup-'));
+  const recording = path.join(dir, 'top.jsonl');
+  const tm = new Tmux('hangup');
+  let tmuxGone = false;
+  t.teardown(() => {
+    if (!tmuxGone) tm.kill();
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const run = `env CI=true ${process.execPath} ${ROOT}bin/busted-top.js --all --interval 500 --record ${recording}`;
+  tm.start(`sh -c '${run}; echo "EXIT=$?"; sleep 60'`, 100, 30);
+  await tm.waitFor((s) => /^busted-top {2}AUDIT {2}● REC/m.test(s) && /up \d+s/.test(s), 'busted-top attached', 30_000);
+  const pid = bustedTopPid(tm);
+
+  const before = await connectOnce(port);
+  await waitUntil(() => connectsOf(recording, before).length === 1, 'the first connect in the recording');
+  fs.renameSync(recording, `${recording}.1`); // what logrotate does
+  process.kill(pid, 'SIGHUP');
+  await new Promise((r) => setTimeout(r, 300));
+  t.true(alive(pid), 'busted-top is still running after SIGHUP');
+  t.notRegex(tm.text(), /EXIT=/);
+  const after = await connectOnce(port);
+  await waitUntil(() => connectsOf(recording, after).length === 1, 'the next connect in a new recording file');
+  const fresh = parseRecording(fs.readFileSync(recording, 'utf8'));
+  t.is(fresh.records[0]?.type, 'session', 'the new file starts with the session record');
+  t.deepEqual(fresh.problems, []);
+  t.is(connectsOf(recording, before).length, 0, 'the new file holds only what came after');
+  t.is(connectsOf(`${recording}.1`, before).length, 1, 'the moved file kept what it had');
+  t.is(connectsOf(`${recording}.1`, after).length, 0);
+  await tm.waitFor((s) => /^busted-top {2}AUDIT {2}● REC/m.test(s), 'the UI still drawing');
+
+  // the terminal goes away: the kernel hangs up the pty and sends SIGHUP; busted-top ends
+  tm.kill();
+  tmuxGone = true;
+  await waitUntil(() => !alive(pid), 'busted-top to end after the terminal hung up', 10_000);
+  const moved = parseRecording(fs.readFileSync(recording, 'utf8'));
+  t.false(moved.truncatedLastLine, 'the recording ends with a whole line');
+  t.true(connectsOf(recording, after).length === 1);
+});
