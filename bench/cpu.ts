@@ -1,0 +1,159 @@
+/**
+ * busted's own CPU: at 10k connections/s (bench/churn.c paced to 10,000/s, pinned to CPU 0) and
+ * idle (no load for S seconds), each in two modes: `busted --format json --all` (every connection
+ * printed) and the default (`busted`: text, LLM flows only, so the churn prints nothing). The
+ * output goes to a file. CPU is utime+stime of busted's process between two /proc reads, as a
+ * share of one core. In the json mode the connect and close records of the load's pid are counted
+ * (after busted's output went quiet, before it is stopped) and `lost` must be 0.
+ *
+ *   sudo npx tsx bench/cpu.ts [--quick]      (full: 10 s loaded, 20 s idle; quick: 5 s and 5 s)
+ *
+ * Targets (issue 8): <= 5 % of one core at 10k connections/s, <= 1 % idle.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const quick = process.argv.includes('--quick');
+const LOAD_S = quick ? 5 : 10;
+const IDLE_S = quick ? 5 : 20;
+const RATE = 10_000;
+const LOAD_CPU = 0;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+}
+
+interface Busted {
+  child: ChildProcess;
+  file: string;
+  stop(): Promise<void>;
+}
+
+async function startBusted(dir: string, args: string[], name: string): Promise<Busted> {
+  const file = path.join(dir, `${name}.out`);
+  const fd = fs.openSync(file, 'w');
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'busted.js'), ...args], { stdio: ['ignore', fd, 'pipe'] });
+  fs.closeSync(fd);
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const deadline = Date.now() + 30_000;
+  // json: the session record; text: the "attached" line on stderr
+  while (!fs.readFileSync(file, 'utf8').includes('\n') && !err.includes('attached')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`busted did not attach: ${err.trim()}`);
+    await sleep(20);
+  }
+  return {
+    child,
+    file,
+    async stop() {
+      child.kill('SIGINT');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+async function waitQuiet(file: string): Promise<void> {
+  let size = -1;
+  for (let i = 0; i < 300; i++) {
+    const s = fs.statSync(file).size;
+    if (s === size) return;
+    size = s;
+    await sleep(500);
+  }
+}
+
+function buildChurn(dir: string): string {
+  const bin = path.join(dir, 'churn');
+  const cc = spawnSync('cc', ['-O2', '-Wall', '-pthread', '-o', bin, path.join(ROOT, 'bench', 'churn.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`cc could not build bench/churn.c (install gcc): ${cc.stderr ?? cc.error}`);
+  return bin;
+}
+
+interface Figure {
+  mode: string;
+  what: string;
+  seconds: number;
+  cpuS: number;
+  pct: number;
+  target: number;
+  extra: string;
+}
+
+async function measure(dir: string, churn: string, mode: 'json' | 'default', loaded: boolean): Promise<Figure> {
+  const args = mode === 'json' ? ['--format', 'json', '--all'] : [];
+  const b = await startBusted(dir, args, `${mode}-${loaded ? 'load' : 'idle'}`);
+  try {
+    await sleep(1000); // startup work (seeding executables) is not the steady state
+    const pid = b.child.pid!;
+    const c0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    let extra = '';
+    if (loaded) {
+      const r = spawnSync(churn, [String(LOAD_S), '100000000', '4', String(LOAD_CPU), String(RATE)], { encoding: 'utf8', timeout: (LOAD_S + 30) * 1000 });
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { pid: number; connections: number; cps: number };
+      const c1 = cpuSeconds(pid);
+      const wall = (performance.now() - t0) / 1000;
+      if (mode === 'json') {
+        await waitQuiet(b.file);
+        let connects = 0;
+        let closes = 0;
+        let lost = 0;
+        for (const line of fs.readFileSync(b.file, 'utf8').split('\n')) {
+          if (!line) continue;
+          const rec = JSON.parse(line) as { type: string; pid?: number; count?: number };
+          if (rec.type === 'lost') lost += rec.count ?? 0;
+          else if (rec.pid === out.pid && rec.type === 'connect') connects++;
+          else if (rec.pid === out.pid && rec.type === 'close') closes++;
+        }
+        const all = connects === out.connections && closes === out.connections && lost === 0;
+        extra = `load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); reported ${connects} connects, ${closes} closes, lost ${lost} -> ${all ? 'all reported' : 'MISMATCH'}`;
+      } else {
+        extra = `load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); nothing printed (not LLM traffic)`;
+      }
+      const cpuS = c1 - c0;
+      return { mode, what: `${RATE / 1000}k conn/s`, seconds: wall, cpuS, pct: (cpuS / wall) * 100, target: 5, extra };
+    }
+    await sleep(IDLE_S * 1000);
+    const cpuS = cpuSeconds(pid) - c0;
+    const wall = (performance.now() - t0) / 1000;
+    return { mode, what: 'idle', seconds: wall, cpuS, pct: (cpuS / wall) * 100, target: 1, extra: `${(fs.statSync(b.file).size / 1024).toFixed(0)} KiB printed meanwhile (other processes' traffic)` };
+  } finally {
+    await b.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.geteuid?.() !== 0) throw new Error('busted needs root to attach its programs: run this bench as root.');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-cpu-'));
+  try {
+    const churn = buildChurn(dir);
+    log(`busted CPU (${quick ? 'quick' : 'full'}: ${LOAD_S} s at ${RATE}/s, ${IDLE_S} s idle); load average ${fs.readFileSync('/proc/loadavg', 'utf8').trim()}`);
+    const figures: Figure[] = [];
+    for (const mode of ['json', 'default'] as const) {
+      for (const loaded of [true, false]) {
+        const f = await measure(dir, churn, mode, loaded);
+        figures.push(f);
+        log(`  ${mode === 'json' ? 'busted --format json --all' : 'busted (default)          '}  ${f.what.padEnd(10)} cpu ${f.cpuS.toFixed(2)} s in ${f.seconds.toFixed(1)} s = ` +
+          `${f.pct.toFixed(2)} % of a core (target <= ${f.target} %: ${f.pct <= f.target ? 'meets' : 'MISSES'}); ${f.extra}`);
+      }
+    }
+    log(`load average at the end: ${fs.readFileSync('/proc/loadavg', 'utf8').trim()}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench/cpu: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
