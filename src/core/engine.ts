@@ -17,7 +17,7 @@ import { IdentityResolver, nsToTicks, type Identity } from './identity.js';
 import { ListenerFinder } from './listeners.js';
 import { startKubePods } from './kube.js';
 import { Enforcement, runningExecutables, type VerdictAction } from './enforcement.js';
-import { loadPolicy } from './policy-file.js';
+import { loadPolicy } from './policy.js';
 import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
 import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';

@@ -4,7 +4,7 @@
  * the bits of the rules naming its hash; the kernel matches the rule on that bit). A rule only
  * user space can judge (agent) never matches in the kernel.
  *
- * `compilePolicy` here is the one src/core/engine.ts imports today: policy-resolve.ts's
+ * `compilePolicy` here (what the engine loads into the kernel) is policy-resolve.ts's
  * compilation followed by `toKernelPolicy`.
  */
 import { Action, MAX_RULES, RULE_ITEMS, type ActionValue } from '../bpf/abi.js';
@@ -23,7 +23,7 @@ export interface KernelPolicyForm {
   source: Policy;
 }
 
-/** What engine.ts calls CompiledPolicy. */
+/** A policy compiled for this machine, in the kernel's form (what the engine holds). */
 export type CompiledPolicy = KernelPolicyForm;
 
 export const ACTION_CODE: Record<PolicyAction, ActionValue> = { allow: Action.ALLOW, audit: Action.AUDIT, block: Action.BLOCK };
