@@ -476,6 +476,31 @@ interface FigureResult {
   loadavg: string;
 }
 
+/**
+ * Per-hook targets of issue 8 for --bpf-stats: the hooks that run per send, per receive or per
+ * packet (sock_send_length, sock_recv_length, the two cgroup_skb programs) <= 150 ns a run; the
+ * lifecycle hooks (state changes, connect, sendmsg, release, exec) <= 1 µs a run.
+ */
+const PER_DATA_HOOKS = new Set(['busted_send', 'busted_recv', 'busted_egress', 'busted_ingress']);
+function hookTarget(name: string): { kind: string; ns: number } {
+  return PER_DATA_HOOKS.has(name) ? { kind: 'per send/recv/packet', ns: 150 } : { kind: 'lifecycle', ns: 1000 };
+}
+
+function bpfTable(results: FigureResult[]): string | null {
+  const rows = [['figure', 'program', 'runs/s', 'ns/run', 'target', 'verdict']];
+  for (const r of results) {
+    for (const p of r.bpf ?? []) {
+      if (p.runsPerSecond === 0) continue;
+      const target = hookTarget(p.name);
+      rows.push([r.id, p.name, p.runsPerSecond.toLocaleString('en-US'), String(p.nsPerRun), `<= ${target.ns} ns (${target.kind})`, p.nsPerRun <= target.ns ? 'meets' : 'MISSES']);
+    }
+  }
+  if (rows.length === 1) return null;
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const fmt = (row: string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ');
+  return [fmt(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(fmt)].join('\n');
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -539,7 +564,10 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     );
     if (rep.firstLostAfterMs !== null) log(`      first lost record ${(rep.firstLostAfterMs / 1000).toFixed(1)} s after busted attached`);
     if (rep.progs) {
-      log(`      kernel: ${rep.progs.filter((p) => p.runs > 0).map((p) => `${p.name} ${p.runs.toLocaleString('en-US')} runs x ${Math.round(p.ns / p.runs)} ns`).join(', ')}`);
+      log(`      kernel: ${rep.progs.filter((p) => p.runs > 0).map((p) => {
+        const ns = Math.round(p.ns / p.runs);
+        return `${p.name} ${p.runs.toLocaleString('en-US')} runs x ${ns} ns${ns > hookTarget(p.name).ns ? ' (over target)' : ''}`;
+      }).join(', ')}`);
     }
     if (rep.exitCode !== 0 || rep.stderr) log(`      busted exit ${rep.exitCode}; stderr: ${rep.stderr || '-'}`);
   }
@@ -662,6 +690,8 @@ async function main(): Promise<void> {
   }
 
   log(`\n${table(results)}`);
+  const kernelTable = bpfTable(results);
+  if (kernelTable) log(`\nkernel time per program run (--bpf-stats; medians over the monitored runs, statistics overhead included):\n${kernelTable}`);
   log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\`.`);
   const json = {
     date: started.toISOString(),
