@@ -59,8 +59,10 @@ struct {
 	__type(value, struct busted_traffic);
 } traffic SEC(".maps");
 
+/* LRU: a flow that never sends (an idle pooled connection) must not keep a newer flow from
+ * being sampled; the flows evicted first are the ones that stayed silent longest. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* socket cookie of a flow whose first payload is not yet sampled */
 	__type(value, struct busted_hello);
