@@ -107,8 +107,8 @@ export class KernelProbe {
   }
 
   /** Drains the ring buffer (non-blocking), at most `budget` records; `more` when some are left. */
-  poll(budget = Infinity): { handled: number; more: boolean } {
-    return this.ring.consume(budget);
+  poll(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean } {
+    return this.ring.consume(budget, maxMs);
   }
 
   private fill: KernelStatsReader | null = null;

@@ -19,6 +19,7 @@ export class RingBuffer implements Closable {
   private callback: bigint | null;
   private handlerError: unknown = null;
   private budget = Infinity;
+  private deadline = Infinity;
   private handled = 0;
 
   constructor(map: BpfMap, onRecord: RecordHandler) {
@@ -29,9 +30,12 @@ export class RingBuffer implements Closable {
       } catch (err) {
         this.handlerError ??= err; // rethrown from consume(); never unwinds through C
       }
-      // libbpf keeps consuming while producers keep producing: stop after `budget` records so
-      // the event loop gets its turn (the rest stays in the ring for the next call)
-      return ++this.handled >= this.budget ? BUDGET_SPENT : 0;
+      // libbpf keeps consuming while producers keep producing: stop after `budget` records, or
+      // once the time is up (checked every 64 records), so the event loop gets its turn even
+      // when busted gets little CPU (the rest stays in the ring for the next call)
+      if (++this.handled >= this.budget) return BUDGET_SPENT;
+      if ((this.handled & 63) === 0 && performance.now() >= this.deadline) return BUDGET_SPENT;
+      return 0;
     };
     this.callback = koffi.register(sample, koffi.pointer(RingBufferSampleFn));
     try {
@@ -44,12 +48,13 @@ export class RingBuffer implements Closable {
   }
 
   /**
-   * Consumes available records without waiting, at most `budget` of them; returns how many were
-   * handled and whether the budget ran out (so more may be waiting).
+   * Consumes available records without waiting, at most `budget` of them and for about `maxMs`;
+   * returns how many were handled and whether the budget ran out (so more may be waiting).
    */
-  consume(budget = Infinity): { handled: number; more: boolean } {
+  consume(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean } {
     if (this.rb === null) return { handled: 0, more: false };
     this.budget = budget;
+    this.deadline = performance.now() + maxMs;
     this.handled = 0;
     const ret = libbpf().ring_buffer__consume(this.rb) as number;
     const more = ret === BUDGET_SPENT;

@@ -107,13 +107,13 @@ interface Source {
   kernelStats?(): KernelStats | null;
 }
 
-function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: (msg: string) => void): Source {
+function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: (msg: string) => void, backedUp: () => boolean): Source {
   let engine: Engine | null = null;
   return {
     clock: systemClock,
     ended: new Promise<void>(() => {}),
     async start(store) {
-      engine = await startEngine(store, { catalog, agents, policyFile: flags.policy ?? null, enforce: flags.enforce, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn });
+      engine = await startEngine(store, { catalog, agents, policyFile: flags.policy ?? null, enforce: flags.enforce, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn, backedUp });
       if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
     },
     async stop() {
@@ -160,7 +160,7 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
   const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
   const catalog = loadCatalog(flags.providers ?? null);
   const agents = loadAgents(flags.agents ?? null);
-  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, agents, warn);
+  const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, agents, warn, () => out.backedUp());
   const store = new Store(source.clock);
   const printer = new Printer({
     format: flags.format, verbose: flags.verbose, all: flags.all, write: (l) => out.write(l),
@@ -215,6 +215,9 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
  * Lines are joined and written once per event-loop turn: under load one write(2) carries
  * hundreds of records instead of one each (the order and content are unchanged).
  */
+/** Bytes of output waiting for a slow reader before busted stops reading the kernel's records. */
+const OUTPUT_BACKLOG = 32 << 20;
+
 class StdoutLines {
   private broken = false;
   private onBroken: () => void = () => {};
@@ -229,6 +232,11 @@ class StdoutLines {
         this.onBroken();
       }
     });
+  }
+
+  /** More than OUTPUT_BACKLOG bytes wait for a reader that does not keep up. */
+  backedUp(): boolean {
+    return !this.broken && process.stdout.writableLength > OUTPUT_BACKLOG;
   }
 
   onBrokenPipe(fn: () => void): void {

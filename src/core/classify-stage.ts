@@ -142,6 +142,11 @@ export class ClassificationStage {
     this.flows.delete(flow);
   }
 
+  /** Releases every held connect now (the engine is stopping). */
+  releaseAll(): void {
+    for (const st of this.flows.values()) this.release(st);
+  }
+
   /** Releases connects whose hold expired. */
   tick(): void {
     const now = this.opts.now();

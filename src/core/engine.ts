@@ -45,6 +45,12 @@ import type { KernelStats } from '../sinks/metrics.js';
 
 /** Ring-buffer records handled per turn of the event loop. */
 const DRAIN_BUDGET = 2048;
+/** ...and for at most this long, so a starved busted still runs its chores (lost counts) on time. */
+const DRAIN_MS = 20;
+/** max_entries of the kernel's `sockets` map (bpf/busted.bpf.c). */
+const SOCKET_TABLE_SIZE = 65536;
+/** At stop, how long busted keeps reading records a busy machine keeps producing. */
+const STOP_DRAIN_MS = 2000;
 
 export interface EngineOptions {
   /** The provider catalog (built-in plus --providers); default: the built-in one. */
@@ -66,6 +72,11 @@ export interface EngineOptions {
   cgroupPath?: string | null;
   /** Called with problems that do not stop the engine (e.g. an unreadable record). */
   onWarning?: (message: string) => void;
+  /**
+   * True while an output cannot keep up (a slow pipe reader): the ring buffer is not read, so
+   * memory stays bounded and what the kernel then cannot deliver is counted as `lost`.
+   */
+  backedUp?: () => boolean;
 }
 
 export interface Engine {
@@ -306,10 +317,16 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
   let lastChores = 0;
+  let wasPaused = false;
+  let untrackedSeen = 0n;
+  let untrackedSaidAt = -Infinity;
   let drainQueued = false;
   const drain = () => {
     // a bounded batch per turn of the event loop: timers, I/O and sinks run in between
-    if (probe.poll(DRAIN_BUDGET).more && !drainQueued) {
+    const paused = opts.backedUp?.() ?? false;
+    if (paused && !wasPaused) opts.onWarning?.('the output is not being read fast enough: kernel records wait in the ring buffer (and are counted as lost if it fills).');
+    wasPaused = paused;
+    if (!paused && probe.poll(DRAIN_BUDGET, DRAIN_MS).more && !drainQueued) {
       drainQueued = true;
       setImmediate(() => {
         drainQueued = false;
@@ -325,6 +342,15 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (lost > lostSeen) {
       publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });
       lostSeen = lost;
+    }
+    const untracked = probe.untracked();
+    if (untracked > untrackedSeen) {
+      // said once per burst: the table has room again when the count stops growing
+      if (now - untrackedSaidAt > 60_000) {
+        opts.onWarning?.(`${untracked - untrackedSeen} connections were not tracked: the kernel's socket table (${SOCKET_TABLE_SIZE} entries) is full. They are counted in busted_kernel_untracked_connections_total.`);
+        untrackedSaidAt = now;
+      }
+      untrackedSeen = untracked;
     }
     if (badRecords > lastBad) {
       opts.onWarning?.(`${badRecords - lastBad} ring-buffer records had an unknown layout and were skipped: rebuild bpf/busted.bpf.o.`);
@@ -416,7 +442,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
-    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), ...probe.kernelStats() }),
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => needEnforcement().setToggle(pid, startTime, action),
     verdictOf: (pid, startTime) => enforcement?.toggleOf(`${pid}:${startTime}`) ?? null,
     async stop() {
@@ -425,6 +451,18 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       clearInterval(pollTimer);
       clearInterval(counterTimer);
       pods?.stop();
+      // everything the kernel delivered before now is published: the ring is drained to the end
+      // (bounded in time, in case a load keeps producing), held connects go out, then the last
+      // counter deltas
+      const deadline = Date.now() + STOP_DRAIN_MS;
+      guard(() => {
+        while (probe.poll(DRAIN_BUDGET).more && Date.now() < deadline);
+        if (Date.now() >= deadline) {
+          const left = probe.kernelStats().ringbufUsedBytes ?? 0;
+          if (left > 0) opts.onWarning?.(`stopping: ${left} bytes of kernel records were still arriving after ${STOP_DRAIN_MS} ms and were not read.`);
+        }
+      });
+      stage.releaseAll();
       guard(readCounters); // the last deltas and records before detaching
       probe.close();
     },

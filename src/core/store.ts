@@ -28,6 +28,8 @@ export class Store {
   private current: StoreSnapshot;
   /** Set by tick(): the time the next snapshot is taken as of. */
   private staleAt: number | null = null;
+  private soon: ReturnType<typeof setTimeout> | null = null;
+  private lastSoon = 0;
 
   constructor(private readonly clock: Clock = systemClock, opts: FlowTableOptions = {}) {
     this.table = new FlowTable(opts);
@@ -38,6 +40,22 @@ export class Store {
     if (rec.type === 'session') this.session = rec;
     this.table.apply(rec, this.clock.now());
     for (const l of this.recordListeners) l(rec);
+    if (rec.type === 'lost') this.advanceSoon();
+  }
+
+  /**
+   * Lost events are news that cannot wait for the next tick (a screen should show them within a
+   * second even with a long refresh interval): a snapshot right away, at most every 250 ms.
+   */
+  private advanceSoon(): void {
+    if (this.soon !== null || this.snapshotListeners.size === 0) return;
+    const wait = Math.max(0, this.lastSoon + 250 - Date.now());
+    this.soon = setTimeout(() => {
+      this.soon = null;
+      this.lastSoon = Date.now();
+      this.advance();
+    }, wait);
+    this.soon.unref?.();
   }
 
   onRecord(listener: RecordListener): () => void {

@@ -18,6 +18,8 @@ import { ProcessTop } from './metrics-top.js';
 export interface KernelStats {
   /** Events the kernel could not deliver since busted started (monotonic). */
   lost: number;
+  /** Connections the kernel could not track because its socket table was full (monotonic). */
+  untracked?: number;
   /** Bytes waiting in the ring buffer, and its size. */
   ringbufUsedBytes?: number;
   ringbufSizeBytes?: number;
@@ -255,6 +257,17 @@ export class BustedMetrics {
       collect() {
         this.reset();
         for (const m of read()?.maps ?? []) this.set({ map: m.name }, m.max);
+      },
+    });
+    let untrackedExported = 0;
+    new Counter({
+      name: 'busted_kernel_untracked_connections_total', help: 'Connections the kernel could not track (its socket table was full).', registers,
+      collect() {
+        const n = read()?.untracked ?? 0;
+        if (n > untrackedExported) {
+          this.inc(n - untrackedExported);
+          untrackedExported = n;
+        }
       },
     });
     new Gauge({

@@ -27,8 +27,6 @@ const LOCK_FILE = join(tmpdir(), 'busted-kernel-tests.lock');
 export interface KernelTestOptions {
   /** No other kernel test runs meanwhile (a test that loads the whole machine). */
   exclusive?: boolean;
-  /** A known bug (ava's test.failing): passes while the assertion fails, fails once it is fixed. */
-  knownFailing?: boolean;
 }
 
 /**
@@ -54,7 +52,7 @@ async function withLock(exclusive: boolean, fn: () => Promise<void>): Promise<vo
 /** A serial kernel test: runs, fails (when required) or is skipped, never passes silently. */
 export function kernelTest(title: string, fn: (t: ExecutionContext) => Promise<void>, opts: KernelTestOptions = {}): void {
   if (KERNEL_UNAVAILABLE === null) {
-    (opts.knownFailing ? test.serial.failing : test.serial)(title, (t) => withLock(opts.exclusive ?? false, () => fn(t)));
+    test.serial(title, (t) => withLock(opts.exclusive ?? false, () => fn(t)));
   } else if (REQUIRED) {
     test.serial(title, (t) => t.fail(`${KERNEL_UNAVAILABLE} (BUSTED_REQUIRE_KERNEL=1)`));
   } else {
