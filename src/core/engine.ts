@@ -18,6 +18,7 @@ import { ListenerFinder } from './listeners.js';
 import { startKubePods } from './kube.js';
 import { Enforcement, runningExecutables, type VerdictAction } from './enforcement.js';
 import { loadPolicy } from './policy.js';
+import { QuietCollector } from './memory.js';
 import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
 import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';
@@ -158,6 +159,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (!changed.has(key)) changed.set(key, Date.now());
   });
   const live = new Map<bigint, LiveFlow>();
+  /** After a burst of records, one full GC gives the memory back. */
+  const quiet = new QuietCollector();
   /** Kernel facts per process identity, for judging open flows when a reloaded policy blocks them. */
   const factsByKey = new Map<string, { uid: number; comm: string; exeDev: number; exeIno: bigint }>();
   const publish = (rec: EventRecord) => store.publish(rec);
@@ -167,6 +170,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let stage!: ClassificationStage; // made once the probe says whether payload samples come
 
   const onEvent = (ev: KernelEvent) => {
+    quiet.record(Date.now());
     const flow = ev.cookie.toString();
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
@@ -338,6 +342,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     lastChores = now;
     stage.tick();
     publishChangedIdentities();
+    quiet.check(now);
     const lost = probe.lost();
     if (lost > lostSeen) {
       publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });
