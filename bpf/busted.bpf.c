@@ -34,6 +34,7 @@
 #define ETH_P_IPV6 0x86DD
 #define TLS_HANDSHAKE 0x16
 #define DNS_PORT 53
+#define BUSTED_HELLO_SEGS 8
 
 /* TCP states (include/net/tcp_states.h); enum values are stable ABI. */
 #define BUSTED_TCP_ESTABLISHED 1
@@ -544,6 +545,7 @@ static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
 
 static __always_inline void handle_egress(struct __sk_buff *skb)
 {
+	struct bpf_sock *sk;
 	struct busted_hello *h;
 	struct pkt p = {};
 	__u64 cookie;
@@ -553,6 +555,18 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 	/* SYN, ACK and FIN segments carry no ClientHello: skip them before any lookup */
 	if (skb->len <= 80)
 		return;
+	/* nor does a TCP segment past a stream's first few: a socket's own counter says so without
+	 * a map lookup (a 4 KiB ClientHello takes at most 8 segments even at a 536-byte MSS) */
+	sk = skb->sk;
+	if (sk) {
+		sk = bpf_sk_fullsock(sk);
+		if (sk && sk->protocol == IPPROTO_TCP) {
+			struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+
+			if (tp && tp->data_segs_out > BUSTED_HELLO_SEGS)
+				return;
+		}
+	}
 	cookie = bpf_get_socket_cookie(skb);
 	h = bpf_map_lookup_elem(&hellos, &cookie); /* the one lookup every other packet costs */
 	if (!h)
