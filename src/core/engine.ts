@@ -50,6 +50,8 @@ const DRAIN_BUDGET = 2048;
 const DRAIN_MS = 20;
 /** max_entries of the kernel's `sockets` map (bpf/busted.bpf.c). */
 const SOCKET_TABLE_SIZE = 65536;
+/** The longest wait between ring reads while nothing comes. */
+const IDLE_POLL_MS = 80;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
 const STOP_DRAIN_MS = 2000;
 
@@ -325,12 +327,16 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let untrackedSeen = 0n;
   let untrackedSaidAt = -Infinity;
   let drainQueued = false;
+  /** The last ring read found nothing. */
+  let idle = false;
   const drain = () => {
     // a bounded batch per turn of the event loop: timers, I/O and sinks run in between
     const paused = opts.backedUp?.() ?? false;
     if (paused && !wasPaused) opts.onWarning?.('the output is not being read fast enough: kernel records wait in the ring buffer (and are counted as lost if it fills).');
     wasPaused = paused;
-    if (!paused && probe.poll(DRAIN_BUDGET, DRAIN_MS).more && !drainQueued) {
+    const got = paused ? null : probe.poll(DRAIN_BUDGET, DRAIN_MS);
+    idle = got !== null && got.handled === 0;
+    if (got?.more && !drainQueued) {
       drainQueued = true;
       setImmediate(() => {
         drainQueued = false;
@@ -393,8 +399,19 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
 
-  // 10 ms: an exec reaches the hasher (sha256 rules) before a fresh process's first connect
-  const pollTimer = setInterval(() => guard(drain), opts.pollMs ?? 10);
+  // Every 10 ms while records come, so an exec reaches the hasher (sha256 rules) before a fresh
+  // process's first connect. When nothing came, the wait doubles up to 80 ms (idle CPU: a timer
+  // wakeup costs more than an empty ring read), except while sha256 rules need every exec at once.
+  const basePollMs = opts.pollMs ?? 10;
+  let pollDelay = basePollMs;
+  let pollTimer: ReturnType<typeof setTimeout> | null = null;
+  const pollLoop = () => {
+    guard(drain);
+    const eager = !idle || (policy?.hashRules.size ?? 0) > 0;
+    pollDelay = eager ? basePollMs : Math.min(pollDelay * 2, IDLE_POLL_MS);
+    if (!stopped) pollTimer = setTimeout(pollLoop, pollDelay);
+  };
+  pollTimer = setTimeout(pollLoop, basePollMs);
   const counterTimer = setInterval(() => guard(readCounters), opts.intervalMs);
   const guard = (fn: () => void) => {
     try {
@@ -453,7 +470,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     async stop() {
       if (stopped) return;
       stopped = true;
-      clearInterval(pollTimer);
+      if (pollTimer) clearTimeout(pollTimer);
       clearInterval(counterTimer);
       pods?.stop();
       // everything the kernel delivered before now is published: the ring is drained to the end
