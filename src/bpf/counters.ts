@@ -21,7 +21,7 @@ export class TrafficCounters {
 
   constructor(
     private readonly map: BpfMap,
-    private readonly batchSize = 4096,
+    private readonly batchSize = 16384,
   ) {
     this.keys = Buffer.alloc(8 * batchSize);
     this.values = Buffer.alloc(TRAFFIC.size * batchSize);
