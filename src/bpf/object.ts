@@ -55,6 +55,20 @@ export class BpfMap {
     return true;
   }
 
+  /** Every key (bpf_map_get_next_key), copied; at most `max` of them. */
+  keys(max = Infinity): Buffer[] {
+    const lib = libbpf();
+    const fd = this.fd;
+    const out: Buffer[] = [];
+    let prev: Buffer | null = null;
+    const next = Buffer.alloc(this.keySize);
+    while (out.length < max && (lib.bpf_map_get_next_key(fd, prev, next) as number) === 0) {
+      prev = Buffer.from(next);
+      out.push(prev);
+    }
+    return out;
+  }
+
   /** Looks up one element; returns false when the key is absent. */
   lookup(key: Buffer, value: Buffer): boolean {
     const ret = libbpf().bpf_map_lookup_elem(this.fd, key, value) as number;

@@ -20,6 +20,21 @@ export const PROGRAMS = [
   'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6',
 ] as const;
 
+/** Upper bound on the keys one sweep of `execs` visits (the map holds 8192). */
+const EXEC_SWEEP_MAX = 16384;
+
+/** The entries of an `execs` map whose process is gone, removed; returns how many. */
+export function sweepExecMap(execs: BpfMap, alive: (tgid: number, startNs: bigint) => boolean): number {
+  const value = Buffer.alloc(EXEC.size);
+  let removed = 0;
+  for (const key of execs.keys(EXEC_SWEEP_MAX)) {
+    if (!execs.lookup(key, value)) continue;
+    if (alive(key.readUInt32LE(0), value.readBigUInt64LE(EXEC.start_ns))) continue;
+    if (execs.delete(key)) removed++;
+  }
+  return removed;
+}
+
 export const isCgroupSection = (section: string) => section.startsWith('cgroup');
 
 const isCgroupProgram = (obj: BpfObject, name: string) =>
@@ -77,6 +92,15 @@ export class KernelProbe {
     if (this.execValue.readBigUInt64LE(EXEC.start_ns) !== startNs) return null; // a reused tgid
     const path = decodeCString(this.execValue.subarray(EXEC.path));
     return path === '' ? null : path;
+  }
+
+  /**
+   * Removes the exec paths of processes that are gone (`alive(tgid, startNs)` false). Safe once
+   * the ring has been drained: a path only serves the records of its process, already read.
+   * Returns how many entries went.
+   */
+  sweepExecs(alive: (tgid: number, startNs: bigint) => boolean): number {
+    return sweepExecMap(this.execs, alive);
   }
 
   /** Opens, loads and attaches everything; on any failure nothing stays loaded or attached. */
