@@ -4,7 +4,9 @@
  * a full Ink render of the 80x24 (and 200x60) screen, measured from the tick until the frame is
  * written. Not a test: it prints numbers.
  *
- *   npx tsx bench/tui-frame.tsx [--frames N] [--processes N] [--flows-per-process N]
+ *   npm run bench:tui -- [--frames N] [--processes N] [--flows-per-process N]
+ *   (= NODE_ENV=production npx tsx bench/tui-frame.tsx: React's production build, as busted-top
+ *   uses; the development build roughly doubles the frame time)
  */
 import React from 'react';
 import { render } from 'ink-testing-library';

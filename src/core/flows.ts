@@ -257,8 +257,12 @@ export class FlowTable {
     for (const f of this.flows.values()) {
       f.txRate = f.txWindow.rate(nowMs, f.openedAt);
       f.rxRate = f.rxWindow.rate(nowMs, f.openedAt);
-      const { txWindow: _t, rxWindow: _r, ...flow } = f;
-      flows.push(flow);
+      // an explicit literal: V8 builds it many times faster than a rest copy (10k flows a tick)
+      flows.push({
+        id: f.id, proc: f.proc, pid: f.pid, tid: f.tid, comm: f.comm, uid: f.uid, proto: f.proto, src: f.src, dst: f.dst,
+        provider: f.provider, host: f.host, via: f.via, state: f.state, error: f.error, openedAt: f.openedAt,
+        closedAt: f.closedAt, tx: f.tx, rx: f.rx, txRate: f.txRate, rxRate: f.rxRate, lastActivity: f.lastActivity,
+      });
       const agg = procRates.get(f.proc) ?? { tx: 0, rx: 0, open: 0 };
       agg.tx += f.txRate;
       agg.rx += f.rxRate;
