@@ -42,7 +42,7 @@ function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] 
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
-import type { KernelStats } from '../sinks/metrics.js';
+import type { KernelStats } from './kernel-stats.js';
 
 /** Ring-buffer records handled per turn of the event loop. */
 const DRAIN_BUDGET = 2048;

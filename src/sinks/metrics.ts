@@ -11,21 +11,11 @@
  */
 import os from 'node:os';
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { KernelStats } from '../core/kernel-stats.js';
 import type { EventRecord } from '../core/records.js';
 import { ProcessTop } from './metrics-top.js';
 
-/** Kernel-side numbers, read at scrape time (the CLI provides them from the probe). */
-export interface KernelStats {
-  /** Events the kernel could not deliver since busted started (monotonic). */
-  lost: number;
-  /** Connections the kernel could not track because its socket table was full (monotonic). */
-  untracked?: number;
-  /** Bytes waiting in the ring buffer, and its size. */
-  ringbufUsedBytes?: number;
-  ringbufSizeBytes?: number;
-  /** Fill levels of the kernel maps. */
-  maps: { name: string; entries: number; max: number }[];
-}
+export type { KernelStats } from '../core/kernel-stats.js';
 
 export interface MetricsOptions {
   /** Processes with their own series (default 20). */

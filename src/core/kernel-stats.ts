@@ -1,0 +1,12 @@
+/** Kernel-side numbers, as the engine reports them (metrics read them at scrape time). */
+export interface KernelStats {
+  /** Events the kernel could not deliver since busted started (monotonic). */
+  lost: number;
+  /** Connections the kernel could not track because its socket table was full (monotonic). */
+  untracked?: number;
+  /** Bytes waiting in the ring buffer, and its size. */
+  ringbufUsedBytes?: number;
+  ringbufSizeBytes?: number;
+  /** Fill levels of the kernel maps. */
+  maps: { name: string; entries: number; max: number }[];
+}
