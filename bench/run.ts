@@ -365,6 +365,8 @@ function listening(port: number): boolean {
   });
 }
 
+const IPERF_AFFINITY = availableParallelism() >= 2 ? '0,1' : '0,0';
+
 async function iperf(seconds: number, len: string): Promise<LoadResult> {
   let port = 0;
   for (let i = 0; i < 100 && !port; i++) {
@@ -382,7 +384,9 @@ async function iperf(seconds: number, len: string): Promise<LoadResult> {
       if (Date.now() > deadline) throw new Error(`iperf3 server not listening on 127.0.0.1:${port} within 5 s`);
       await sleep(20);
     }
-    const client = await run('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-l', len, '--json'], (seconds + 20) * 1000);
+    // -A 0,1: the sender on CPU 0, the receiver on CPU 1. Unpinned, where the scheduler puts the
+    // two ends moved single runs by +-20 % on this 2-vCPU VM, which drowned what is measured.
+    const client = await run('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-l', len, '-A', IPERF_AFFINITY, '--json'], (seconds + 20) * 1000);
     const out = JSON.parse(client.stdout) as {
       error?: string;
       end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { bits_per_second: number; retransmits?: number } };
