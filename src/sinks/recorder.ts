@@ -261,20 +261,25 @@ export class Recorder {
     }
   }
 
-  /** Writing goes on in `fd` (holding `size` bytes); the old file is synced and closed. */
+  /**
+   * Writing goes on in `fd` (holding `size` bytes): its session line is written at once (a kill
+   * right after a rotation must not leave a file without one), then the old file is synced and
+   * closed.
+   */
   private switchTo(fd: number, size: number): void {
     const old = this.fd!;
+    this.fd = fd;
+    this.fileBytes = size;
+    this.fileRecords = size > 0 ? 1 : 0;
+    this.needSession = true;
+    this.pushSession();
+    this.flush();
     try {
       fs.fsyncSync(old);
     } catch {
       // the data is written; a failed sync of a file we leave is not worth stopping for
     }
     fs.closeSync(old);
-    this.fd = fd;
-    this.fileBytes = size;
-    this.fileRecords = size > 0 ? 1 : 0;
-    this.needSession = true;
-    this.pushSession();
   }
 
   /** Cuts back what a failed write left of its last line, counts the loss and warns. */

@@ -103,6 +103,8 @@ function rotated(dir: string, base: string): string[] {
 function readAll(t: ExecutionContext, files: string[], allowCutLast = false): TrafficRecord[] {
   const out: TrafficRecord[] = [];
   files.forEach((f, i) => {
+    // killed between creating a rotated file and writing its first line (a few µs): empty is whole
+    if (allowCutLast && i === files.length - 1 && fs.statSync(f).size === 0) return;
     const rec = parseRecording(fs.readFileSync(f, 'utf8'));
     t.deepEqual(rec.problems, [], `${path.basename(f)}: every line parses`);
     if (!(allowCutLast && i === files.length - 1)) t.false(rec.truncatedLastLine, `${path.basename(f)} ends with a whole line`);
