@@ -215,8 +215,11 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
  * Lines are joined and written once per event-loop turn: under load one write(2) carries
  * hundreds of records instead of one each (the order and content are unchanged).
  */
-/** Bytes of output waiting for a slow reader before busted stops reading the kernel's records. */
-const OUTPUT_BACKLOG = 32 << 20;
+/**
+ * Bytes of output waiting for a slow reader before busted stops reading the kernel's records
+ * (default 32 MiB; BUSTED_OUTPUT_BACKLOG changes it, e.g. for a test).
+ */
+const OUTPUT_BACKLOG = Number(process.env.BUSTED_OUTPUT_BACKLOG) > 0 ? Number(process.env.BUSTED_OUTPUT_BACKLOG) : 32 << 20;
 
 class StdoutLines {
   private broken = false;

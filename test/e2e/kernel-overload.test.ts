@@ -20,7 +20,9 @@
  * equality is exact; otherwise the machine was not quiet, the test says so and checks the bracket
  * that other flows allow (each unseen flow of another process may hide 2 lost records).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -270,4 +272,68 @@ kernelTest('10x overload: busted-top shows lost within 1 s of being able to run,
   await tm.waitFor((s) => s.includes(String(marker.pid)), 'a new connection after the overload', 15_000);
   t.is(await perCpuSum(statsId, STAT_LOST), kernelLost, 'lost kept growing after the load');
   tm.keys('q');
+}, { exclusive: true });
+
+/*
+ * A reader that stops reading busted's stdout (a stuck `busted | consumer`): busted buffers up to
+ * its backlog limit (256 KiB here through BUSTED_OUTPUT_BACKLOG; 32 MiB by default), then stops
+ * reading the ring, so its memory stays bounded and the kernel counts what it drops as lost; when
+ * the reader comes back, everything up to the limit arrives, followed by the lost count.
+ */
+kernelTest('a stalled stdout reader: busted stops reading the ring, memory stays bounded, the drops arrive as lost', async (t: ExecutionContext) => {
+  const child = spawn(process.execPath, [`${ROOT}bin/busted.js`, '--format', 'json', '--all'], {
+    env: { ...process.env, BUSTED_OUTPUT_BACKLOG: String(256 << 10) },
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const lines: string[] = [];
+  const rl = createInterface({ input: child.stdout });
+  rl.on('line', (l) => lines.push(l));
+  try {
+    while (!lines.some((l) => l.includes('"type":"session"'))) {
+      if (child.exitCode !== null) throw new Error(`busted exited: ${stderr}`);
+      await sleep(50);
+    }
+    const rss = () => Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const rssBefore = rss();
+    child.stdout.pause(); // nobody reads: the pipe fills, then busted's own buffer
+    rl.pause();
+    let rssMax = 0;
+    const sampler = setInterval(() => (rssMax = Math.max(rssMax, rss())), 100);
+    const load = await runChurns(2, { seconds: 60, max: 30_000 }).finally(() => clearInterval(sampler));
+    await sleep(500);
+    t.regex(stderr, /not being read fast enough/, 'busted said that its output is not being read');
+    child.stdout.resume();
+    rl.resume();
+    const pids = new Set(load.map((r) => r.pid));
+    const count = () => {
+      let mine = 0;
+      let lost = 0;
+      for (const l of lines) {
+        const r = JSON.parse(l) as EventRecord;
+        if (r.type === 'lost') lost += r.count;
+        else if ((r.type === 'connect' || r.type === 'close') && pids.has(r.pid)) mine++;
+      }
+      return { mine, lost };
+    };
+    for (let i = 0; i < 100 && count().lost === 0; i++) await sleep(100);
+    for (let n = -1, i = 0; n !== lines.length && i < 60; i++) { // until the output is quiet
+      n = lines.length;
+      await sleep(1000);
+    }
+    const made = load.reduce((s, r) => s + r.connections, 0);
+    const { mine, lost } = count();
+    t.log(`load ${made} connections (${2 * made} records); received ${mine} of theirs, lost ${lost}; RSS ${rssBefore.toFixed(0)} -> max ${rssMax.toFixed(0)} MiB`);
+    t.true(lost > 0, 'the kernel dropped records while busted was paused, and busted said so');
+    t.true(mine < 2 * made, 'records are missing');
+    t.true(mine + lost >= 2 * made, `received ${mine} + lost ${lost} < ${2 * made} records: some vanished uncounted`);
+    t.true(rssMax - rssBefore < 64, `busted's RSS grew by ${(rssMax - rssBefore).toFixed(0)} MiB while its reader was stuck`);
+    // and it goes on: a new connection is reported
+    const marker = await runChurn({ seconds: 5, max: 10 });
+    for (let i = 0; i < 100 && !lines.some((l) => l.includes(`"pid":${marker.pid}`)); i++) await sleep(100);
+    t.true(lines.some((l) => l.includes('"type":"connect"') && l.includes(`"pid":${marker.pid}`)), 'a connection after the stall is reported');
+  } finally {
+    child.kill('SIGINT');
+    await once(child, 'exit');
+  }
 }, { exclusive: true });
