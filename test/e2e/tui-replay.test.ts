@@ -17,6 +17,9 @@ function command(args: string, nodeArgs = ''): string {
   return `sh -c 'printf "BEFORE-MARK\\n"; ${run}; echo "EXIT=$?"; stty -a | tr " ;" "\\n\\n" | grep -x -- "-\\{0,1\\}icanon"; sleep 60'`;
 }
 
+/** busted-top has exited and the shell after it has printed the tty's mode (a line after EXIT=). */
+const exited = (s: string) => /EXIT=\d+\n-?icanon$/m.test(s);
+
 /** The pid of busted-top: the child of the pane's shell. */
 function bustedTopPid(tm: Tmux): number {
   const children = execFileSync('pgrep', ['-P', tm.format('pane_pid')], { encoding: 'utf8' }).trim().split('\n');
@@ -79,7 +82,7 @@ test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores 
   t.regex(lines[29]!, /\? help/);
 
   tm.keys('q');
-  lines = await tm.waitFor((s) => s.includes('EXIT='), 'busted-top to exit');
+  lines = await tm.waitFor(exited, 'busted-top to exit and the shell to print the tty mode');
   t.is(tm.format('alternate_on'), '0', 'back on the normal screen');
   t.is(tm.format('cursor_flag'), '1', 'cursor visible');
   const text = lines.join('\n');
@@ -138,7 +141,7 @@ test('the demo at 80x24: agent label and recorded user names in the table, ident
   t.true(lines.includes('exe       /opt/conda/bin/python3.11 (replaced on disk)'));
   t.true(lines.every((l) => l.length <= 80));
   tm.keys('q');
-  await tm.waitFor((s) => s.includes('EXIT=0'), 'busted-top to exit');
+  await tm.waitFor(exited, 'busted-top to exit and the shell to print the tty mode');
 });
 
 for (const [name, stop] of [
@@ -151,7 +154,7 @@ for (const [name, stop] of [
     tm.start(command(`--replay ${FIXTURE} --speed 10`), 80, 24);
     await tm.waitFor((s) => /\s4211 /.test(s), 'the replayed rows');
     stop(tm);
-    const lines = await tm.waitFor((s) => s.includes('EXIT='), 'busted-top to exit');
+    const lines = await tm.waitFor(exited, 'busted-top to exit and the shell to print the tty mode');
     const text = lines.join('\n');
     t.regex(text, /EXIT=0/);
     t.regex(text, /BEFORE-MARK/);
@@ -168,7 +171,7 @@ test('an uncaught exception restores the terminal and says what happened, exit 1
   await tm.waitFor((s) => /\s4211 /.test(s), 'the replayed rows');
   t.is(tm.format('alternate_on'), '1');
   process.kill(bustedTopPid(tm), 'SIGUSR2');
-  const lines = await tm.waitFor((s) => s.includes('EXIT='), 'busted-top to exit');
+  const lines = await tm.waitFor(exited, 'busted-top to exit and the shell to print the tty mode');
   const text = lines.join('\n');
   t.regex(text, /busted-top: boom from the test\nEXIT=1/);
   t.notRegex(text, /PROVIDER/, 'the last frame did not land on the normal screen');
