@@ -316,6 +316,16 @@ static __always_inline void finish(__u64 cookie, __u32 kind, const struct addrs 
 	emit(cookie, &copy, kind, a, error, tx, rx);
 }
 
+/*
+ * A tracing program's view of a socket's cookie: the one it has, or 0 if none was ever made.
+ * track() makes it (bpf_get_socket_cookie) when a socket enters SYN_SENT or connects, so a
+ * socket without one was never tracked, and the helper, which would make one, is not needed.
+ */
+static __always_inline __u64 cookie_of(const struct sock *sk)
+{
+	return sk->__sk_common.skc_cookie.counter;
+}
+
 static __always_inline int handle_state(const struct sock *sk, int oldstate, int newstate)
 {
 	struct busted_traffic *t;
@@ -334,11 +344,13 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	}
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	cookie = bpf_get_socket_cookie((void *)sk);
 	if (newstate == BUSTED_TCP_SYN_SENT) {
-		track(cookie, IPPROTO_TCP);
+		track(bpf_get_socket_cookie((void *)sk), IPPROTO_TCP);
 		return 0;
 	}
+	cookie = cookie_of(sk);
+	if (!cookie)
+		return 0; /* never tracked (a server's socket that nobody asked a cookie of) */
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s)
 		return 0; /* untracked (a server's socket), or already finished by sock_release */
@@ -372,7 +384,9 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 
 	if (ret <= 0)
 		return;
-	cookie = bpf_get_socket_cookie(sk);
+	cookie = cookie_of(sk);
+	if (!cookie)
+		return; /* never tracked: no cookie generated just to miss the lookup */
 	t = bpf_map_lookup_elem(&traffic, &cookie);
 	if (!t)
 		return;
@@ -546,6 +560,7 @@ static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
 static __always_inline void handle_egress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk;
+	struct tcp_sock *tp;
 	struct busted_hello *h;
 	struct pkt p = {};
 	__u64 cookie;
@@ -555,19 +570,23 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 	/* SYN, ACK and FIN segments carry no ClientHello: skip them before any lookup */
 	if (skb->len <= 80)
 		return;
-	/* nor does a TCP segment past a stream's first few: a socket's own counter says so without
-	 * a map lookup (a 4 KiB ClientHello takes at most 8 segments even at a 536-byte MSS) */
 	sk = skb->sk;
-	if (sk) {
-		sk = bpf_sk_fullsock(sk);
-		if (sk && sk->protocol == IPPROTO_TCP) {
-			struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
-
-			if (tp && tp->data_segs_out > BUSTED_HELLO_SEGS)
-				return;
-		}
+	if (!sk)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		/* nor does a TCP segment past a stream's first few: the socket's own counter says so
+		 * without a map lookup (a 4 KiB ClientHello takes at most 8 segments at a 536-byte MSS) */
+		if (tp->data_segs_out > BUSTED_HELLO_SEGS)
+			return;
+		/* and a socket that never got a cookie was never tracked (cookie_of): asking for one
+		 * would make one, and every later hook on it would pay a map lookup to miss */
+		cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
+		if (!cookie)
+			return;
+	} else {
+		cookie = bpf_get_socket_cookie(skb); /* UDP: tracked sockets connected, so have one */
 	}
-	cookie = bpf_get_socket_cookie(skb);
 	h = bpf_map_lookup_elem(&hellos, &cookie); /* the one lookup every other packet costs */
 	if (!h)
 		return;
