@@ -935,7 +935,9 @@ int busted_release(struct bpf_sock *ctx)
 
 	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
 		return 1;
-	cookie = bpf_get_socket_cookie(ctx);
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter); /* as cookie_of(): 0 = never tracked */
+	if (!cookie)
+		return 1;
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s)
 		return 1; /* untracked: one lookup */
