@@ -26,6 +26,12 @@ const PER_PROC = 10_000;
 const PARALLEL = 2;
 const RATE = 6_000;
 const RETENTION_MS = 10_000;
+/**
+ * How long after the load the end is measured: past the flow table's retention (closed flows and
+ * idle processes leave after 10 s) and past busted's full collection after a burst (12 s after
+ * the last record, a second one 1 s later: src/core/memory.ts).
+ */
+const SETTLE_MS = RETENTION_MS + 6000;
 const PORT = 19_000 + (process.pid % 1000);
 const MAPS = ['sockets', 'traffic', 'hellos', 'cut_socks', 'proc_verdicts', 'hashed_exes', 'execs'] as const;
 
@@ -50,7 +56,7 @@ function churnBatch(bin: string): Promise<number> {
     const c = spawn(bin, ['60', String(PER_PROC), '4', '-1', String(RATE)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    c.once('exit', (code) => (code === 0 ? resolve((JSON.parse(out) as { connections: number }).connections) : reject(new Error(`churn exited ${code}`))));
+    c.once('close', (code) => (code === 0 ? resolve((JSON.parse(out) as { connections: number }).connections) : reject(new Error(`churn exited ${code}`))));
   }));
   return Promise.all(runs).then((n) => n.reduce((a, b) => a + b, 0));
 }
@@ -90,10 +96,10 @@ async function main(): Promise<void> {
         log(`  ${String(done).padStart(9)}    RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB, maps ${JSON.stringify(await entryCounts(maps, MAPS))}, ${Math.round(done / ((Date.now() - t0) / 1000))} conn/s`);
       }
     }
-    await sleep(RETENTION_MS + 3000);
+    await sleep(SETTLE_MS);
     const end = { rss: rssKiB(pid), maps: await entryCounts(maps, MAPS) };
     const lost = await metric('busted_kernel_lost_events_total');
-    log(`  end (+${(RETENTION_MS + 3000) / 1000} s) RSS ${(end.rss / 1024).toFixed(1)} MiB, maps ${JSON.stringify(end.maps)}; lost ${lost}; load average ${loadavg()}`);
+    log(`  end (+${SETTLE_MS / 1000} s) RSS ${(end.rss / 1024).toFixed(1)} MiB, maps ${JSON.stringify(end.maps)}; lost ${lost}; load average ${loadavg()}`);
     const rssRatio = end.rss / start.rss;
     log(`  RSS end/start ${rssRatio.toFixed(2)} (target <= 1.10: ${rssRatio <= 1.1 ? 'meets' : 'MISSES'}); ` +
       `end/after the first 100k ${(end.rss / warm).toFixed(2)} (growth once warm: a leak shows here)`);

@@ -119,13 +119,17 @@ function bindAll(lib: LibraryHandle) {
 
 export type Libbpf = ReturnType<typeof bindAll>;
 
-/** The few libc functions busted calls itself (the ring buffer's positions are read through mmap). */
+/**
+ * The few libc functions busted calls itself (the ring buffer's positions are read through mmap;
+ * malloc_trim gives the C heap's free pages back after a burst).
+ */
 function bindLibc(lib: LibraryHandle) {
   return {
     vsnprintf: lib.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)'),
     mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)'),
     munmap: lib.func('int munmap(void *addr, size_t length)'),
     getpagesize: lib.func('int getpagesize(void)'),
+    malloc_trim: lib.func('int malloc_trim(size_t pad)'),
   };
 }
 

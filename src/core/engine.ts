@@ -9,6 +9,7 @@ import { IPPROTO_TCP, IPPROTO_UDP, Kind, PayloadWhat, formatEndpoint, type Kerne
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe } from '../bpf/probe.js';
+import { libc } from '../bpf/libbpf.js';
 import { loadCatalog, type Catalog } from './catalog.js';
 import { ClassificationStage } from './classify-stage.js';
 import { Classifier } from './classifier.js';
@@ -162,7 +163,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   });
   const live = new Map<bigint, LiveFlow>();
   /** After a burst of records, one full GC gives the memory back. */
-  const quiet = new QuietCollector();
+  const quiet = new QuietCollector({ trim: () => void libc().malloc_trim(0) });
   /** Kernel facts per process identity, for judging open flows when a reloaded policy blocks them. */
   const factsByKey = new Map<string, { uid: number; comm: string; exeDev: number; exeIno: bigint }>();
   const publish = (rec: EventRecord) => store.publish(rec);
