@@ -6,7 +6,7 @@
  */
 import meow from 'meow';
 import { closeAllRecorders } from '../sinks/recorder.js';
-import { parseSinkFlags } from '../sinks/wire.js';
+import { parseSinkFlags, SINK_CLI_FLAGS } from '../sinks/wire.js';
 import { ReplayError } from '../sinks/recording.js';
 import { describeError, UsageError } from './options.js';
 import { FullScreen } from './terminal.js';
@@ -48,12 +48,7 @@ const cli = meow(HELP, {
     providers: { type: 'string' },
     policy: { type: 'string' },
     enforce: { type: 'boolean' },
-    recordMaxSize: { type: 'string' },
-    recordKeep: { type: 'number' },
-    recordFlush: { type: 'number' },
-    recordFsync: { type: 'boolean' },
-    metrics: { type: 'string' },
-    otlp: { type: 'string' },
+    ...SINK_CLI_FLAGS,
   },
 });
 

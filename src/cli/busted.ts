@@ -11,7 +11,7 @@ import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
 import { closeAllRecorders } from '../sinks/recorder.js';
-import { attachSinks, parseSinkFlags, type KernelStats, type SinkFlags } from '../sinks/wire.js';
+import { attachSinks, parseSinkFlags, SINK_CLI_FLAGS, type KernelStats, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer } from '../sinks/replay.js';
 import { describeError, usageError, type Flags, validateFlags } from './options.js';
 
@@ -62,12 +62,7 @@ const cli = meow(
       verbose: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       record: { type: 'string' },
-      recordMaxSize: { type: 'string' },
-      recordKeep: { type: 'number' },
-      recordFlush: { type: 'number' },
-      recordFsync: { type: 'boolean' },
-      metrics: { type: 'string' },
-      otlp: { type: 'string' },
+      ...SINK_CLI_FLAGS,
       providers: { type: 'string' },
       agents: { type: 'string' },
       policy: { type: 'string' },

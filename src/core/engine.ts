@@ -173,7 +173,6 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let stage!: ClassificationStage; // made once the probe says whether payload samples come
 
   const onEvent = (ev: KernelEvent) => {
-    quiet.record(Date.now());
     const flow = ev.cookie.toString();
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
@@ -337,6 +336,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     wasPaused = paused;
     const got = paused ? null : probe.poll(DRAIN_BUDGET, DRAIN_MS);
     idle = got !== null && got.handled === 0;
+    if (got && got.handled > 0) quiet.record(got.handled, Date.now());
     if (got?.more && !drainQueued) {
       drainQueued = true;
       setImmediate(() => {

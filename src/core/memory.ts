@@ -51,8 +51,9 @@ export class QuietCollector {
     this.trim = opts.trim;
   }
 
-  record(now: number): void {
-    this.records++;
+  /** `n` records were read at `now`. */
+  record(n: number, now: number): void {
+    this.records += n;
     this.lastRecordAt = now;
   }
 

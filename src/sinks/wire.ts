@@ -88,6 +88,16 @@ export function parseListen(text: string): { host: string; port: number } | null
 }
 
 /** Validates --metrics, --otlp and the --record-* flags; throws a UsageError (one sentence). */
+/** The sink flags both commands take, as meow declares them (parsed by parseSinkFlags). */
+export const SINK_CLI_FLAGS = {
+  recordMaxSize: { type: 'string' },
+  recordKeep: { type: 'number' },
+  recordFlush: { type: 'number' },
+  recordFsync: { type: 'boolean' },
+  metrics: { type: 'string' },
+  otlp: { type: 'string' },
+} as const;
+
 export function parseSinkFlags(raw: RawSinkFlags, command = 'busted'): SinkFlags {
   const usage = (message: string) => new UsageError(`${message}; see ${command} --help.`);
   const out: SinkFlags = {};

@@ -3,9 +3,8 @@
  * mapped by a providers file. The engine runs in this test process; clients are separate
  * processes whose connects the kernel refuses (EPERM) or lets through.
  */
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { readStartTime } from '../../src/core/identity.js';
 import { parseProviders, Catalog, loadCatalog, mergeProviders } from '../../src/core/catalog.js';
@@ -13,6 +12,7 @@ import { startEngine, type Engine } from '../../src/core/engine.js';
 import { Store } from '../../src/core/store.js';
 import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { holdingServer } from '../helpers/servers.js';
 import { ROOT } from '../helpers/busted.js';
 
 const EPERM = 1;
@@ -23,27 +23,6 @@ function testCatalog(): Catalog {
   return new Catalog(mergeProviders(loadCatalog().entries, extra));
 }
 
-interface Listener extends Server {
-  received: number;
-  shut(): void;
-}
-
-/** A loopback server that counts the bytes it receives; shut() also drops its connections. */
-async function listen(host: string): Promise<Listener> {
-  const conns = new Set<import('node:net').Socket>();
-  const server = createServer((s) => {
-    conns.add(s);
-    s.on('data', (d) => (server.received += d.length)).on('error', () => {}).on('close', () => conns.delete(s));
-  }) as Listener;
-  server.received = 0;
-  server.shut = () => {
-    for (const c of conns) c.destroy();
-    server.close();
-  };
-  server.listen(0, host);
-  await once(server, 'listening');
-  return server;
-}
 
 /** A client process that connects once per `go()`. */
 async function waitingClient(host: string, port: number, count: number) {
@@ -78,8 +57,8 @@ const policyOf = (records: EventRecord[], pid: number) => records.filter((r): r 
 const settle = () => new Promise((r) => setTimeout(r, 300));
 
 kernelTest('a busted-top block toggle refuses the process\'s next provider connect with EPERM, and clearing it restores it', async (t) => {
-  const llm = await listen('127.99.0.1');
-  const other = await listen('127.0.0.1');
+  const llm = await holdingServer('127.99.0.1');
+  const other = await holdingServer('127.0.0.1');
   await withEngine(true, async (engine, records) => {
     const blocked = await waitingClient('127.99.0.1', (llm.address() as AddressInfo).port, 3);
     const bystander = await waitingClient('127.99.0.1', (llm.address() as AddressInfo).port, 1);
@@ -101,7 +80,7 @@ kernelTest('a busted-top block toggle refuses the process\'s next provider conne
 });
 
 kernelTest('without --enforce a block is an audit: the connect succeeds and a would-deny policy record says so', async (t) => {
-  const llm = await listen('127.99.0.2');
+  const llm = await holdingServer('127.99.0.2');
   await withEngine(false, async (engine, records) => {
     const c = await waitingClient('127.99.0.2', (llm.address() as AddressInfo).port, 1);
     engine.setVerdict(c.pid, c.startTime, 'block');
@@ -114,7 +93,7 @@ kernelTest('without --enforce a block is an audit: the connect succeeds and a wo
 });
 
 kernelTest('an open flow keeps carrying bytes until its process is blocked, then stops within 1 s', async (t) => {
-  const llm = await listen('127.99.0.3');
+  const llm = await holdingServer('127.99.0.3');
   await withEngine(true, async (engine, records) => {
     const child = spawn('python3', [CLIENT, 'stream', '127.99.0.3', String((llm.address() as AddressInfo).port), '4']);
     const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();

@@ -25,7 +25,6 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import type { ExecutionContext } from 'ava';
 import type { EventRecord } from '../../src/core/records.js';
 import { mapsOf, perCpuSum } from '../helpers/bpfmaps.js';
@@ -33,6 +32,7 @@ import { ROOT } from '../helpers/busted.js';
 import { startBustedToFile, waitQuiet, type FileBusted } from '../helpers/busted-file.js';
 import { runChurn, runChurns, type ChurnResult } from '../helpers/churn.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { freePort } from '../helpers/servers.js';
 import { Tmux } from '../helpers/tmux.js';
 
 /** 4 MiB ring buffer / ~150 B per connect or close record (record + 8 B header). */
@@ -49,14 +49,6 @@ function activeOpens(): number {
   const lines = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Tcp:'));
   const names = lines[0]!.split(/\s+/);
   return Number(lines[1]!.split(/\s+/)[names.indexOf('ActiveOpens')]);
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => srv.once('listening', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** One keep-alive connection to the metrics endpoint, opened once and reused by every scrape. */

@@ -2,26 +2,12 @@
  * The live pipeline against the real kernel: real busted process, real client process,
  * real loopback server in this (ava worker) process. Asserts the real pid, comm, uid, bytes.
  */
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { exchangeServer } from '../helpers/servers.js';
 import { runClient, startBusted } from '../helpers/busted.js';
-
-/** A server that reads exactly `expect` bytes from each connection, answers `reply` bytes, and ends. */
-async function exchangeServer(host: string, expect: number, reply: number): Promise<Server> {
-  const server = createServer((sock) => {
-    let got = 0;
-    sock.on('data', (d) => {
-      got += d.length;
-      if (got >= expect) sock.end(Buffer.alloc(reply, 0x61));
-    });
-    sock.on('error', () => {});
-  });
-  server.listen(0, host);
-  await once(server, 'listening');
-  return server;
-}
 
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
 const isClose = (flow: string) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.flow === flow;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
 import { findCgroup2Mount } from '../../src/bpf/preflight.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { holdingServer } from '../helpers/servers.js';
 import { ROOT, runClient, startBusted, type BustedRun } from '../helpers/busted.js';
 
 const EPERM = 1;
@@ -28,20 +29,6 @@ function files(policy: string) {
   return { dir, providers: join(dir, 'providers.yaml'), policy: join(dir, 'policy.yaml'), bot, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-async function listen(host: string): Promise<Server & { shut(): void }> {
-  const conns = new Set<Socket>();
-  const server = createServer((s) => {
-    conns.add(s);
-    s.on('data', () => {}).on('error', () => {}).on('close', () => conns.delete(s));
-  }) as Server & { shut(): void };
-  server.shut = () => {
-    for (const c of conns) c.destroy();
-    server.close();
-  };
-  server.listen(0, host);
-  await once(server, 'listening');
-  return server;
-}
 const port = (s: Server) => (s.address() as AddressInfo).port;
 
 /** Runs one connect attempt from `argv0` (a python binary), in an optional shell prefix. */
@@ -60,8 +47,8 @@ const policyRecords = (b: BustedRun, pid: number) => b.records.filter((r: EventR
 kernelTest('a policy blocks one executable: EPERM to the provider, while it still reaches other addresses and others still reach the provider', async (t) => {
   const f = files('');
   writeFileSync(f.policy, `rules:\n  - name: no-llmbot\n    match: {exe: ${f.bot}}\n    action: block\n`);
-  const llm = await listen('127.98.0.1');
-  const other = await listen('127.0.0.1');
+  const llm = await holdingServer('127.98.0.1');
+  const other = await holdingServer('127.0.0.1');
   const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
   try {
     t.true((busted.records[0] as { enforce?: boolean }).enforce, 'session says ENFORCE');
@@ -85,7 +72,7 @@ kernelTest('a policy blocks one executable: EPERM to the provider, while it stil
 kernelTest('without --enforce the same policy lets the connect through and records would-deny', async (t) => {
   const f = files('');
   writeFileSync(f.policy, `rules:\n  - name: no-llmbot\n    match: {exe: ${f.bot}}\n    action: block\n`);
-  const llm = await listen('127.98.0.2');
+  const llm = await holdingServer('127.98.0.2');
   const busted = await startBusted(['--providers', f.providers, '--policy', f.policy]);
   try {
     const c = await tryConnect(f.bot, '127.98.0.2', port(llm));
@@ -103,7 +90,7 @@ kernelTest('rules by uid and by cgroup block the right processes only', async (t
   const name = `busted-policy-${process.pid}-${Date.now()}`;
   mkdirSync(join(mount, name));
   const f = files(`rules:\n  - name: no-nobody\n    match: {uid: 65534}\n    action: block\n  - name: no-jail\n    match: {cgroup: /${name}}\n    action: block\n`);
-  const llm = await listen('127.98.0.3');
+  const llm = await holdingServer('127.98.0.3');
   const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
   try {
     const nobody = await tryConnect(PYTHON, '127.98.0.3', port(llm), ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--']);
@@ -145,7 +132,7 @@ kernelTest('an address learned from a ClientHello\'s SNI is blocked for a blocke
 kernelTest('after busted is killed with SIGKILL the blocked process connects again', async (t) => {
   const f = files('');
   writeFileSync(f.policy, `default: block\n`);
-  const llm = await listen('127.98.0.4');
+  const llm = await holdingServer('127.98.0.4');
   const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
   const before = await tryConnect(PYTHON, '127.98.0.4', port(llm));
   t.deepEqual([before.ok, before.error], [false, EPERM], 'default: block');
@@ -179,7 +166,7 @@ kernelTest('a sha256 rule blocks a binary started after busted from its first co
   appendFileSync(f.bot, Buffer.from(`\nbusted-test ${Date.now()}\n`)); // same program, content of its own
   const sha = createHash('sha256').update(readFileSync(f.bot)).digest('hex');
   writeFileSync(f.policy, `rules:\n  - name: by-hash\n    match: {sha256: ${sha}}\n    action: block\n`);
-  const llm = await listen('127.98.0.5');
+  const llm = await holdingServer('127.98.0.5');
   const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
   try {
     const first = await tryConnect(f.bot, '127.98.0.5', port(llm));

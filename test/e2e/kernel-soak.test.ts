@@ -15,13 +15,13 @@
  * unit tests of FlowTable.
  */
 import http from 'node:http';
-import net from 'node:net';
 import fs from 'node:fs';
 import type { ExecutionContext } from 'ava';
 import { entryCounts, mapsOf, SOCKET_MAPS } from '../helpers/bpfmaps.js';
 import { startBustedToFile, waitQuiet } from '../helpers/busted-file.js';
 import { runChurns, type ChurnResult } from '../helpers/churn.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { freePort } from '../helpers/servers.js';
 
 const ROUNDS = 10;
 const PARALLEL = 2;
@@ -31,14 +31,6 @@ const RETENTION_MS = 10_000; // FlowTable's closed-flow and idle-process retenti
 const MAX_LEFT = 8;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => srv.once('listening', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 function scrape(port: number): Promise<string> {
   return new Promise((resolve, reject) => {

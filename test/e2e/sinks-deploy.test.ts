@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,6 +17,7 @@ import type { ConnectRecord, EventRecord, ProcessRecord } from '../../src/core/r
 import { parseSinkFlags, type RawSinkFlags } from '../../src/sinks/wire.js';
 import { BUSTED_BIN, ROOT } from '../helpers/busted.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { exchangeServer } from '../helpers/servers.js';
 
 const UNIT = fs.readFileSync(path.join(ROOT, 'deploy/busted.service'), 'utf8');
 const DAEMONSET = fs.readFileSync(path.join(ROOT, 'deploy/daemonset.yaml'), 'utf8');
@@ -143,21 +144,6 @@ test('the DaemonSet may read pods, and only that: a ServiceAccount, a ClusterRol
   t.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
 });
 
-/** A loopback server that answers each connection with `reply` bytes after `expect` bytes. */
-async function exchangeServer(expect: number, reply: number): Promise<Server> {
-  const server = createServer((sock) => {
-    let got = 0;
-    sock.on('data', (d) => {
-      got += d.length;
-      if (got >= expect) sock.end(Buffer.alloc(reply, 0x61));
-    });
-    sock.on('error', () => {});
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return server;
-}
-
 const SYSTEM_PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 /** A client that exchanges 1000/2000 bytes, says its pid, and stays alive a while (so it can be looked at). */
@@ -232,7 +218,7 @@ async function until(cond: () => boolean, ms = 15_000): Promise<void> {
 kernelTest("with only the unit's capabilities, as an unprivileged user, busted attaches and names another user's process fully", async (t) => {
   const caps = unitCaps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
   const wrap = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`, '--no-new-privs'];
-  const server = await exchangeServer(1000, 2000);
+  const server = await exchangeServer('127.0.0.1', 1000, 2000);
   let pid = 0;
   const records = await runBusted(t, wrap, async (live) => {
     const client = await clientAsOtherUser((server.address() as AddressInfo).port);
@@ -281,7 +267,7 @@ kernelTest("the unit's SystemCallFilter allows every system call busted makes wh
   t.true(allowed.has('bpf') && allowed.has('openat') && allowed.size > 300, `${allowed.size} calls allowed`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-strace-'));
   const log = path.join(dir, 'trace');
-  const server = await exchangeServer(1000, 2000);
+  const server = await exchangeServer('127.0.0.1', 1000, 2000);
   try {
     await runBusted(t, ['strace', '-f', '-qq', '-o', log], async (live) => {
       const client = await clientAsOtherUser((server.address() as AddressInfo).port);

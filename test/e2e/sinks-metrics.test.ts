@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
@@ -16,6 +16,7 @@ import { attachSinks } from '../../src/sinks/wire.js';
 import { runClient, startBusted } from '../helpers/busted.js';
 import { parseRecording } from '../../src/sinks/replay.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { exchangeServer, freePort } from '../helpers/servers.js';
 import { close, CURL, NODE, PY, threeProcesses } from '../helpers/ui-fixtures.js';
 
 const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
@@ -115,21 +116,6 @@ test('the metrics server: HEAD, 404 and 405; a port in use is one clear sentence
   await again.close();
   t.pass();
 });
-
-/** A server that reads exactly `expect` bytes from each connection, answers `reply` bytes, and ends. */
-async function exchangeServer(host: string, expect: number, reply: number): Promise<Server> {
-  const server = createServer((sock) => {
-    let got = 0;
-    sock.on('data', (d) => {
-      got += d.length;
-      if (got >= expect) sock.end(Buffer.alloc(reply, 0x61));
-    });
-    sock.on('error', () => {});
-  });
-  server.listen(0, host);
-  await once(server, 'listening');
-  return server;
-}
 
 kernelTest('live: after a real client talks to a --providers range, the scrape shows its provider, process and exact bytes', async (t) => {
   const { startEngine } = await import('../../src/core/engine.js');
@@ -246,15 +232,6 @@ kernelTest('live: with K loopback connections held open, the scrape shows the ke
     server.close();
   }
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, 'close');
-  return port;
-}
 
 kernelTest('the busted CLI: --metrics scrape after real traffic, --record rotating at 4K with --record-keep 3, SIGHUP reopens', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'busted-cli-sinks-'));
