@@ -108,7 +108,7 @@ function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: 
     clock: systemClock,
     ended: new Promise<void>(() => {}),
     async start(store) {
-      engine = await startEngine(store, { catalog, agents, policyFile: flags.policy ?? null, enforce: flags.enforce, all: flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn, backedUp });
+      engine = await startEngine(store, { catalog, agents, policyFile: flags.policy ?? null, enforce: flags.enforce, all: flags.all, quiet: !flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn, backedUp });
       if (flags.format === 'text') warn('attached; press Ctrl-C to stop');
     },
     async stop() {

@@ -24,6 +24,14 @@ export interface StageOptions {
   onLearned?: (ip: string, provider: string, ttlS: number) => void;
   /** Last touches to a connect record as it is published (e.g. the identity as known by then). */
   finalize?: (rec: ConnectRecord) => ConnectRecord;
+  /**
+   * LLM flows only (headless busted without --all): a connect that still names no provider when
+   * it would go out is not published, nor anything else of its flow, unless SNI later names a
+   * provider (then its connect goes out late). Each such connection is told to `onQuiet` once,
+   * when it ends still quiet (a failed connect at once, others when they close).
+   */
+  quiet?: boolean;
+  onQuiet?: (proto: 'tcp' | 'udp', failed: boolean) => void;
 }
 
 interface FlowState {
@@ -36,6 +44,8 @@ interface FlowState {
   hello: ClientHelloAssembler | null;
   sni: string | null;
   ech: boolean;
+  /** Not published (quiet mode: no provider when its connect would have gone out). */
+  quiet: boolean;
 }
 
 /** `ip:port` or `[ip]:port` → parts. */
@@ -74,7 +84,7 @@ export class ClassificationStage {
     const { ip, port } = splitEndpoint(rec.dst);
     const st: FlowState = {
       rec, cls: { provider: null, host: null, via: null }, dstIp: ip, dstPort: port, held: false, heldUntil: 0,
-      hello: null, sni: null, ech: false,
+      hello: null, sni: null, ech: false, quiet: false,
     };
     st.cls = this.classify(st);
     if (rec.error !== null) {
@@ -92,6 +102,11 @@ export class ClassificationStage {
   }
 
   private emit(st: FlowState): void {
+    if (this.opts.quiet && st.cls.provider === null) {
+      st.quiet = true;
+      if (st.rec.error !== null) this.opts.onQuiet?.(st.rec.proto, true); // failed: no close follows
+      return;
+    }
     const rec = { ...st.rec, ...st.cls };
     this.opts.publish(this.opts.finalize ? this.opts.finalize(rec) : rec);
   }
@@ -134,12 +149,19 @@ export class ClassificationStage {
     if (st) this.release(st);
   }
 
-  /** The flow is over. */
-  forget(flow: string): void {
+  /** The flow is over. Returns false when nothing of it was published (quiet mode), else true. */
+  forget(flow: string): boolean {
     const st = this.flows.get(flow);
-    if (!st) return;
+    if (!st) return true; // unknown here (e.g. its connect was lost): its close is still news
     this.release(st);
     this.flows.delete(flow);
+    if (st.quiet) this.opts.onQuiet?.(st.rec.proto, false);
+    return !st.quiet;
+  }
+
+  /** Whether the flow's records are kept back for good (quiet mode, no provider). */
+  isQuiet(flow: string): boolean {
+    return this.flows.get(flow)?.quiet ?? false;
   }
 
   /** Releases every held connect now (the engine is stopping). */
@@ -166,6 +188,12 @@ export class ClassificationStage {
     if (next.provider === cur.provider && next.host === cur.host && next.via === cur.via) return;
     st.cls = next;
     if (st.held) return; // the connect record will carry it
+    if (st.quiet) {
+      if (next.provider === null) return;
+      st.quiet = false; // late SNI named a provider: the connect goes out now, classified
+      this.emit(st);
+      return;
+    }
     this.opts.publish({
       type: 'classify', ts: new Date(this.opts.now()).toISOString(), flow: st.rec.flow, pid: st.rec.pid, ...next,
     });

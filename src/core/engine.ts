@@ -66,6 +66,11 @@ export interface EngineOptions {
   /** How long a TCP connect waits for its ClientHello before it is published (default 250 ms). */
   holdMs?: number;
   all: boolean;
+  /**
+   * LLM flows only: flows with no provider are not published at all, only counted
+   * (Store.noteQuiet). For headless busted without --all, whose sinks show LLM flows only.
+   */
+  quiet?: boolean;
   /** Counter read and snapshot interval. */
   intervalMs: number;
   verbose: boolean;
@@ -176,9 +181,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     const flow = ev.cookie.toString();
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
+      // a held connect goes out before its close; a quiet flow's close stays back with it
+      if (!stage.forget(flow)) return;
       const lf = live.get(ev.cookie);
       live.delete(ev.cookie);
-      stage.forget(flow); // a held connect goes out before its close
       // a close whose connect record was lost (ring buffer full) is still reported: then the
       // `lost` count is exactly the records missing
       if (lf) enforcement?.closed(lf.proc, ev.cookie);
@@ -211,7 +217,6 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       provider: null, host: null, via: null,
       error: ev.kind === Kind.FAIL ? (ev.error > 0 ? errnoName(ev.error) : 'ECONNABORTED') : null,
     };
-    if (ev.kind === Kind.CONNECT) live.set(ev.cookie, { pid: rec.pid, proc: `${rec.pid}:${startTime}`, tx: 0n, rx: 0n });
     stage.connect(rec);
   };
 
@@ -284,9 +289,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     now: () => Date.now(),
     holdMs: opts.holdMs,
     sampling,
+    quiet: opts.quiet ?? false,
+    onQuiet: (proto, failed) => store.noteQuiet(proto, failed),
     finalize: (rec) => {
       // the identity as known when the connect goes out; later changes become process records
       const key = `${rec.pid}:${rec.startTime}`;
+      // its counters are read from now on (a held connect's deltas wait for it)
+      if (rec.error === null) live.set(BigInt(rec.flow), { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
       const who = identities.get(key);
       if (!who) return rec;
       if (!described.has(key)) {

@@ -8,6 +8,8 @@ import { FlowTable, type FlowTableOptions, type TableSnapshot } from './flows.js
 import type { EventRecord, SessionRecord } from './records.js';
 
 export type RecordListener = (rec: EventRecord) => void;
+/** A connection that was not published (quiet mode: not LLM traffic); `failed`: it never connected. */
+export type QuietListener = (proto: 'tcp' | 'udp', failed: boolean) => void;
 export type SnapshotListener = () => void;
 
 export interface StoreSnapshot extends TableSnapshot {
@@ -24,6 +26,7 @@ export class Store {
   readonly table: FlowTable;
   private readonly recordListeners = new Set<RecordListener>();
   private readonly snapshotListeners = new Set<SnapshotListener>();
+  private readonly quietListeners = new Set<QuietListener>();
   private session: SessionRecord | null = null;
   private current: StoreSnapshot;
   /** Set by tick(): the time the next snapshot is taken as of. */
@@ -56,6 +59,16 @@ export class Store {
       this.advance();
     }, wait);
     this.soon.unref?.();
+  }
+
+  /** Counts a connection the source kept back (quiet mode) for those who count every connection. */
+  noteQuiet(proto: 'tcp' | 'udp', failed: boolean): void {
+    for (const l of this.quietListeners) l(proto, failed);
+  }
+
+  onQuiet(listener: QuietListener): () => void {
+    this.quietListeners.add(listener);
+    return () => this.quietListeners.delete(listener);
   }
 
   onRecord(listener: RecordListener): () => void {

@@ -134,6 +134,13 @@ export class BustedMetrics {
     });
   }
 
+  /** A connection the engine kept back (busted without --all: not LLM traffic): counted, nothing more. */
+  quiet(proto: 'tcp' | 'udp', failed: boolean): void {
+    this.providersSeen.add(NONE);
+    this.connections.inc({ provider: NONE, proto });
+    if (failed) this.failures.inc({ provider: NONE, proto });
+  }
+
   handle(rec: EventRecord): void {
     this.records.inc({ type: rec.type });
     const now = this.now();

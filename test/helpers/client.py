@@ -1,7 +1,8 @@
 """Test client: a separate process that makes real loopback connections.
 
 usage: client.py exchange HOST PORT SEND RECV   connect, send SEND bytes, receive exactly RECV, close
-       client.py tls HOST PORT SNI               start TLS with server name SNI (plain listener)
+       client.py tls HOST PORT SNI [WAIT_MS]     start TLS with server name SNI (plain listener),
+                                                 WAIT_MS after connecting
        client.py dns SERVER NAME:PORT SEND       resolve NAME at SERVER:53, connect to it, send
        client.py udp HOST PORT SEND              connected UDP socket, send SEND bytes once
        client.py refused HOST PORT              connect to a port nobody listens on
@@ -54,12 +55,14 @@ def churn(host, port, count):
     return {'count': count, 'sports': ports}
 
 
-def tls_hello(host, port, sni):
+def tls_hello(host, port, sni, wait_ms=0):
     """Starts TLS with server name `sni` against a plain TCP listener; the handshake fails."""
     import ssl
+    import time
     raw = socket.socket(family(host), socket.SOCK_STREAM)
     raw.settimeout(10)
     raw.connect((host, port))
+    time.sleep(wait_ms / 1000)
     ctx = ssl.create_default_context()
     try:
         ctx.wrap_socket(raw, server_hostname=sni).close()
@@ -168,7 +171,7 @@ def main():
     elif mode == 'refused':
         out = refused(host, port)
     elif mode == 'tls':
-        out = tls_hello(host, port, sys.argv[4])
+        out = tls_hello(host, port, sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     elif mode == 'dns':
         out = dns_then_connect(host, sys.argv[3], int(sys.argv[4]))
     elif mode == 'udp':
