@@ -64,6 +64,8 @@ const SNI_TTL_S = 3600;
 
 export class ClassificationStage {
   private readonly flows = new Map<string, FlowState>();
+  /** The held ones, in the order they were held: the order their holds expire in. */
+  private readonly holding = new Map<string, FlowState>();
   private readonly holdMs: number;
   private readonly localPorts: Set<number>;
   private localAddrs: { at: number; set: Set<string> } = { at: -Infinity, set: new Set() };
@@ -96,6 +98,7 @@ export class ClassificationStage {
     if (rec.proto === 'tcp' && this.holdMs > 0) {
       st.held = true;
       st.heldUntil = this.opts.now() + this.holdMs;
+      this.holding.set(rec.flow, st);
       return;
     }
     this.emit(st);
@@ -159,25 +162,25 @@ export class ClassificationStage {
     return !st.quiet;
   }
 
-  /** Whether the flow's records are kept back for good (quiet mode, no provider). */
-  isQuiet(flow: string): boolean {
-    return this.flows.get(flow)?.quiet ?? false;
-  }
-
   /** Releases every held connect now (the engine is stopping). */
   releaseAll(): void {
-    for (const st of this.flows.values()) this.release(st);
+    for (const st of this.holding.values()) this.release(st);
   }
 
   /** Releases connects whose hold expired. */
   tick(): void {
     const now = this.opts.now();
-    for (const st of this.flows.values()) if (st.held && now >= st.heldUntil) this.release(st);
+    // only the held flows are visited, oldest first, up to the first whose hold still runs
+    for (const st of this.holding.values()) {
+      if (now < st.heldUntil) break;
+      this.release(st);
+    }
   }
 
   private release(st: FlowState): void {
     if (!st.held) return;
     st.held = false;
+    this.holding.delete(st.rec.flow);
     this.emit(st);
   }
 

@@ -1,0 +1,104 @@
+import test from 'ava';
+import { ClassificationStage } from '../../src/core/classify-stage.js';
+import { loadCatalog } from '../../src/core/catalog.js';
+import { Classifier } from '../../src/core/classifier.js';
+import { ListenerFinder } from '../../src/core/listeners.js';
+import type { ConnectRecord, EventRecord } from '../../src/core/records.js';
+import { clientHello } from '../helpers/tls-hello.js';
+
+function connect(flow: string, dst: string, error: string | null = null, proto: 'tcp' | 'udp' = 'tcp'): ConnectRecord {
+  return {
+    type: 'connect', ts: '2026-11-27T00:00:00.000Z', flow, pid: 100 + Number(flow), tid: 1, comm: 'client', uid: 0, gid: 0,
+    exe: null, cgroup: null, cgroupId: 1, startTime: 5, proto, src: '10.0.0.1:40000', dst, provider: null, host: null, via: null, error,
+  };
+}
+
+function stage(quiet: boolean, holdMs = 250) {
+  let now = 1000;
+  const published: EventRecord[] = [];
+  const quietCalls: [string, boolean][] = [];
+  const s = new ClassificationStage({
+    classifier: new Classifier(loadCatalog()), publish: (r) => published.push(r), listeners: new ListenerFinder(),
+    now: () => now, holdMs, sampling: true, quiet, onQuiet: (proto, failed) => quietCalls.push([proto, failed]),
+  });
+  return { s, published, quietCalls, advance: (ms: number) => (now += ms) };
+}
+
+const types = (recs: EventRecord[]) => recs.map((r) => `${r.type}:${'flow' in r ? r.flow : ''}`);
+
+test('held connects go out in order as their holds expire, and only then', (t) => {
+  const { s, published, advance } = stage(false);
+  s.connect(connect('1', '192.0.2.1:443'));
+  advance(100);
+  s.connect(connect('2', '192.0.2.2:443'));
+  s.tick();
+  t.deepEqual(published, []);
+  advance(160); // 1 expired (260 ms), 2 not (160 ms)
+  s.tick();
+  t.deepEqual(types(published), ['connect:1']);
+  t.true(s.isHeld('2'));
+  advance(100);
+  s.tick();
+  t.deepEqual(types(published), ['connect:1', 'connect:2']);
+  t.false(s.isHeld('2'));
+});
+
+test('a ClientHello releases its connect at once, classified by SNI', (t) => {
+  const { s, published } = stage(false);
+  s.connect(connect('1', '192.0.2.1:443'));
+  s.tls('1', 0, clientHello('api.anthropic.com'));
+  t.like(published[0], { type: 'connect', flow: '1', provider: 'anthropic', host: 'api.anthropic.com', via: 'sni' });
+});
+
+test('without quiet, a non-LLM flow is published and forget() says so', (t) => {
+  const { s, published, quietCalls } = stage(false);
+  s.connect(connect('1', '192.0.2.1:443'));
+  t.true(s.forget('1'));
+  t.like(published[0], { type: 'connect', flow: '1', provider: null });
+  t.deepEqual(quietCalls, []);
+});
+
+test('quiet: a non-LLM flow is never published and is counted once, when it is forgotten', (t) => {
+  const { s, published, quietCalls, advance } = stage(true);
+  s.connect(connect('1', '192.0.2.1:443'));
+  advance(300);
+  s.tick(); // its hold expires: judged quiet
+  t.deepEqual(quietCalls, []);
+  t.false(s.forget('1'), 'its close must stay back too');
+  t.deepEqual(published, []);
+  t.deepEqual(quietCalls, [['tcp', false]]);
+  t.true(s.forget('1'), 'an unknown flow is news (its connect may have been lost)');
+});
+
+test('quiet: a failed non-LLM connect is counted as failed at once; an LLM flow is published as usual', (t) => {
+  const { s, published, quietCalls } = stage(true);
+  s.connect(connect('1', '192.0.2.1:443', 'ECONNREFUSED'));
+  t.deepEqual(quietCalls, [['tcp', true]]);
+  s.connect(connect('2', '192.0.2.1:443'));
+  s.tls('2', 0, clientHello('api.openai.com'));
+  t.true(s.forget('2'));
+  t.deepEqual(types(published), ['connect:2']);
+  t.like(published[0], { provider: 'openai' });
+});
+
+test('quiet: SNI naming a provider after the hold sends the connect then; a non-LLM name keeps it back', (t) => {
+  const { s, published, quietCalls, advance } = stage(true);
+  s.connect(connect('1', '192.0.2.1:443'));
+  s.connect(connect('2', '192.0.2.2:443'));
+  advance(300);
+  s.tick();
+  s.tls('2', 0, clientHello('www.example.org'));
+  s.tls('1', 0, clientHello('api.mistral.ai'));
+  t.deepEqual(types(published), ['connect:1'], 'a connect, not a classify record');
+  t.like(published[0], { provider: 'mistral', host: 'api.mistral.ai', via: 'sni' });
+  t.true(s.forget('1'));
+  t.false(s.forget('2'));
+  t.deepEqual(quietCalls, [['tcp', false]]);
+});
+
+test('releaseAll sends every held connect (stop)', (t) => {
+  const { s, published } = stage(false);
+  for (const f of ['1', '2', '3']) s.connect(connect(f, '192.0.2.1:443'));
+  s.releaseAll();
+  t.deepEqual(types(published), ['connect:1', 'connect:2', 'connect:3']);
+});
