@@ -1,6 +1,8 @@
 /**
  * The kernel/user ABI of bpf/busted.h, decoded with DataView. test/unit/abi.test.ts compiles a
  * probe against busted.h and checks every size and offset here, so a change on one side fails.
+ * Ring records are decoded in place: `length` bytes at `offset` of one DataView over the whole
+ * ring (bpf/ringbuf.ts), every byte that is kept copied out (the ring's memory is reused).
  */
 
 export const COMM_LEN = 16;
@@ -39,14 +41,14 @@ export interface ExecEvent {
   exeIno: bigint;
 }
 
-export function decodeExecEvent(view: DataView): ExecEvent | null {
-  if (view.byteLength < EXEC_EVENT.size || view.getUint32(0, true) !== Kind.EXEC) return null;
+export function decodeExecEvent(view: DataView, offset: number, length: number): ExecEvent | null {
+  if (!fits(view, offset, length, EXEC_EVENT.size) || view.getUint32(offset, true) !== Kind.EXEC) return null;
   return {
     kind: Kind.EXEC,
-    tgid: view.getUint32(EXEC_EVENT.tgid, true),
-    startNs: view.getBigUint64(EXEC_EVENT.start_ns, true),
-    exeDev: view.getUint32(EXEC_EVENT.exe + EXE_ID.dev, true),
-    exeIno: view.getBigUint64(EXEC_EVENT.exe + EXE_ID.ino, true),
+    tgid: view.getUint32(offset + EXEC_EVENT.tgid, true),
+    startNs: view.getBigUint64(offset + EXEC_EVENT.start_ns, true),
+    exeDev: view.getUint32(offset + EXEC_EVENT.exe + EXE_ID.dev, true),
+    exeIno: view.getBigUint64(offset + EXEC_EVENT.exe + EXE_ID.ino, true),
   };
 }
 /** struct busted_proc_key */
@@ -80,27 +82,28 @@ export interface PolicyDecision {
   comm: string;
 }
 
-export function decodePolicyEvent(view: DataView): PolicyDecision | null {
-  if (view.byteLength < POLICY_EVENT.size || view.getUint32(0, true) !== Kind.POLICY) return null;
+export function decodePolicyEvent(view: DataView, offset: number, length: number): PolicyDecision | null {
+  if (!fits(view, offset, length, POLICY_EVENT.size) || view.getUint32(offset, true) !== Kind.POLICY) return null;
   const P = POLICY_EVENT;
+  const o = offset;
   return {
     kind: Kind.POLICY,
-    family: view.getUint16(P.family, true),
-    proto: view.getUint16(P.proto, true),
-    tsNs: view.getBigUint64(P.ts_ns, true),
-    tgid: view.getUint32(P.tgid, true),
-    tid: view.getUint32(P.tid, true),
-    uid: view.getUint32(P.uid, true),
-    gid: view.getUint32(P.gid, true),
-    startNs: view.getBigUint64(P.start_ns, true),
-    cgroupId: view.getBigUint64(P.cgroup_id, true),
-    daddr: copyBytes(view, P.daddr, 16),
-    dport: view.getUint16(P.dport, true),
-    action: view.getUint8(P.action),
-    denied: view.getUint8(P.denied) === 1,
-    rule: view.getUint16(P.rule, true),
-    provider: view.getUint32(P.provider, true),
-    comm: decodeComm(new Uint8Array(view.buffer, view.byteOffset + P.comm, COMM_LEN)),
+    family: view.getUint16(o + P.family, true),
+    proto: view.getUint16(o + P.proto, true),
+    tsNs: view.getBigUint64(o + P.ts_ns, true),
+    tgid: view.getUint32(o + P.tgid, true),
+    tid: view.getUint32(o + P.tid, true),
+    uid: view.getUint32(o + P.uid, true),
+    gid: view.getUint32(o + P.gid, true),
+    startNs: view.getBigUint64(o + P.start_ns, true),
+    cgroupId: view.getBigUint64(o + P.cgroup_id, true),
+    daddr: copyBytes(view, o + P.daddr, 16),
+    dport: view.getUint16(o + P.dport, true),
+    action: view.getUint8(o + P.action),
+    denied: view.getUint8(o + P.denied) === 1,
+    rule: view.getUint16(o + P.rule, true),
+    provider: view.getUint32(o + P.provider, true),
+    comm: decodeCStringAt(view, o + P.comm, COMM_LEN),
   };
 }
 
@@ -224,17 +227,19 @@ const utf8 = new TextDecoder('utf-8');
 
 /** A NUL-terminated C string in a fixed-size field. */
 export function decodeCString(bytes: Uint8Array): string {
-  return decodeComm(bytes);
+  return decodeCStringAt(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength);
 }
 
-function decodeComm(bytes: Uint8Array): string {
+/** A NUL-terminated C string in the `size` bytes at `offset` of `view`. */
+export function decodeCStringAt(view: DataView, offset: number, size: number): string {
   // names are nearly always ASCII: build those directly (TextDecoder costs more than the
   // whole rest of a record's decoding for 16 bytes)
   let ascii = '';
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
+  for (let i = 0; i < size; i++) {
+    const b = view.getUint8(offset + i);
     if (b === 0) return ascii;
     if (b > 0x7e || b < 0x20) {
+      const bytes = copyBytes(view, offset, size);
       const end = bytes.indexOf(0);
       return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
     }
@@ -243,8 +248,8 @@ function decodeComm(bytes: Uint8Array): string {
   return ascii;
 }
 
+/** The struct busted_owner at `base` of `view`. */
 export function decodeOwner(view: DataView, base: number): Owner {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + base + OWNER.comm, COMM_LEN);
   return {
     tgid: view.getUint32(base + OWNER.tgid, true),
     tid: view.getUint32(base + OWNER.tid, true),
@@ -255,7 +260,7 @@ export function decodeOwner(view: DataView, base: number): Owner {
     exeIno: view.getBigUint64(base + OWNER.exe_ino, true),
     exeDev: view.getUint32(base + OWNER.exe_dev, true),
     ppid: view.getUint32(base + OWNER.ppid, true),
-    comm: decodeComm(bytes),
+    comm: decodeCStringAt(view, base + OWNER.comm, COMM_LEN),
   };
 }
 
@@ -285,57 +290,67 @@ function copyBytes(view: DataView, off: number, len: number): Uint8Array {
   return out;
 }
 
-/** Decodes one ring-buffer record; returns null when it is too short or of an unknown kind. */
-export function decodeRecord(view: DataView): KernelEvent | PayloadSample | PolicyDecision | ExecEvent | null {
-  if (view.byteLength < 4) return null;
-  const kind = view.getUint32(0, true);
-  if (kind === Kind.PAYLOAD) return decodePayload(view);
-  if (kind === Kind.POLICY) return decodePolicyEvent(view);
-  if (kind === Kind.EXEC) return decodeExecEvent(view);
-  return decodeEvent(view);
+/** A record of `length` bytes at `offset` holds a struct of `size` bytes, all inside `view`. */
+function fits(view: DataView, offset: number, length: number, size: number): boolean {
+  return length >= size && offset >= 0 && offset + size <= view.byteLength;
 }
 
-export function decodePayload(view: DataView): PayloadSample | null {
-  if (view.byteLength < PAYLOAD.size || view.getUint32(PAYLOAD.kind, true) !== Kind.PAYLOAD) return null;
-  const what = view.getUint8(PAYLOAD.what);
+/**
+ * Decodes the ring-buffer record of `length` bytes at `offset` of `view`; returns null when it is
+ * too short or of an unknown kind.
+ */
+export function decodeRecord(view: DataView, offset: number, length: number): KernelEvent | PayloadSample | PolicyDecision | ExecEvent | null {
+  if (!fits(view, offset, length, 4)) return null;
+  const kind = view.getUint32(offset, true);
+  if (kind === Kind.PAYLOAD) return decodePayload(view, offset, length);
+  if (kind === Kind.POLICY) return decodePolicyEvent(view, offset, length);
+  if (kind === Kind.EXEC) return decodeExecEvent(view, offset, length);
+  return decodeEvent(view, offset, length);
+}
+
+export function decodePayload(view: DataView, offset: number, length: number): PayloadSample | null {
+  if (!fits(view, offset, length, PAYLOAD.size) || view.getUint32(offset + PAYLOAD.kind, true) !== Kind.PAYLOAD) return null;
+  const o = offset;
+  const what = view.getUint8(o + PAYLOAD.what);
   if (what !== PayloadWhat.TLS && what !== PayloadWhat.DNS) return null;
-  const len = Math.min(view.getUint32(PAYLOAD.len, true), PAYLOAD_MAX);
+  const len = Math.min(view.getUint32(o + PAYLOAD.len, true), PAYLOAD_MAX);
   return {
     kind: Kind.PAYLOAD,
     what,
-    family: view.getUint16(PAYLOAD.family, true),
-    proto: view.getUint8(PAYLOAD.proto),
-    cookie: view.getBigUint64(PAYLOAD.cookie, true),
-    tsNs: view.getBigUint64(PAYLOAD.ts_ns, true),
-    offset: view.getUint32(PAYLOAD.offset, true),
-    total: view.getUint32(PAYLOAD.total, true),
-    saddr: copyBytes(view, PAYLOAD.saddr, 16),
-    daddr: copyBytes(view, PAYLOAD.daddr, 16),
-    sport: view.getUint16(PAYLOAD.sport, true),
-    dport: view.getUint16(PAYLOAD.dport, true),
-    data: copyBytes(view, PAYLOAD.data, len),
+    family: view.getUint16(o + PAYLOAD.family, true),
+    proto: view.getUint8(o + PAYLOAD.proto),
+    cookie: view.getBigUint64(o + PAYLOAD.cookie, true),
+    tsNs: view.getBigUint64(o + PAYLOAD.ts_ns, true),
+    offset: view.getUint32(o + PAYLOAD.offset, true),
+    total: view.getUint32(o + PAYLOAD.total, true),
+    saddr: copyBytes(view, o + PAYLOAD.saddr, 16),
+    daddr: copyBytes(view, o + PAYLOAD.daddr, 16),
+    sport: view.getUint16(o + PAYLOAD.sport, true),
+    dport: view.getUint16(o + PAYLOAD.dport, true),
+    data: copyBytes(view, o + PAYLOAD.data, len),
   };
 }
 
-export function decodeEvent(view: DataView): KernelEvent | null {
-  if (view.byteLength < EVENT.size) return null;
-  const kind = view.getUint32(EVENT.kind, true);
+export function decodeEvent(view: DataView, offset: number, length: number): KernelEvent | null {
+  if (!fits(view, offset, length, EVENT.size)) return null;
+  const o = offset;
+  const kind = view.getUint32(o + EVENT.kind, true);
   if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.CLOSE) return null;
   return {
     kind,
-    family: view.getUint16(EVENT.family, true),
-    proto: view.getUint16(EVENT.proto, true),
-    cookie: view.getBigUint64(EVENT.cookie, true),
-    tsNs: view.getBigUint64(EVENT.ts_ns, true),
-    owner: decodeOwner(view, EVENT.owner),
-    saddr: copyBytes(view, EVENT.saddr, 16),
-    daddr: copyBytes(view, EVENT.daddr, 16),
-    sport: view.getUint16(EVENT.sport, true),
-    dport: view.getUint16(EVENT.dport, true),
-    error: view.getInt32(EVENT.error, true),
-    connectNs: view.getBigUint64(EVENT.connect_ns, true),
-    tx: view.getBigUint64(EVENT.tx, true),
-    rx: view.getBigUint64(EVENT.rx, true),
+    family: view.getUint16(o + EVENT.family, true),
+    proto: view.getUint16(o + EVENT.proto, true),
+    cookie: view.getBigUint64(o + EVENT.cookie, true),
+    tsNs: view.getBigUint64(o + EVENT.ts_ns, true),
+    owner: decodeOwner(view, o + EVENT.owner),
+    saddr: copyBytes(view, o + EVENT.saddr, 16),
+    daddr: copyBytes(view, o + EVENT.daddr, 16),
+    sport: view.getUint16(o + EVENT.sport, true),
+    dport: view.getUint16(o + EVENT.dport, true),
+    error: view.getInt32(o + EVENT.error, true),
+    connectNs: view.getBigUint64(o + EVENT.connect_ns, true),
+    tx: view.getBigUint64(o + EVENT.tx, true),
+    rx: view.getBigUint64(o + EVENT.rx, true),
   };
 }
 

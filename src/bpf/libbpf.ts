@@ -1,8 +1,8 @@
 /**
  * koffi bindings to libbpf.so.1: one table of every native function with its exact C signature,
  * one loader whose error names every path it tried, and typed errors carrying the errno name and
- * libbpf's own message. Pointers to libbpf objects are opaque handles; their owners (object.ts,
- * ringbuf.ts) pair every open with a close.
+ * libbpf's own message. Pointers to libbpf objects are opaque handles; their owners (object.ts)
+ * pair every open with a close, as do the owners of mmap'd areas (ringbuf.ts, kstats.ts).
  */
 import koffi, { type LibraryHandle, type KoffiFunc } from 'koffi';
 import { constants as osConstants } from 'node:os';
@@ -66,8 +66,7 @@ function loadLibrary(): LibraryHandle {
   throw new LibbpfMissingError(LIBBPF_CANDIDATES, reasons);
 }
 
-// Prototypes used as callback types.
-const RingBufferSampleFn = koffi.proto('int busted_ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
+// Prototype used as a callback type.
 const LibbpfPrintFn = koffi.proto('int busted_libbpf_print_fn(int level, const char *fmt, void *args)');
 
 function bindAll(lib: LibraryHandle) {
@@ -104,10 +103,6 @@ function bindAll(lib: LibraryHandle) {
     ),
     bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
     bpf_link_get_fd_by_id: lib.func('int bpf_link_get_fd_by_id(uint32_t id)'),
-    // ring buffer
-    ring_buffer__new: lib.func('void *ring_buffer__new(int map_fd, busted_ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
-    ring_buffer__consume: lib.func('int ring_buffer__consume(void *rb)'),
-    ring_buffer__free: lib.func('void ring_buffer__free(void *rb)'),
     // library
     libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
     libbpf_strerror: lib.func('int libbpf_strerror(int err, _Out_ char *buf, size_t size)'),
@@ -144,18 +139,28 @@ export function libc(): Libc {
 }
 
 const PROT_READ = 1;
+const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 /** mmap's MAP_FAILED, ((void *)-1), as koffi.address() gives it. */
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
-/** Maps `length` bytes of `fd` read-only and shared; throws BpfError with errno on failure. */
-export function mmapReadOnly(op: string, fd: number, length: number, offset = 0): Ptr {
-  const addr = libc().mmap(null, length, PROT_READ, MAP_SHARED, fd, offset);
+function mmapShared(op: string, prot: number, fd: number, length: number, offset: number): Ptr {
+  const addr = libc().mmap(null, length, prot, MAP_SHARED, fd, offset);
   if (addr === null || koffi.address(addr) === MAP_FAILED) {
     const errno = koffi.errno() || osConstants.errno.EINVAL;
     throw new BpfError(op, errno, strerror(errno));
   }
   return addr;
+}
+
+/** Maps `length` bytes of `fd` read-only and shared; throws BpfError with errno on failure. */
+export function mmapReadOnly(op: string, fd: number, length: number, offset = 0): Ptr {
+  return mmapShared(op, PROT_READ, fd, length, offset);
+}
+
+/** Maps `length` bytes of `fd` readable, writable and shared; throws BpfError with errno on failure. */
+export function mmapReadWrite(op: string, fd: number, length: number, offset = 0): Ptr {
+  return mmapShared(op, PROT_READ | PROT_WRITE, fd, length, offset);
 }
 
 export function munmap(op: string, addr: Ptr, length: number): void {
@@ -234,5 +239,3 @@ export function checkPtr(op: string, ptr: Ptr): Ptr {
   }
   return ptr;
 }
-
-export { RingBufferSampleFn };

@@ -67,8 +67,8 @@ export class KernelProbe {
   private readonly ring: RingBuffer;
 
   private constructor(private readonly obj: BpfObject, opts: ProbeOptions) {
-    this.ring = new RingBuffer(obj.map('events'), (view) => {
-      const rec = decodeRecord(view);
+    this.ring = new RingBuffer(obj.map('events'), (view, offset, length) => {
+      const rec = decodeRecord(view, offset, length);
       if (rec === null) opts.onBadRecord?.();
       else if (rec.kind === Kind.PAYLOAD) opts.onPayload?.(rec);
       else if (rec.kind === Kind.POLICY) opts.onPolicy?.(rec);

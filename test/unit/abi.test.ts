@@ -97,7 +97,7 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   v.setUint16(EVENT.dport, 443, true);
   v.setBigUint64(EVENT.tx, 5n, true);
   v.setBigUint64(EVENT.rx, 7n, true);
-  const ev = decodeEvent(v)!;
+  const ev = decodeEvent(v, 0, v.byteLength)!;
   t.is(ev.kind, Kind.CLOSE);
   t.is(ev.cookie, 0x1234_5678_9abcn);
   t.is(ev.owner.tgid, 4242);
@@ -115,21 +115,21 @@ test('decodeRecord tells payload samples from lifecycle events and bounds len', 
   v.setUint8(PAYLOAD.what, PayloadWhat.DNS);
   v.setUint32(PAYLOAD.len, 3, true);
   new Uint8Array(v.buffer).set([9, 8, 7], PAYLOAD.data);
-  const s = decodeRecord(v);
+  const s = decodeRecord(v, 0, v.byteLength);
   t.is(s?.kind, Kind.PAYLOAD);
   t.deepEqual(s?.kind === Kind.PAYLOAD ? [...s.data] : null, [9, 8, 7]);
   v.setUint32(PAYLOAD.len, 99_999, true); // hostile length: capped at the buffer
-  const big = decodeRecord(v);
+  const big = decodeRecord(v, 0, v.byteLength);
   t.is(big?.kind === Kind.PAYLOAD ? big.data.length : -1, PAYLOAD_MAX);
   v.setUint8(PAYLOAD.what, 77);
-  t.is(decodeRecord(v), null);
+  t.is(decodeRecord(v, 0, v.byteLength), null);
 });
 
 test('decodeEvent refuses short records and unknown kinds instead of misreading them', (t) => {
-  t.is(decodeEvent(new DataView(new ArrayBuffer(EVENT.size - 1))), null);
+  t.is(decodeEvent(new DataView(new ArrayBuffer(EVENT.size - 1)), 0, EVENT.size - 1), null);
   const v = new DataView(new ArrayBuffer(EVENT.size));
   v.setUint32(0, 99, true);
-  t.is(decodeEvent(v), null);
+  t.is(decodeEvent(v, 0, v.byteLength), null);
 });
 
 test('IPv6 endpoints are bracketed and compressed like the canonical form; v4-mapped show as v4', (t) => {
