@@ -17,7 +17,8 @@
  *   tp_btf/sched_process_exec   remember each process's executable path (`execs`), so a
  *                               process that exits right after connecting keeps its exe.
  * Only lifecycle records and bounded payload samples cross the ring buffer; byte counters
- * stay in `traffic` and user space reads them in batches.
+ * stay in `traffic_slots`, an array user space maps read-only and scans without a syscall
+ * (a few sockets that find no free slot use the small `traffic` hash instead; busted.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -53,12 +54,26 @@ struct {
 	__type(value, struct busted_sock);
 } sockets SEC(".maps");
 
+/* Counters of tracked sockets, mapped by user space (busted.h: life of a slot). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BUSTED_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct busted_slot);
+} traffic_slots SEC(".maps");
+
+/* Counters of the sockets that found no free slot: normally empty. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, BUSTED_OVERFLOW_MAX);
 	__type(key, __u64); /* socket cookie */
 	__type(value, struct busted_traffic);
 } traffic SEC(".maps");
+
+/* Entries in `traffic` now. While it is 0, a socket missing from its slots is not looked up in
+ * the hash: untracked sockets that have a cookie pay K compares and no hash lookup. */
+__u64 overflow_entries = 0;
 
 /* LRU: a flow that never sends (an idle pooled connection) must not keep a newer flow from
  * being sampled; the flows evicted first are the ones that stayed silent longest. */
@@ -218,10 +233,96 @@ static __always_inline void addrs_from_btf(struct addrs *a, const struct sock *s
 	}
 }
 
+/* First candidate slot of a cookie. Cookies come from one global counter, so consecutive
+ * sockets have consecutive cookies: Fibonacci hashing spreads them (cookie & mask would pile a
+ * burst of long-lived sockets into one run of slots that every later run of cookies hits). */
+static __always_inline __u32 slot_hash(__u64 cookie)
+{
+	return (cookie * 0x9E3779B97F4A7C15ULL) >> (64 - BUSTED_SLOTS_SHIFT);
+}
+
+/* The slot that holds this cookie's counters, if any (probes the same slots as claim_slot). */
+static __always_inline struct busted_slot *slot_of(__u64 cookie)
+{
+	__u32 first = slot_hash(cookie);
+
+	for (__u32 i = 0; i < BUSTED_SLOT_PROBES; i++) {
+		__u32 idx = (first + i) & (BUSTED_SLOTS - 1);
+		struct busted_slot *slot = bpf_map_lookup_elem(&traffic_slots, &idx);
+
+		if (slot && slot->cookie == cookie)
+			return slot;
+	}
+	return NULL;
+}
+
+/* A tracked socket's counters: its slot, else the overflow hash. */
+static __always_inline struct busted_traffic *counters_of(__u64 cookie)
+{
+	struct busted_slot *slot = slot_of(cookie);
+
+	if (slot)
+		return &slot->counters;
+	if (!overflow_entries)
+		return NULL;
+	return bpf_map_lookup_elem(&traffic, &cookie);
+}
+
+/* Claims a free slot for a new socket (life of a slot: busted.h); 0 on success. */
+static __always_inline int claim_slot(__u64 cookie)
+{
+	__u32 first = slot_hash(cookie);
+
+	for (__u32 i = 0; i < BUSTED_SLOT_PROBES; i++) {
+		__u32 idx = (first + i) & (BUSTED_SLOTS - 1);
+		struct busted_slot *slot = bpf_map_lookup_elem(&traffic_slots, &idx);
+
+		if (!slot || slot->cookie != 0)
+			continue; /* a plain read first: no locked instruction on a taken slot */
+		if (__sync_val_compare_and_swap(&slot->cookie, 0, BUSTED_SLOT_BUSY) != 0)
+			continue; /* claimed by another CPU meanwhile */
+		/* owned (BUSY matches no socket): zeroing cannot meet a writer or fool a reader */
+		slot->counters.tx = 0;
+		slot->counters.rx = 0;
+		slot->counters.announced = 0;
+		__sync_lock_test_and_set(&slot->cookie, cookie); /* xchg: a full barrier after the zeroes */
+		return 0;
+	}
+	return -1;
+}
+
+/* Gives a socket's counters back: its slot (only if it still holds this cookie) or its hash entry. */
+static __always_inline void free_counters(__u64 cookie)
+{
+	struct busted_slot *slot = slot_of(cookie);
+
+	if (slot) {
+		__sync_val_compare_and_swap(&slot->cookie, cookie, 0);
+		return;
+	}
+	if (overflow_entries && bpf_map_delete_elem(&traffic, &cookie) == 0)
+		__sync_fetch_and_add(&overflow_entries, -1);
+}
+
+/* Counters for a new socket: a slot, else an entry of the overflow hash; 0 on success. */
+static __always_inline int alloc_counters(__u64 cookie)
+{
+	struct busted_traffic zero = {};
+
+	if (claim_slot(cookie) == 0)
+		return 0;
+	if (bpf_map_update_elem(&traffic, &cookie, &zero, BPF_NOEXIST))
+		return -1;
+	__sync_fetch_and_add(&overflow_entries, 1);
+	/* after the insert: user space reads the hash while this count differs from the one it
+	 * saw before its last read found the hash empty */
+	stat_inc(BUSTED_STAT_OVERFLOW);
+	return 0;
+}
+
 /* Process context (connect()): remember who owns the socket. */
 static __always_inline void track(__u64 cookie, __u16 proto)
 {
-	struct busted_traffic zero = {};
 	struct busted_hello hello = {};
 	struct busted_sock s = {};
 
@@ -234,7 +335,7 @@ static __always_inline void track(__u64 cookie, __u16 proto)
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
 	}
-	if (bpf_map_update_elem(&traffic, &cookie, &zero, BPF_NOEXIST)) {
+	if (alloc_counters(cookie)) {
 		bpf_map_delete_elem(&sockets, &cookie);
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
@@ -246,8 +347,9 @@ static __always_inline void track(__u64 cookie, __u16 proto)
 
 static __always_inline void untrack(__u64 cookie)
 {
-	bpf_map_delete_elem(&sockets, &cookie);
-	bpf_map_delete_elem(&traffic, &cookie);
+	if (bpf_map_delete_elem(&sockets, &cookie))
+		return; /* another hook untracked or finished it first */
+	free_counters(cookie);
 	bpf_map_delete_elem(&hellos, &cookie);
 }
 
@@ -292,26 +394,27 @@ static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
 	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
 }
 
-/* CLOSE or FAIL exactly once: only the hook that deletes the socket's entry reports it. */
-static __always_inline void finish(__u64 cookie, __u32 kind, const struct addrs *a, __s32 error)
+/*
+ * CLOSE or FAIL exactly once: only the hook that deletes the socket's entry reports it. `t` is
+ * the socket's counters (counters_of), read before that delete: the winner's slot is still its
+ * own then, and the final counts go out in the record before the slot is freed.
+ */
+static __always_inline void finish(__u64 cookie, const struct busted_traffic *t, __u32 kind,
+				   const struct addrs *a, __s32 error)
 {
-	struct busted_traffic *t;
 	struct busted_sock *s;
 	struct busted_sock copy;
-	__u64 tx = 0, rx = 0;
+	__u64 tx, rx;
 
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s)
 		return;
 	copy = *s; /* preallocated elements are reused as soon as they are deleted */
-	t = bpf_map_lookup_elem(&traffic, &cookie);
-	if (t) {
-		tx = t->tx;
-		rx = t->rx;
-	}
+	tx = t->tx;
+	rx = t->rx;
 	if (bpf_map_delete_elem(&sockets, &cookie))
 		return; /* another hook finished it first */
-	bpf_map_delete_elem(&traffic, &cookie);
+	free_counters(cookie);
 	bpf_map_delete_elem(&hellos, &cookie);
 	emit(cookie, &copy, kind, a, error, tx, rx);
 }
@@ -354,7 +457,7 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s)
 		return 0; /* untracked (a server's socket), or already finished by sock_release */
-	t = bpf_map_lookup_elem(&traffic, &cookie);
+	t = counters_of(cookie);
 	if (!t)
 		return 0;
 	addrs_from_btf(&a, sk);
@@ -364,10 +467,10 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	}
 	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
 	if (!t->announced) {
-		finish(cookie, BUSTED_EV_FAIL, &a, sk->sk_err);
+		finish(cookie, t, BUSTED_EV_FAIL, &a, sk->sk_err);
 		return 0;
 	}
-	finish(cookie, BUSTED_EV_CLOSE, &a, 0);
+	finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
 	return 0;
 }
 
@@ -387,7 +490,7 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 	cookie = cookie_of(sk);
 	if (!cookie)
 		return; /* never tracked: no cookie generated just to miss the lookup */
-	t = bpf_map_lookup_elem(&traffic, &cookie);
+	t = counters_of(cookie);
 	if (!t)
 		return;
 	if (is_rx) {
@@ -543,7 +646,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt
 static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
 {
 	struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
-	struct busted_traffic *t = bpf_map_lookup_elem(&traffic, &cookie);
+	struct busted_traffic *t = counters_of(cookie);
 	struct addrs a = {};
 
 	bpf_map_delete_elem(&hellos, &cookie);
@@ -941,24 +1044,24 @@ int busted_release(struct bpf_sock *ctx)
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s)
 		return 1; /* untracked: one lookup */
-	t = bpf_map_lookup_elem(&traffic, &cookie);
+	t = counters_of(cookie);
 	if (!t)
 		return 1;
 	addrs_from_sk(&a, sk);
 	if (ctx->protocol == IPPROTO_UDP) {
 		if (t->announced)
-			finish(cookie, BUSTED_EV_CLOSE, &a, 0);
+			finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
 		else
 			untrack(cookie); /* connected but never sent: not a flow */
 		return 1;
 	}
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !t->announced)) {
-		finish(cookie, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
+		finish(cookie, t, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}
 	announce(cookie, s, t, &a);
-	finish(cookie, BUSTED_EV_CLOSE, &a, 0);
+	finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
 	return 1;
 }
 

@@ -155,8 +155,10 @@ enum busted_payload_what {
 /* Indexes of the per-CPU `stats` array. */
 enum busted_stat {
 	BUSTED_STAT_LOST = 0,      /* ring-buffer records that could not be reserved */
-	BUSTED_STAT_UNTRACKED = 1, /* connects not tracked because `sockets` was full */
-	BUSTED_STAT_MAX = 2,
+	BUSTED_STAT_UNTRACKED = 1, /* connects not tracked because `sockets` (or the counters) was full */
+	BUSTED_STAT_OVERFLOW = 2,  /* sockets whose counters went to the `traffic` hash: no free slot
+				    * among their BUSTED_SLOT_PROBES candidates (incremented after the insert) */
+	BUSTED_STAT_MAX = 3,
 };
 
 /* Who owned a socket when it connected (captured in process context). 64 bytes. */
@@ -198,11 +200,39 @@ struct busted_hello {
 	__u32 _pad0;
 };
 
-/* Value of the `traffic` hash map, keyed by socket cookie. Counters only grow. 24 bytes. */
+/* A tracked socket's counters. Counters only grow. 24 bytes. */
 struct busted_traffic {
 	__u64 tx;
 	__u64 rx;
 	__u64 announced;  /* CONNECT emitted (set once, by a 64-bit compare-and-swap) */
+};
+
+/*
+ * The `traffic_slots` array (BPF_F_MMAPABLE, BUSTED_SLOTS entries) holds the counters of tracked
+ * sockets; user space maps it read-only and scans it without a syscall. A socket's slot is one of
+ * the BUSTED_SLOT_PROBES consecutive slots (wrapping) from a hash of its cookie (slot_hash() in
+ * busted.bpf.c); a socket that finds none of them free keeps its counters in the small `traffic`
+ * hash (keyed by cookie, value struct busted_traffic) and is counted in BUSTED_STAT_OVERFLOW.
+ *
+ * Life of a slot (readers must never see one cookie's counters go backwards):
+ *   free: cookie == 0.
+ *   claim: compare-and-swap 0 -> BUSTED_SLOT_BUSY (this writer owns it; it matches no socket),
+ *          zero the counters, then exchange BUSY -> cookie (publishes the zeroes first).
+ *   free:  compare-and-swap cookie -> 0, after the final counters were read. The counters keep
+ *          their last values until the next claim zeroes them behind BUSY.
+ * A reader reads cookie, tx, rx, then cookie again and takes the counters only when both reads
+ * give the same cookie (neither 0 nor BUSY): a cookie is published once and never comes back, so
+ * the counters read between them are that socket's. 32 bytes.
+ */
+#define BUSTED_SLOTS_SHIFT 16
+#define BUSTED_SLOTS (1 << BUSTED_SLOTS_SHIFT) /* as many as `sockets` holds */
+#define BUSTED_SLOT_PROBES 4                   /* candidate slots per cookie */
+#define BUSTED_OVERFLOW_MAX 8192               /* entries of the `traffic` hash */
+#define BUSTED_SLOT_BUSY 0xffffffffffffffffULL /* being claimed; never a socket's cookie */
+
+struct busted_slot {
+	__u64 cookie;     /* owner's socket cookie; 0 = free, BUSTED_SLOT_BUSY = being claimed */
+	struct busted_traffic counters;
 };
 
 /* The one ring-buffer record. 152 bytes. */

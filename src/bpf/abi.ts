@@ -118,7 +118,7 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
-export const Stat = { LOST: 0, UNTRACKED: 1, MAX: 2 } as const;
+export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, MAX: 3 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -173,6 +173,14 @@ export const PAYLOAD = {
 
 /** struct busted_traffic */
 export const TRAFFIC = { size: 24, tx: 0, rx: 8, announced: 16 } as const;
+
+/** struct busted_slot: one entry of the mmap'd `traffic_slots` array (busted.h: life of a slot). */
+export const SLOT = { size: 32, cookie: 0, counters: 8 } as const;
+export const SLOTS = 65536;
+export const SLOT_PROBES = 4;
+export const OVERFLOW_MAX = 8192;
+/** A slot's cookie while it is being claimed: never a socket's. */
+export const SLOT_BUSY = 0xffff_ffff_ffff_ffffn;
 
 /** struct busted_event */
 export const EVENT = {

@@ -76,7 +76,7 @@ export class KernelProbe {
       else opts.onEvent(rec);
     });
     obj.own(this.ring);
-    this.counters = new TrafficCounters(obj.map('traffic'));
+    this.counters = TrafficCounters.of(obj);
     this.stats = new PerCpuStats(obj.map('stats'));
     this.execs = obj.map('execs');
     this.enforcer = new Enforcer({
