@@ -6,7 +6,7 @@
  *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~9 min)
  *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~1 min)
  *
- * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-shared,
+ * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-default,churn-shared,
  * --busted PATH (the busted.js to run; default bin/busted.js of this checkout),
  * --out FILE (default bench/results.json), --bpf-stats (turn on kernel.bpf_stats_enabled while the
  * bench runs and report the kernel time of each busted program; this adds a little cost to every
@@ -16,10 +16,15 @@
  *   iperf-128k / iperf-1k: iperf3 throughput, 128 KiB and 1 KiB writes, one TCP stream.
  *   churn: connections per second of bench/churn.c (connect, send 64 B, receive 64 B, close),
  *     the load pinned to CPU 0 in both runs, busted free to run on any CPU.
+ *   churn-default: the same churn with busted as it runs by default (LLM flows only: the load,
+ *     which is not LLM traffic, is kept back and only counted). Every connection must be counted
+ *     in busted_connections_total{provider="none"} (scraped from --metrics before busted stops)
+ *     and none printed.
  *   churn-shared (information, no target): the same with busted pinned to the load's CPU too, so
  *     all of busted's user-space work comes out of the load's CPU time (the worst case).
  * Each figure: one discarded warm-up run, then N pairs of (baseline, monitored) runs, alternating.
- * A monitored run starts `node bin/busted.js --format json --all`, waits for its first line (the
+ * A monitored run starts `node bin/busted.js --format json --all` (churn-default: without --all,
+ * with --metrics on a free loopback port), waits for its first line (the
  * `session` record: everything attached), runs the load, then stops busted with SIGINT. busted's
  * output goes to a temporary file (nothing reads it while the load runs) and is counted afterwards:
  * records, `lost`, and the `connect`/`close` records of the load's pid, which must match the
@@ -31,6 +36,7 @@ import { createReadStream, existsSync, readdirSync, readFileSync, writeFileSync 
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -50,7 +56,7 @@ interface Options {
   bpfStats: boolean;
 }
 
-const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-shared'] as const;
+const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-default', 'churn-shared'] as const;
 type FigureId = (typeof FIGURE_IDS)[number];
 
 function usage(msg: string): never {
@@ -241,6 +247,8 @@ interface MonitorReport {
   lost: number;
   /** connect records of the load's pid without / with an error, and its close records */
   loadConnects: number;
+  /** default mode: busted_connections_total{provider="none"} counted while busted ran (null: --all) */
+  quietCounted: number | null;
   loadFailedConnects: number;
   loadCloses: number;
   /** CPU time busted used between its session record and SIGINT */
@@ -255,11 +263,12 @@ interface MonitorReport {
 let monitorSeq = 0;
 
 /** Starts busted and resolves once it printed its session record; `cpu` pins it (via taskset). */
-async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean): Promise<Monitor> {
+async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean, all: boolean): Promise<Monitor> {
   const file = join(tmp, `busted-${++monitorSeq}.jsonl`);
   const fh = await open(file, 'w');
   const t0 = performance.now();
-  const argv = [process.execPath, bustedPath, '--format', 'json', '--all'];
+  const metricsPort = all ? 0 : await freePort();
+  const argv = [process.execPath, bustedPath, '--format', 'json', ...(all ? ['--all'] : ['--metrics', `127.0.0.1:${metricsPort}`])];
   if (cpu !== null) argv.unshift('taskset', '-c', String(cpu)); // taskset execs node: same pid
   const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fh.fd, 'pipe'] }));
   await fh.close(); // the child holds its own copy of the descriptor
@@ -294,6 +303,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       // busted drains the ring buffer every 50 ms and once more when it stops; give it a moment
       if (!diedEarly) await sleep(250);
       const cpu1 = cpuSeconds(pid);
+      const quietCounted = all || diedEarly ? null : await noneConnections(metricsPort);
       const progs = bpfStats && !diedEarly ? progStats(pid) : null;
       if (!diedEarly) child.kill('SIGINT');
       const clean = await waitExit(child, 30_000);
@@ -303,6 +313,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       await rm(file, { force: true });
       return {
         ...report,
+        quietCounted,
         exitCode: child.exitCode,
         cpuSeconds: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 100) / 100 : null,
         progs,
@@ -310,6 +321,28 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       };
     },
   };
+}
+
+/** A free TCP port on 127.0.0.1 (for busted's --metrics). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  server.close();
+  return port;
+}
+
+/** busted_connections_total{provider="none"} summed over protocols, from busted's /metrics. */
+async function noneConnections(port: number): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    let n = 0;
+    for (const m of text.matchAll(/^busted_connections_total\{([^}]*)\} (\S+)$/gm)) if (m[1]!.includes('provider="none"')) n += Number(m[2]);
+    return n;
+  } catch {
+    return null;
+  }
 }
 
 async function countRecords(file: string, loadPid: number) {
@@ -440,16 +473,19 @@ interface Figure {
   show: (v: number) => string;
   /** pin busted to this CPU (null: let the scheduler place it) */
   bustedCpu: number | null;
+  /** run busted with --all (every flow printed) rather than as by default (LLM flows only) */
+  all: boolean;
 }
 
 const gbps = (bps: number) => `${(bps / 1e9).toFixed(2)} Gbit/s`;
 const cps = (v: number) => `${Math.round(v).toLocaleString('en-US')} conn/s`;
 
 const FIGURES: Figure[] = [
-  { id: 'iperf-128k', label: 'iperf3 loopback, 128 KiB writes', unit: 'bit/s', target: 0.97, load: (s) => iperf(s, '128K'), show: gbps, bustedCpu: null },
-  { id: 'iperf-1k', label: 'iperf3 loopback, 1 KiB writes', unit: 'bit/s', target: 0.92, load: (s) => iperf(s, '1K'), show: gbps, bustedCpu: null },
-  { id: 'churn', label: 'connect/send/recv/close churn', unit: 'conn/s', target: 0.95, load: churn, show: cps, bustedCpu: null },
-  { id: 'churn-shared', label: 'churn, busted on the same CPU', unit: 'conn/s', target: null, load: churn, show: cps, bustedCpu: CHURN_CPU },
+  { id: 'iperf-128k', label: 'iperf3 loopback, 128 KiB writes', unit: 'bit/s', target: 0.97, load: (s) => iperf(s, '128K'), show: gbps, bustedCpu: null, all: true },
+  { id: 'iperf-1k', label: 'iperf3 loopback, 1 KiB writes', unit: 'bit/s', target: 0.92, load: (s) => iperf(s, '1K'), show: gbps, bustedCpu: null, all: true },
+  { id: 'churn', label: 'connect/send/recv/close churn, busted --all', unit: 'conn/s', target: 0.95, load: churn, show: cps, bustedCpu: null, all: true },
+  { id: 'churn-default', label: 'churn, busted by default (LLM flows only)', unit: 'conn/s', target: 0.95, load: churn, show: cps, bustedCpu: null, all: false },
+  { id: 'churn-shared', label: 'churn, busted --all on the same CPU', unit: 'conn/s', target: null, load: churn, show: cps, bustedCpu: CHURN_CPU, all: true },
 ];
 
 interface MonitoredRun {
@@ -544,7 +580,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     base.push(b.value);
     log(`  run ${i + 1} baseline : ${fig.show(b.value)}`);
 
-    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats);
+    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats, fig.all);
     let m: LoadResult;
     try {
       m = await fig.load(opts.seconds);
@@ -553,7 +589,10 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
       throw err;
     }
     const rep = await busted.stop(m.pid);
-    const complete = rep.loadConnects === m.connections && rep.loadFailedConnects === m.failed && rep.lost === 0;
+    // --all: every connection printed; by default: none printed, every one counted as provider none
+    const complete = fig.all
+      ? rep.loadConnects === m.connections && rep.loadFailedConnects === m.failed && rep.lost === 0
+      : rep.loadConnects + rep.loadFailedConnects + rep.loadCloses === 0 && rep.lost === 0 && (rep.quietCounted ?? 0) >= m.connections + m.failed;
     mon.push({ value: m.value, connections: m.connections, failed: m.failed, startupMs: busted.startupMs, busted: rep, complete });
     const perConn = rep.cpuSeconds !== null && m.connections > 2 ? `, ${Math.round((rep.cpuSeconds * 1e6) / m.connections)} µs/connection` : '';
     const cpu = rep.cpuSeconds === null ? '?' : `${rep.cpuSeconds.toFixed(2)} s${perConn}`;
@@ -561,11 +600,13 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
       `  run ${i + 1} monitored: ${fig.show(m.value)}  (ratio ${(m.value / b.value).toFixed(3)}; busted: ${rep.records.toLocaleString('en-US')} records, ` +
         `lost ${rep.lost}, cpu ${cpu}, attach ${Math.round(busted.startupMs)} ms)`,
     );
-    log(
-      `      reported: ${rep.loadConnects.toLocaleString('en-US')}/${m.connections.toLocaleString('en-US')} connects of pid ${m.pid}` +
+    log(fig.all
+      ? `      reported: ${rep.loadConnects.toLocaleString('en-US')}/${m.connections.toLocaleString('en-US')} connects of pid ${m.pid}` +
         `, ${rep.loadCloses.toLocaleString('en-US')} closes, ${rep.loadFailedConnects}/${m.failed} failed connects, lost ${rep.lost}` +
-        ` -> ${complete ? 'all reported' : 'MISMATCH'}`,
-    );
+        ` -> ${complete ? 'all reported' : 'MISMATCH'}`
+      : `      not LLM traffic: ${rep.loadConnects + rep.loadCloses} records of pid ${m.pid} printed; counted as provider none: ` +
+        `${rep.quietCounted?.toLocaleString('en-US') ?? '?'} (load: ${(m.connections + m.failed).toLocaleString('en-US')}), lost ${rep.lost}` +
+        ` -> ${complete ? 'all counted' : 'MISMATCH'}`);
     if (rep.firstLostAfterMs !== null) log(`      first lost record ${(rep.firstLostAfterMs / 1000).toFixed(1)} s after busted attached`);
     if (rep.progs) {
       log(`      kernel: ${rep.progs.filter((p) => p.runs > 0).map((p) => {
@@ -685,7 +726,7 @@ async function main(): Promise<void> {
     log(`kernel.bpf_stats_enabled set to 1 for the bench (was ${bpfStatsBefore}); ratios from this run include its cost.`);
   }
   try {
-    if (figures.some((f) => f.id === 'churn')) await buildChurn();
+    if (figures.some((f) => f.id.startsWith('churn'))) await buildChurn();
     for (const fig of figures) results.push(await measure(fig, opts));
   } finally {
     restoreBpfStats();
@@ -696,7 +737,7 @@ async function main(): Promise<void> {
   log(`\n${table(results)}`);
   const kernelTable = bpfTable(results);
   if (kernelTable) log(`\nkernel time per program run (--bpf-stats; medians over the monitored runs, statistics overhead included):\n${kernelTable}`);
-  log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\`.`);
+  log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\` (churn-default: \`busted --format json --metrics PORT\`).`);
   const json = {
     date: started.toISOString(),
     durationS: Math.round((Date.now() - started.getTime()) / 1000),
