@@ -16,7 +16,7 @@ import { VERSION } from '../core/version.js';
 import { closeAllRecorders, type Recorder } from '../sinks/recorder.js';
 import { attachSinks, type KernelStats, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer, type Recording } from '../sinks/replay.js';
-import { App } from '../ui/App.js';
+import { App, type AppProps } from '../ui/App.js';
 import type { UiActions } from '../ui/actions.js';
 import type { UiOptions } from '../ui/source.js';
 import { liveKill, REPLAY_KILL, refuseInReplay } from './kill.js';
@@ -37,7 +37,12 @@ interface Source {
   notes(short?: boolean): string[];
   /** The kernel's lost count, map fill levels and ring-buffer use (live only, once attached). */
   kernelStats?(): KernelStats | null;
+  /** SIGHUP: re-read what can be re-read (the policy). */
+  reload?(): void;
 }
+
+type Notice = { text: string; level: 'info' | 'error' };
+type Say = (text: string, level?: Notice['level']) => void;
 
 function replaySource(flags: TopFlags, file: string): Source {
   const recording: Recording = readRecording(file);
@@ -70,7 +75,7 @@ function replaySource(flags: TopFlags, file: string): Source {
   };
 }
 
-function liveSource(flags: TopFlags): Source {
+function liveSource(flags: TopFlags, say: Say): Source {
   let engine: Engine | null = null;
   let publishKill: (rec: KillRecord) => void = () => {};
   return {
@@ -84,7 +89,7 @@ function liveSource(flags: TopFlags): Source {
       const catalog = loadCatalog(flags.providers);
       engine = await startEngine(store, {
         catalog, all: flags.all, intervalMs: flags.intervalMs, verbose: false,
-        policyFile: flags.policy, enforce: flags.enforce,
+        policyFile: flags.policy, enforce: flags.enforce, onWarning: (m) => say(m),
       });
       store.tick();
     },
@@ -101,6 +106,15 @@ function liveSource(flags: TopFlags): Source {
     }),
     killUnavailable: null,
     kernelStats: () => engine?.kernelStats() ?? null,
+    reload() {
+      if (!engine || !flags.policy) return;
+      try {
+        const warnings = engine.reloadPolicy();
+        say(`Reloaded the policy from ${flags.policy}${warnings.length ? ` (${warnings.length} warnings)` : ''}.`, 'info');
+      } catch (err) {
+        say(`${(err as Error).message}; the policy in force is unchanged.`);
+      }
+    },
     async verdict(target, action) {
       if (!engine) return { ok: false, message: 'busted is not attached yet.' };
       if (!engine.canEnforce) return { ok: false, message: 'Verdicts need the cgroup programs, which are not attached here: run busted doctor.' };
@@ -118,15 +132,32 @@ function liveSource(flags: TopFlags): Source {
 
 /** Reads the recording or starts the engine, then runs the UI until quit. Resolves to the exit code. */
 export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: SinkFlags = {}): Promise<number> {
-  const source = flags.replay !== null ? replaySource(flags, flags.replay) : liveSource(flags);
+  // the engine's warnings go to the status line as they come, and to stderr once the terminal is back
+  const warnings: string[] = [];
+  const listeners = new Set<(n: Notice) => void>();
+  const say: Say = (text, level = 'error') => {
+    if (level === 'error') {
+      if (warnings.length >= MAX_WARNINGS) warnings.shift();
+      warnings.push(text);
+    }
+    if (listeners.size === 0) pending = { text, level }; // before the screen is up: shown when it is
+    for (const l of listeners) l({ text, level });
+  };
+  let pending: Notice | null = null;
+  const notices = (l: (n: Notice) => void) => {
+    listeners.add(l);
+    if (pending) l(pending);
+    pending = null;
+    return () => void listeners.delete(l);
+  };
+  const source = flags.replay !== null ? replaySource(flags, flags.replay) : liveSource(flags, say);
   if (!process.stdout.isTTY || !process.stdin.isTTY) {
     throw topUsageError('busted-top needs a terminal on stdin and stdout; for pipes use busted --format json');
   }
   const store = new Store(source.clock);
-  const warnings: string[] = []; // said on stderr once the terminal is restored
   const sinks = await attachSinks(store, {
     ...sinkFlags,
-    onWarning: (m) => warnings.push(m),
+    onWarning: (m) => say(m),
     stats: () => {
       const k = source.kernelStats?.() ?? null; // lost: the larger of the table's and the kernel's count
       return k ? { ...k, lost: Math.max(store.table.lost, k.lost) } : { lost: store.table.lost, maps: [] };
@@ -134,17 +165,24 @@ export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: Sin
   });
   await source.start(store);
   try {
-    return await runUi(flags, source, store, sinks.recorder, screen, () => sinks.reopen());
+    return await runUi(flags, source, store, sinks.recorder, screen, () => {
+      sinks.reopen();
+      source.reload?.();
+    }, notices);
   } finally {
     await sinks.close();
     for (const w of warnings) process.stderr.write(`busted-top: ${w}\n`);
   }
 }
 
+/** Engine warnings kept for stderr at exit (the latest). */
+const MAX_WARNINGS = 50;
+
 /**
  * What SIGHUP means: the terminal hung up (closed window, lost ssh connection) when stdin or
  * stdout is no longer a terminal, so busted-top quits; otherwise someone sent it on purpose
- * (logrotate's postrotate, `kill -HUP`), so the recording is reopened and busted-top goes on.
+ * (logrotate's postrotate, `kill -HUP`), so the recording is reopened, --policy is re-read and
+ * busted-top goes on.
  */
 export function hangupAction(terminalAlive: boolean): 'quit' | 'reopen' {
   return terminalAlive ? 'reopen' : 'quit';
@@ -155,6 +193,7 @@ const terminalAlive = (): boolean => isatty(0) && isatty(1);
 
 async function runUi(
   flags: TopFlags, source: Source, store: Store, recorder: Recorder | null, screen: FullScreen, reopen: () => void,
+  notices: AppProps['notices'],
 ): Promise<number> {
   let instance: Instance | null = null;
   const quit = (): void => instance?.unmount();
@@ -181,6 +220,7 @@ async function runUi(
         killUnavailable: source.killUnavailable }}
       showAll={flags.all}
       notice={source.notes().length > 0 ? { text: source.notes(true).join(' '), level: 'error' } : undefined}
+      notices={notices}
     />,
     { exitOnCtrlC: false },
   );

@@ -2,7 +2,7 @@
  * The busted-top screen. Snapshots enter through useSyncExternalStore; every tick becomes a
  * reducer action; everything the user can do goes through KeyInput and the injected actions.
  */
-import React, { useMemo, useReducer, useSyncExternalStore } from 'react';
+import React, { useEffect, useMemo, useReducer, useSyncExternalStore } from 'react';
 import { Box, useApp } from 'ink';
 import type { StoreSnapshot } from '../core/store.js';
 import type { UiActions } from './actions.js';
@@ -29,6 +29,8 @@ export interface AppProps {
   showAll: boolean;
   /** Shown on the status line at start (e.g. problems found in a recording). */
   notice?: { text: string; level: 'info' | 'error' };
+  /** Later news for the status line (the engine's warnings, a policy reload); returns an unsubscribe. */
+  notices?: (listener: (n: { text: string; level: 'info' | 'error' }) => void) => () => void;
   /** Fixed size instead of the terminal's (tests, benchmarks). */
   size?: TerminalSize;
 }
@@ -46,6 +48,8 @@ export function App(props: AppProps): React.JSX.Element {
   // A new snapshot becomes a tick during this render (React re-runs the render at once, before
   // committing), so each refresh draws one frame, never a stale one followed by the real one.
   if (snapshot !== state.live.snapshot) dispatch({ type: 'tick', snapshot });
+  const { notices } = props;
+  useEffect(() => notices?.((n) => dispatch({ type: 'status', text: n.text, level: n.level })), [notices]);
   const { exit } = useApp();
   const actions = useMemo<UiActions>(
     () => ({ ...props.actions, quit: () => { props.actions.quit(); exit(); } }),

@@ -107,3 +107,29 @@ kernelTest('busted-top: SIGHUP reopens the recording (moved away by logrotate) a
   t.false(moved.truncatedLastLine, 'the recording ends with a whole line');
   t.true(connectsOf(recording, after).length === 1);
 });
+
+kernelTest('busted-top: SIGHUP re-reads --policy; a bad file keeps the policy in force; both said on the status line', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-hup-policy-'));
+  const policy = path.join(dir, 'p.yaml');
+  fs.writeFileSync(policy, 'rules:\n  - name: audit-curl\n    match: {comm: curl}\n    action: audit\n');
+  const tm = new Tmux('hup-policy');
+  t.teardown(() => {
+    tm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  tm.start(`sh -c 'env CI=true ${process.execPath} ${ROOT}bin/busted-top.js --interval 500 --policy ${policy}; echo "EXIT=$?"; sleep 60'`, 200, 30);
+  await tm.waitFor((s) => /^busted-top {2}AUDIT/m.test(s) && /up \d+s/.test(s), 'busted-top attached', 30_000);
+  const pid = bustedTopPid(tm);
+
+  fs.writeFileSync(policy, 'rules:\n  - name: broken\n    action: explode\n');
+  process.kill(pid, 'SIGHUP');
+  const bad = (await tm.waitFor((s) => /policy in force is unchanged/.test(s), 'the refusal on the status line')).join('\n');
+  t.regex(bad, /p\.yaml/, `the message names the file: ${bad}`);
+  t.true(alive(pid));
+
+  fs.writeFileSync(policy, 'rules:\n  - name: audit-wget\n    match: {comm: wget}\n    action: audit\n');
+  process.kill(pid, 'SIGHUP');
+  await tm.waitFor((s) => s.includes(`Reloaded the policy from ${policy}`), 'the reload on the status line');
+  t.true(alive(pid), 'busted-top is still running');
+  t.notRegex(tm.text(), /EXIT=/);
+});
