@@ -178,7 +178,7 @@ export const TRAFFIC = { size: 24, tx: 0, rx: 8, announced: 16 } as const;
 export const SLOT = { size: 32, cookie: 0, counters: 8 } as const;
 export const SLOTS = 65536;
 export const SLOT_PROBES = 4;
-export const OVERFLOW_MAX = 8192;
+export const OVERFLOW_MAX = 16384;
 /** A slot's cookie while it is being claimed: never a socket's. */
 export const SLOT_BUSY = 0xffff_ffff_ffff_ffffn;
 

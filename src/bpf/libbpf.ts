@@ -103,6 +103,7 @@ function bindAll(lib: LibraryHandle) {
     ),
     bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
     bpf_link_get_fd_by_id: lib.func('int bpf_link_get_fd_by_id(uint32_t id)'),
+    bpf_map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32_t id)'),
     // library
     libbpf_num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
     libbpf_strerror: lib.func('int libbpf_strerror(int err, _Out_ char *buf, size_t size)'),

@@ -4,7 +4,8 @@
  * close records are drained and busted's retention (10 s for closed flows and idle processes) has
  * passed, everything per socket or per process must be gone again:
  * - busted's kernel maps `sockets`, `traffic`, `hellos`, `cut_socks`, `proc_verdicts` hold at most
- *   a handful of entries (counted with bpftool through busted's own map descriptors);
+ *   a handful of entries (counted with bpftool through busted's own map descriptors), and at most
+ *   a handful of the counter slots (`traffic_slots`, mapped through its id) still hold a cookie;
  * - the metrics endpoint reports no open connections (the metrics sink's flow table is empty)
  *   and at most a few per-process series;
  * - busted's RSS stays under 512 MiB (a table keeping every connection would pass that). It does
@@ -17,7 +18,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import type { ExecutionContext } from 'ava';
-import { entryCounts, mapsOf, SOCKET_MAPS } from '../helpers/bpfmaps.js';
+import { entryCounts, mapsOf, SlotsView, SOCKET_MAPS } from '../helpers/bpfmaps.js';
 import { startBustedToFile, waitQuiet } from '../helpers/busted-file.js';
 import { runChurns, type ChurnResult } from '../helpers/churn.js';
 import { kernelTest } from '../helpers/kernel.js';
@@ -48,7 +49,12 @@ kernelTest('soak: 200k short connections leave no map entries, open flows or pro
   const b = await startBustedToFile(['--metrics', `127.0.0.1:${port}`]);
   t.teardown(() => void b.stop());
   const maps = await mapsOf(b.pid);
+  const slotsMap = maps.get('traffic_slots');
+  if (!slotsMap) throw new Error('busted holds no map named traffic_slots');
+  const slots = SlotsView.open(slotsMap);
+  t.teardown(() => slots.close());
   const before = await entryCounts(maps, SOCKET_MAPS);
+  const slotsBefore = slots.inUse();
   await sleep(1000);
   const rss0 = rssKiB(b.pid);
 
@@ -59,19 +65,23 @@ kernelTest('soak: 200k short connections leave no map entries, open flows or pro
   t.log(`${connections} connections from ${load.length} processes in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   t.true(connections >= 200_000, `only ${connections} connections`);
   const during = await entryCounts(maps, SOCKET_MAPS);
+  const slotsDuring = slots.inUse();
 
   await waitQuiet(b, 1000, 60_000); // the close records are out
   await sleep(RETENTION_MS + 2000); // busted's pruning (every tick) has passed the retention
   const after = await entryCounts(maps, SOCKET_MAPS);
+  const slotsAfter = slots.inUse();
   const rss1 = rssKiB(b.pid);
   const text = await scrape(port);
   const open = [...text.matchAll(/^busted_connections_open\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
   const series = new Set([...text.matchAll(/^busted_process_bytes_total\{pid="(\d+)"/gm)].map((m) => m[1])).size;
   const lost = Number(/^busted_kernel_lost_events_total (\d+)/m.exec(text)?.[1] ?? 0);
   t.log(`map entries before ${JSON.stringify(before)}, right after the load ${JSON.stringify(during)}, after ${JSON.stringify(after)}`);
+  t.log(`counter slots in use: before ${slotsBefore}, right after the load ${slotsDuring}, after ${slotsAfter}`);
   t.log(`metrics: open connections ${open}, per-process series ${series}, lost ${lost}; RSS ${rss0} KiB -> ${rss1} KiB`);
 
   for (const name of SOCKET_MAPS) t.true(after[name]! <= MAX_LEFT, `${name} still holds ${after[name]} entries`);
+  t.true(slotsAfter <= MAX_LEFT, `${slotsAfter} counter slots still hold a cookie`);
   t.true(open <= MAX_LEFT, `the metrics still count ${open} open connections`);
   t.true(series <= 21, `${series} per-process series (top 20 + other)`);
   t.true(rss1 <= 512 * 1024, `RSS grew from ${rss0} KiB to ${rss1} KiB`);

@@ -1,10 +1,14 @@
 /**
  * The kernel maps of a running busted, seen from outside with bpftool: found through the map
  * descriptors in /proc/PID/fdinfo (so another busted on the machine is never confused with it),
- * counted with `bpftool -j map dump`. Used by the overload and soak tests and the benchmarks.
+ * counted with `bpftool -j map dump`, and the counter slots through a mapping of their own. Used by
+ * the overload and soak tests and the benchmarks.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import koffi from 'koffi';
+import { SLOT } from '../../src/bpf/abi.js';
+import { libbpf, mmapReadWrite, munmap, type Ptr } from '../../src/bpf/libbpf.js';
 
 export interface MapInfo {
   id: number;
@@ -66,5 +70,72 @@ export async function perCpuSum(id: number, index: number): Promise<number> {
   return slot.formatted.values.reduce((s, v) => s + Number(v.value), 0);
 }
 
-/** The maps whose entries belong to sockets or processes: they must empty again after a load. */
+/** The maps whose entries belong to sockets or processes: they must empty again after a load
+ * (`traffic` is the counters' overflow hash; the slots are counted with SlotsView). */
 export const SOCKET_MAPS = ['sockets', 'traffic', 'hellos', 'cut_socks', 'proc_verdicts'] as const;
+
+/**
+ * busted's `traffic_slots` array seen from outside: opened by map id and mapped writable, to count
+ * the slots in use and to take free slots away from the kernel (and give them back), the way
+ * the kernel claims them: a compare-and-swap on the cookie (Atomics on the shared mapping).
+ */
+export class SlotsView {
+  private readonly cookies: BigUint64Array;
+
+  private constructor(
+    private readonly fd: number,
+    private readonly addr: Ptr,
+    private readonly length: number,
+  ) {
+    this.cookies = new BigUint64Array(koffi.view(addr, length));
+  }
+
+  static open(map: MapInfo): SlotsView {
+    const fd = libbpf().bpf_map_get_fd_by_id(map.id) as number;
+    if (fd < 0) throw new Error(`bpf_map_get_fd_by_id(${map.id}) failed: ${-fd}`);
+    const length = map.maxEntries * SLOT.size;
+    try {
+      return new SlotsView(fd, mmapReadWrite(`mmap(${map.name})`, fd, length), length);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  private get count(): number {
+    return this.length / SLOT.size;
+  }
+
+  private cookieIndex(slot: number): number {
+    return (slot * SLOT.size + SLOT.cookie) / 8;
+  }
+
+  /** Slots whose cookie is neither 0 (free) nor `except`. */
+  inUse(except = 0n): number {
+    let n = 0;
+    for (let s = 0; s < this.count; s++) {
+      const c = Atomics.load(this.cookies, this.cookieIndex(s));
+      if (c !== 0n && c !== except) n++;
+    }
+    return n;
+  }
+
+  /** Every free slot gets cookie `fake` (never a socket's); returns how many. */
+  takeFree(fake: bigint): number {
+    let n = 0;
+    for (let s = 0; s < this.count; s++) if (Atomics.compareExchange(this.cookies, this.cookieIndex(s), 0n, fake) === 0n) n++;
+    return n;
+  }
+
+  /** The slots holding `fake` are free again; returns how many. */
+  giveBack(fake: bigint): number {
+    let n = 0;
+    for (let s = 0; s < this.count; s++) if (Atomics.compareExchange(this.cookies, this.cookieIndex(s), fake, 0n) === fake) n++;
+    return n;
+  }
+
+  close(): void {
+    munmap('munmap(traffic_slots)', this.addr, this.length);
+    fs.closeSync(this.fd);
+  }
+}
