@@ -222,7 +222,11 @@ struct busted_traffic {
  *          their last values until the next claim zeroes them behind BUSY.
  * A reader reads cookie, tx, rx, then cookie again and takes the counters only when both reads
  * give the same cookie (neither 0 nor BUSY): a cookie is published once and never comes back, so
- * the counters read between them are that socket's. 32 bytes.
+ * the counters read between them are that socket's. Not prevented (as with the hash's reused
+ * elements before): a hook that found a socket's slot while another CPU finishes that socket may
+ * still add to it, or set `announced`, after it was freed and claimed again; counters still only
+ * grow, and the slot must be claimed again within those nanoseconds (one in 16,384 new sockets
+ * lands on one of its 4). 32 bytes.
  */
 /* Sizes: with 4 candidates, a simulation of sockets piling up (cookies with random gaps) puts 28
  * of 16,384 live sockets in the hash, 700 of 32,768 and 10,900 of 65,536: the hash's 16,384
