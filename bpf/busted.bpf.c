@@ -45,7 +45,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space between open and load. */
-const volatile struct busted_config cfg = { .self_tgid = 0, .udp_port = 443, .sample_payload = 1 };
+const volatile struct busted_config cfg = { .self_tgid = 0, .udp_port = 443, .sample_payload = 1, .quiet = 0 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -70,6 +70,14 @@ struct {
 	__type(key, __u64); /* socket cookie */
 	__type(value, struct busted_traffic);
 } traffic SEC(".maps");
+
+/* Newest DNS answer sampled / applied by user space (BUSTED_DNS_*; config.quiet). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} dns_sync SEC(".maps");
 
 /* Entries in `traffic` now. While it is 0, a socket missing from its slots is not looked up in
  * the hash: untracked sockets that have a cookie pay K compares and no hash lookup. */
@@ -381,6 +389,47 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 }
 
 /*
+ * config.quiet (busted without --all shows LLM flows only): whether user space could call this
+ * TCP connection LLM traffic, judged when it is established (or fails). True for a local model
+ * server's port, an address in llm_v4/llm_v6 (catalog ranges; addresses learned from DNS answers
+ * and SNI), and while a DNS answer user space has not applied yet is about (dns_sync). Anything
+ * else is kept back unless its first payload starts a TLS handshake (handle_egress), whose SNI
+ * user space judges. UDP flows (QUIC to udp_port) are always reported.
+ */
+static __always_inline int worth_reporting(const struct busted_sock *s, const struct addrs *a)
+{
+	__u64 *seen, *applied;
+	__u32 key;
+
+	if (!cfg.quiet || s->proto != IPPROTO_TCP)
+		return 1;
+	for (int i = 0; i < BUSTED_MODEL_PORTS; i++) {
+		if (cfg.model_ports[i] == 0)
+			break;
+		if (cfg.model_ports[i] == a->dport)
+			return 1;
+	}
+	if (a->family == AF_INET) {
+		struct busted_lpm4 k4 = { .prefixlen = 32 };
+
+		__builtin_memcpy(k4.addr, a->daddr, 4);
+		if (bpf_map_lookup_elem(&llm_v4, &k4))
+			return 1;
+	} else {
+		struct busted_lpm6 k6 = { .prefixlen = 128 };
+
+		__builtin_memcpy(k6.addr, a->daddr, 16);
+		if (bpf_map_lookup_elem(&llm_v6, &k6))
+			return 1;
+	}
+	key = BUSTED_DNS_SEEN;
+	seen = bpf_map_lookup_elem(&dns_sync, &key);
+	key = BUSTED_DNS_APPLIED;
+	applied = bpf_map_lookup_elem(&dns_sync, &key);
+	return seen && applied && *seen > *applied;
+}
+
+/*
  * CONNECT is emitted exactly once, by the first hook that sees the socket established:
  * normally the ESTABLISHED transition, else its first send or its release. Tracing programs
  * skip runs that nest on one CPU (a softirq interrupting the same program: "recursion
@@ -389,7 +438,11 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
 				     struct busted_traffic *t, const struct addrs *a)
 {
-	if (__sync_val_compare_and_swap(&t->announced, 0, 1) != 0)
+	if (!worth_reporting(s, a)) {
+		__sync_val_compare_and_swap(&t->announced, BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_QUIET);
+		return;
+	}
+	if (__sync_val_compare_and_swap(&t->announced, BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES) != BUSTED_ANNOUNCED_NO)
 		return;
 	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
 }
@@ -404,7 +457,7 @@ static __always_inline void finish(__u64 cookie, const struct busted_traffic *t,
 {
 	struct busted_sock *s;
 	struct busted_sock copy;
-	__u64 tx, rx;
+	__u64 tx, rx, announced;
 
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s)
@@ -412,10 +465,19 @@ static __always_inline void finish(__u64 cookie, const struct busted_traffic *t,
 	copy = *s; /* preallocated elements are reused as soon as they are deleted */
 	tx = t->tx;
 	rx = t->rx;
+	announced = t->announced;
 	if (bpf_map_delete_elem(&sockets, &cookie))
 		return; /* another hook finished it first */
 	free_counters(cookie);
 	bpf_map_delete_elem(&hellos, &cookie);
+	if (announced == BUSTED_ANNOUNCED_QUIET) {
+		stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
+		return;
+	}
+	if (kind == BUSTED_EV_FAIL && !worth_reporting(&copy, a)) {
+		stat_inc(BUSTED_STAT_QUIET_FAILED);
+		return;
+	}
 	emit(cookie, &copy, kind, a, error, tx, rx);
 }
 
@@ -602,7 +664,7 @@ static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
 
 /* Copies up to BUSTED_PAYLOAD_MAX bytes at payload offset `from` into one ring record. */
 static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt *p, __u64 cookie,
-					 __u8 what, __u32 from, __u32 stream_off)
+					 __u8 what, __u32 from, __u32 stream_off, __u64 ts)
 {
 	struct busted_payload *e;
 	__u64 n; /* 64-bit: a 32-bit copy would be checked while the unchecked original is passed */
@@ -622,7 +684,7 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt
 	e->what = what;
 	e->proto = p->proto;
 	e->cookie = cookie;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = ts;
 	e->offset = stream_off;
 	e->total = p->payload_len;
 	e->_pad0 = 0;
@@ -640,6 +702,33 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt
 		e->len = n;
 	}
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
+}
+
+/*
+ * config.quiet: a TCP flow kept back (or not announced yet) whose first payload starts a TLS
+ * handshake is reported now, before its ClientHello sample: user space judges it by its SNI.
+ */
+static __always_inline void promote_tls(const struct pkt *p, __u64 cookie)
+{
+	struct busted_traffic *t = counters_of(cookie);
+	struct busted_sock *s;
+	struct addrs a = {};
+	__u64 was;
+
+	if (!t)
+		return;
+	was = t->announced;
+	if (was == BUSTED_ANNOUNCED_YES)
+		return;
+	s = bpf_map_lookup_elem(&sockets, &cookie);
+	if (!s || __sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) != was)
+		return;
+	__builtin_memcpy(a.saddr, p->saddr, 16);
+	__builtin_memcpy(a.daddr, p->daddr, 16);
+	a.family = p->family;
+	a.sport = p->sport;
+	a.dport = p->dport;
+	emit(cookie, s, BUSTED_EV_CONNECT, &a, 0, 0, 0);
 }
 
 /* First packet of a tracked UDP socket: its CONNECT, unless its first send announced it. */
@@ -708,6 +797,8 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 			return;
 		}
 		h->started = 1;
+		if (cfg.quiet)
+			promote_tls(&p, cookie);
 		h->first_seq = p.seq;
 		h->need = 5 + (((__u32)head[3] << 8) | head[4]);
 		if (h->need > BUSTED_HELLO_MAX)
@@ -723,7 +814,7 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 
 		if (from >= p.payload_len || off + from >= h->need)
 			break;
-		emit_payload(skb, &p, cookie, BUSTED_PL_TLS, from, off + from);
+		emit_payload(skb, &p, cookie, BUSTED_PL_TLS, from, off + from, bpf_ktime_get_ns());
 	}
 	if (off + p.payload_len >= h->need)
 		bpf_map_delete_elem(&hellos, &cookie);
@@ -751,10 +842,26 @@ int busted_egress(struct __sk_buff *skb)
 	return 1;
 }
 
+/* dns_sync[BUSTED_DNS_SEEN] = max(itself, ts): compare-and-swap, retried once if another CPU
+ * moved it meanwhile (a second loss means that CPU wrote a time at least as new). */
+static __always_inline void dns_seen(__u64 ts)
+{
+	__u32 key = BUSTED_DNS_SEEN;
+	__u64 *seen = bpf_map_lookup_elem(&dns_sync, &key);
+
+	for (int i = 0; seen && i < 2; i++) {
+		__u64 old = *seen;
+
+		if (old >= ts || __sync_val_compare_and_swap(seen, old, ts) == old)
+			return;
+	}
+}
+
 static __always_inline void handle_ingress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
 	struct pkt p = {};
+	__u64 ts;
 
 	if (!cfg.sample_payload || !sk)
 		return;
@@ -764,8 +871,11 @@ static __always_inline void handle_ingress(struct __sk_buff *skb)
 		return;
 	if (parse_pkt(skb, &p) || p.sport != DNS_PORT || p.payload_len == 0)
 		return;
+	ts = bpf_ktime_get_ns();
+	if (cfg.quiet)
+		dns_seen(ts); /* before the sample, and before the resolver can read the answer */
 	/* one sample per message: answers longer than BUSTED_PAYLOAD_MAX are cut (and parsed as far as they go) */
-	emit_payload(skb, &p, bpf_get_socket_cookie(skb), BUSTED_PL_DNS, 0, 0);
+	emit_payload(skb, &p, bpf_get_socket_cookie(skb), BUSTED_PL_DNS, 0, 0, ts);
 }
 
 SEC("cgroup_skb/ingress")

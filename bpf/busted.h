@@ -10,11 +10,18 @@
 #define BUSTED_COMM_LEN 16
 
 /* Load-time configuration: the object's only .rodata variable (`cfg`), set between open and load. */
+#define BUSTED_MODEL_PORTS 16
+
 struct busted_config {
 	__u32 self_tgid;      /* busted's own sockets are not reported */
 	__u16 udp_port;       /* connected UDP sockets to this port are flows (QUIC); 0 = none */
 	__u8 sample_payload;  /* ClientHello and DNS samples on (1) or off (0) */
-	__u8 _pad0;
+	/* LLM flows only (busted without --all): a TCP connection that cannot be LLM traffic as far
+	 * as the kernel can tell (see worth_reporting in busted.bpf.c) is not reported, only counted
+	 * in BUSTED_STAT_QUIET / BUSTED_STAT_QUIET_FAILED, unless its first payload starts a TLS
+	 * handshake: then its CONNECT goes out before the ClientHello sample, for user space to judge */
+	__u8 quiet;
+	__u16 model_ports[BUSTED_MODEL_PORTS]; /* ports of local model servers (catalog); 0 = unused */
 };
 
 /* Ring-buffer record kinds. */
@@ -158,7 +165,9 @@ enum busted_stat {
 	BUSTED_STAT_UNTRACKED = 1, /* connects not tracked because `sockets` (or the counters) was full */
 	BUSTED_STAT_OVERFLOW = 2,  /* sockets whose counters went to the `traffic` hash: no free slot
 				    * among their BUSTED_SLOT_PROBES candidates (incremented after the insert) */
-	BUSTED_STAT_MAX = 3,
+	BUSTED_STAT_QUIET = 3,     /* config.quiet: connections closed without being reported */
+	BUSTED_STAT_QUIET_FAILED = 4, /* config.quiet: failed connects not reported */
+	BUSTED_STAT_MAX = 5,
 };
 
 /* Who owned a socket when it connected (captured in process context). 64 bytes. */
@@ -200,11 +209,25 @@ struct busted_hello {
 	__u32 _pad0;
 };
 
+/* The `dns_sync` array (two __u64): [BUSTED_DNS_SEEN] is the time (bpf_ktime_get_ns) of the
+ * newest DNS answer sampled, written by the kernel; [BUSTED_DNS_APPLIED] the time of the newest
+ * one user space has applied (addresses it names entered in llm_v4/llm_v6), written by user space.
+ * While SEEN > APPLIED, a connect may go to an address user space has yet to learn: config.quiet
+ * then reports every connection. */
+#define BUSTED_DNS_SEEN 0
+#define BUSTED_DNS_APPLIED 1
+
+/* busted_traffic.announced: NO -> YES (CONNECT emitted), or NO -> QUIET (config.quiet: not
+ * reported) and later QUIET -> YES if the flow turns out to start a TLS handshake. */
+#define BUSTED_ANNOUNCED_NO 0
+#define BUSTED_ANNOUNCED_YES 1
+#define BUSTED_ANNOUNCED_QUIET 2
+
 /* A tracked socket's counters. Counters only grow. 24 bytes. */
 struct busted_traffic {
 	__u64 tx;
 	__u64 rx;
-	__u64 announced;  /* CONNECT emitted (set once, by a 64-bit compare-and-swap) */
+	__u64 announced;  /* BUSTED_ANNOUNCED_* (each change by a 64-bit compare-and-swap) */
 };
 
 /*

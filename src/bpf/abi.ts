@@ -118,13 +118,17 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
-export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, MAX: 3 } as const;
+export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, QUIET: 3, QUIET_FAILED: 4, MAX: 5 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
 /** struct busted_config: the object's only .rodata variable, at offset 0. */
-export const CONFIG = { size: 8, self_tgid: 0, udp_port: 4, sample_payload: 6 } as const;
+export const CONFIG = { size: 40, self_tgid: 0, udp_port: 4, sample_payload: 6, quiet: 7, model_ports: 8 } as const;
+/** Entries of busted_config.model_ports (u16 each). */
+export const MODEL_PORTS = 16;
+/** Keys of the `dns_sync` array (u64 values: bpf_ktime_get_ns times). */
+export const DnsSync = { SEEN: 0, APPLIED: 1 } as const;
 
 /** struct busted_owner */
 export const OWNER = {

@@ -4,7 +4,7 @@
  */
 import { openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
+import { CONFIG, DnsSync, MODEL_PORTS, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
@@ -49,6 +49,12 @@ export interface ProbeOptions {
   udpPort?: number;
   /** ClientHello and DNS payload samples. */
   samplePayload?: boolean;
+  /**
+   * LLM flows only: TCP connections the kernel can tell are not LLM traffic (no model server
+   * port, no LLM address, no DNS answer pending, no TLS) are counted, not reported (quiet()).
+   * Needs the cgroup programs and the LLM address maps filled; at most MODEL_PORTS ports.
+   */
+  quiet?: { modelPorts: number[] } | null;
   onEvent: (ev: KernelEvent) => void;
   onPayload?: (sample: PayloadSample) => void;
   onPolicy?: (decision: PolicyDecision) => void;
@@ -111,6 +117,10 @@ export class KernelProbe {
         ro.setUint32(CONFIG.self_tgid, opts.selfTgid ?? 0, true);
         ro.setUint16(CONFIG.udp_port, opts.udpPort ?? 443, true);
         ro.setUint8(CONFIG.sample_payload, opts.samplePayload === false ? 0 : 1);
+        const quiet = opts.quiet ?? null;
+        if (quiet && quiet.modelPorts.length > MODEL_PORTS) throw new Error(`quiet mode takes at most ${MODEL_PORTS} model server ports, not ${quiet.modelPorts.length}`);
+        ro.setUint8(CONFIG.quiet, quiet ? 1 : 0);
+        for (const [i, port] of (quiet?.modelPorts ?? []).entries()) ro.setUint16(CONFIG.model_ports + 2 * i, port, true);
       });
       if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name));
       obj.load();
@@ -152,6 +162,24 @@ export class KernelProbe {
 
   untracked(): bigint {
     return this.stats.read(Stat.UNTRACKED);
+  }
+
+  /** Connections kept back in the kernel (quiet mode): closed ones, and failed connects. */
+  quiet(): { closed: bigint; failed: bigint } {
+    return { closed: this.stats.read(Stat.QUIET), failed: this.stats.read(Stat.QUIET_FAILED) };
+  }
+
+  private readonly dnsKey = Buffer.alloc(4);
+  private readonly dnsValue = Buffer.alloc(8);
+
+  /**
+   * Quiet mode: user space has applied every DNS answer sampled up to `tsNs` (the addresses they
+   * name are in the LLM maps), so the kernel stops reporting every connection for them.
+   */
+  dnsApplied(tsNs: bigint): void {
+    this.dnsKey.writeUInt32LE(DnsSync.APPLIED, 0);
+    this.dnsValue.writeBigUInt64LE(tsNs, 0);
+    this.obj.map('dns_sync').update(this.dnsKey, this.dnsValue);
   }
 
   get attached(): number {

@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_TCP, IPPROTO_UDP, Kind, PayloadWhat, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, PayloadWhat, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe } from '../bpf/probe.js';
@@ -220,23 +220,37 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     stage.connect(rec);
   };
 
+  /** Quiet mode in the kernel: the newest DNS answer handled (its addresses learned), to tell it. */
+  let dnsHandledNs = 0n;
+  let dnsToldNs = 0n;
   const onPayload = (sample: PayloadSample) => {
     if (sample.what === PayloadWhat.TLS) stage.tls(sample.cookie.toString(), sample.offset, sample.data);
-    else if (sample.proto === IPPROTO_TCP || sample.proto === IPPROTO_UDP) stage.dns(sample.data, sample.proto === IPPROTO_TCP ? 'tcp' : 'udp');
+    else if (sample.proto === IPPROTO_TCP || sample.proto === IPPROTO_UDP) {
+      stage.dns(sample.data, sample.proto === IPPROTO_TCP ? 'tcp' : 'udp');
+      if (sample.tsNs > dnsHandledNs) dnsHandledNs = sample.tsNs;
+    }
   };
 
   if (cgroupPath === null) {
     opts.onWarning?.('cgroup v2 is not mounted: TLS SNI, DNS answers and UDP flows are not seen (mount -t cgroup2 none /sys/fs/cgroup).');
   }
   let enforcement: Enforcement | null = null;
+  // quiet mode also in the kernel, when it can judge: it needs the cgroup programs (the LLM
+  // address maps and TLS samples) and the model server ports fit its table
+  const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))];
+  const kernelQuiet = (cg: string | null) => (opts.quiet && cg !== null && modelPorts.length <= MODEL_PORTS ? { modelPorts } : null);
+  if (opts.quiet && modelPorts.length > MODEL_PORTS) {
+    opts.onWarning?.(`the catalog names ${modelPorts.length} local model server ports, more than the kernel's table holds (${MODEL_PORTS}): every connection is read to judge it, which costs more CPU.`);
+  }
   const startProbe = (cg: string | null) =>
     KernelProbe.start({
-      selfTgid: process.pid, cgroupPath: cg, onEvent, onPayload, onBadRecord: () => badRecords++,
+      selfTgid: process.pid, cgroupPath: cg, quiet: kernelQuiet(cg), onEvent, onPayload, onBadRecord: () => badRecords++,
       onPolicy: (d) => enforcement?.decision(d),
       onExec: (x) => void hashExec(x.tgid, x.exeDev, x.exeIno),
     });
   let probe: KernelProbe;
   let sampling = cgroupPath !== null;
+  let kernelQuietOn = kernelQuiet(cgroupPath) !== null;
   try {
     probe = startProbe(cgroupPath);
   } catch (err) {
@@ -245,6 +259,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     opts.onWarning?.(`the cgroup programs could not be attached (${(err as Error).message}); TLS SNI, DNS and UDP flows are not seen. Run busted doctor for details.`);
     probe = startProbe(null);
     sampling = false;
+    kernelQuietOn = false;
   }
   if (sampling) {
     enforcement = new Enforcement({
@@ -317,6 +332,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   void identities.seedExecutables().catch(() => {}); // paths of $PATH binaries, for processes gone before we look
 
   let lostSeen = 0n;
+  let quietSeen = { closed: 0n, failed: 0n };
   let lastBad = 0;
   const publishChangedIdentities = () => {
     const now = Date.now();
@@ -344,6 +360,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (paused && !wasPaused) opts.onWarning?.('the output is not being read fast enough: kernel records wait in the ring buffer (and are counted as lost if it fills).');
     wasPaused = paused;
     const got = paused ? null : probe.poll(DRAIN_BUDGET, DRAIN_MS);
+    if (dnsHandledNs > dnsToldNs && kernelQuietOn) {
+      probe.dnsApplied(dnsHandledNs); // the answers' addresses are in the maps: the kernel may judge again
+      dnsToldNs = dnsHandledNs;
+    }
     idle = got !== null && got.handled === 0;
     if (got && got.handled > 0) quiet.record(got.handled, Date.now());
     if (got?.more && !drainQueued) {
@@ -363,6 +383,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (lost > lostSeen) {
       publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });
       lostSeen = lost;
+    }
+    if (kernelQuietOn) {
+      const q = probe.quiet();
+      if (q.closed > quietSeen.closed) store.noteQuiet('tcp', false, Number(q.closed - quietSeen.closed));
+      if (q.failed > quietSeen.failed) store.noteQuiet('tcp', true, Number(q.failed - quietSeen.failed));
+      quietSeen = q;
     }
     const untracked = probe.untracked();
     if (untracked > untrackedSeen) {

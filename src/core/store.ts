@@ -8,8 +8,8 @@ import { FlowTable, type FlowTableOptions, type TableSnapshot } from './flows.js
 import type { EventRecord, SessionRecord } from './records.js';
 
 export type RecordListener = (rec: EventRecord) => void;
-/** A connection that was not published (quiet mode: not LLM traffic); `failed`: it never connected. */
-export type QuietListener = (proto: 'tcp' | 'udp', failed: boolean) => void;
+/** `n` connections that were not published (quiet mode: not LLM traffic); `failed`: they never connected. */
+export type QuietListener = (proto: 'tcp' | 'udp', failed: boolean, n: number) => void;
 export type SnapshotListener = () => void;
 
 export interface StoreSnapshot extends TableSnapshot {
@@ -62,8 +62,8 @@ export class Store {
   }
 
   /** Counts a connection the source kept back (quiet mode) for those who count every connection. */
-  noteQuiet(proto: 'tcp' | 'udp', failed: boolean): void {
-    for (const l of this.quietListeners) l(proto, failed);
+  noteQuiet(proto: 'tcp' | 'udp', failed: boolean, n = 1): void {
+    for (const l of this.quietListeners) l(proto, failed, n);
   }
 
   onQuiet(listener: QuietListener): () => void {

@@ -135,10 +135,10 @@ export class BustedMetrics {
   }
 
   /** A connection the engine kept back (busted without --all: not LLM traffic): counted, nothing more. */
-  quiet(proto: 'tcp' | 'udp', failed: boolean): void {
+  quiet(proto: 'tcp' | 'udp', failed: boolean, n = 1): void {
     this.providersSeen.add(NONE);
-    this.connections.inc({ provider: NONE, proto });
-    if (failed) this.failures.inc({ provider: NONE, proto });
+    this.connections.inc({ provider: NONE, proto }, n);
+    if (failed) this.failures.inc({ provider: NONE, proto }, n);
   }
 
   handle(rec: EventRecord): void {

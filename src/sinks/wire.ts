@@ -228,7 +228,7 @@ export async function attachSinks(store: Store, opts: SinkOptions): Promise<Sink
       const m = new BustedMetrics({ version: VERSION, topN: opts.topN, stats: opts.stats });
       metrics = m;
       detach.push(store.onRecord((rec) => m.handle(rec)));
-      detach.push(store.onQuiet((proto, failed) => m.quiet(proto, failed)));
+      detach.push(store.onQuiet((proto, failed, n) => m.quiet(proto, failed, n)));
       if (otlp) {
         const sink = otlp;
         m.addCounter('busted_otlp_dropped_records_total', 'Records the OTLP collector did not get (down, refusing, or the queue was full).', () => sink.dropped);

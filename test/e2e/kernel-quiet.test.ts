@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { parseRecording } from '../../src/sinks/replay.js';
+import { Stat } from '../../src/bpf/abi.js';
+import { mapsOf, perCpuSum } from '../helpers/bpfmaps.js';
 import { runClient, startBusted } from '../helpers/busted.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { sample, scrape } from '../helpers/prom.js';
@@ -34,6 +36,10 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
   let plainPid = 0;
   let refusedPid = 0;
   try {
+    const stats = (await mapsOf(busted.child.pid!)).get('stats');
+    if (!stats) throw new Error('busted holds no map named stats');
+    const kernelQuiet0 = await perCpuSum(stats.id, Stat.QUIET);
+    const kernelFailed0 = await perCpuSum(stats.id, Stat.QUIET_FAILED);
     const before = await scrape(url);
     const none0 = sample(before, 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0;
     const failed0 = sample(before, 'busted_connection_failures_total', { provider: 'none', proto: 'tcp' }) ?? 0;
@@ -52,6 +58,9 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
     t.true(sample(after, 'busted_connections_total', { provider: 'none', proto: 'tcp' })! >= none0 + 2, 'both counted as provider none');
     t.true(sample(after, 'busted_connection_failures_total', { provider: 'none', proto: 'tcp' })! >= failed0 + 1, 'the refused one counted as a failure');
     t.is(sample(after, 'busted_bytes_total', { provider: 'acme-llm', direction: 'tx' }), 300);
+    // kept back in the kernel: plain TCP to an address and port no LLM is known at, no TLS
+    t.true(await perCpuSum(stats.id, Stat.QUIET) >= kernelQuiet0 + 1, 'the plain flow was kept back by the kernel');
+    t.true(await perCpuSum(stats.id, Stat.QUIET_FAILED) >= kernelFailed0 + 1, 'so was the refused connect');
   } finally {
     t.is(await busted.stop(), 0, busted.stderr());
     plainServer.close();
@@ -72,7 +81,7 @@ async function helloSink(): Promise<Server> {
   return server;
 }
 
-kernelTest('without --all, a flow whose ClientHello comes after the connect hold (600 ms) goes out late, named by its SNI; a non-LLM one stays back', async (t) => {
+kernelTest('without --all, a flow whose ClientHello comes after the connect hold (600 ms) goes out late, named by its SNI; a non-LLM one stays back (the kernel reports both when their TLS starts)', async (t) => {
   const server = await helloSink();
   const busted = await startBusted([], {}, { all: false });
   try {
@@ -89,5 +98,37 @@ kernelTest('without --all, a flow whose ClientHello comes after the connect hold
   } finally {
     await busted.stop();
     server.close();
+  }
+});
+
+kernelTest('without --all, 2,000 short non-LLM connections reach user space as counts only; an LLM flow right after is reported in full', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-quiet-'));
+  const providers = join(dir, 'providers.yaml');
+  writeFileSync(providers, PROVIDERS);
+  const port = await freePort();
+  const plainServer = await exchangeServer('127.0.0.1', 1, 0);
+  const llmServer = await exchangeServer('127.88.4.2', 50, 60);
+  const busted = await startBusted(['--providers', providers, '--metrics', `127.0.0.1:${port}`], {}, { all: false });
+  try {
+    const stats = (await mapsOf(busted.child.pid!)).get('stats')!;
+    const quiet0 = await perCpuSum(stats.id, Stat.QUIET);
+    const none0 = sample(await scrape(`http://127.0.0.1:${port}/metrics`), 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0;
+    const churn = await runClient(['churn', '127.0.0.1', portOf(plainServer), 2000]);
+    const llm = await runClient(['exchange', '127.88.4.2', portOf(llmServer), 50, 60]);
+    t.like(await busted.waitFor(closeOf(llm.pid)), { tx: 50, rx: 60 });
+    t.true(await perCpuSum(stats.id, Stat.QUIET) >= quiet0 + 2000, 'all 2,000 kept back in the kernel');
+    t.false(busted.records.some(ofPid(churn.pid)));
+    // the counts reach the metrics with the next chores (every 50 ms)
+    let none = 0;
+    for (let i = 0; i < 40 && none < none0 + 2000; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      none = sample(await scrape(`http://127.0.0.1:${port}/metrics`), 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0;
+    }
+    t.true(none >= none0 + 2000, `counted as provider none: ${none - none0}`);
+  } finally {
+    t.is(await busted.stop(), 0, busted.stderr());
+    plainServer.close();
+    llmServer.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

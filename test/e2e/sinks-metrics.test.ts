@@ -16,6 +16,7 @@ import { attachSinks } from '../../src/sinks/wire.js';
 import { runClient, startBusted } from '../helpers/busted.js';
 import { parseRecording } from '../../src/sinks/replay.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { sample } from '../helpers/prom.js';
 import { exchangeServer, freePort } from '../helpers/servers.js';
 import { close, CURL, NODE, PY, threeProcesses } from '../helpers/ui-fixtures.js';
 
@@ -49,17 +50,6 @@ function get(url: string, method = 'GET'): Promise<Reply> {
 }
 
 /** The value of one sample in the text exposition (labels in any order), or undefined. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => `${l[1]}="${l[2]}"`).sort().join(',');
-    if (got === want) return Number(m[3]);
-  }
-  return undefined;
-}
-
 test('a scrape on 127.0.0.1 shows each provider and process with the bytes fed in, and passes promtool', async (t) => {
   const store = new Store();
   const warnings: string[] = [];
@@ -162,7 +152,7 @@ kernelTest('live: after a real client talks to a --providers range, the scrape s
 
 /** The kernel's map sizes (bpf/busted.bpf.c). */
 const MAP_MAX = {
-  sockets: 65536, traffic: 65536, hellos: 16384, execs: 8192, proc_verdicts: 16384, hashed_exes: 16384,
+  sockets: 65536, traffic: 16384, hellos: 16384, execs: 8192, proc_verdicts: 16384, hashed_exes: 16384,
   cut_socks: 16384, llm_v4: 65536, llm_v6: 65536,
 };
 
