@@ -704,6 +704,15 @@ static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
+static __always_inline void addrs_from_pkt(struct addrs *a, const struct pkt *p)
+{
+	__builtin_memcpy(a->saddr, p->saddr, 16);
+	__builtin_memcpy(a->daddr, p->daddr, 16);
+	a->family = p->family;
+	a->sport = p->sport;
+	a->dport = p->dport;
+}
+
 /*
  * config.quiet: a TCP flow kept back (or not announced yet) whose first payload starts a TLS
  * handshake is reported now, before its ClientHello sample: user space judges it by its SNI.
@@ -712,7 +721,7 @@ static __always_inline void promote_tls(const struct pkt *p, __u64 cookie)
 {
 	struct busted_traffic *t = counters_of(cookie);
 	struct busted_sock *s;
-	struct addrs a = {};
+	struct addrs a;
 	__u64 was;
 
 	if (!t)
@@ -723,11 +732,7 @@ static __always_inline void promote_tls(const struct pkt *p, __u64 cookie)
 	s = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!s || __sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) != was)
 		return;
-	__builtin_memcpy(a.saddr, p->saddr, 16);
-	__builtin_memcpy(a.daddr, p->daddr, 16);
-	a.family = p->family;
-	a.sport = p->sport;
-	a.dport = p->dport;
+	addrs_from_pkt(&a, p);
 	emit(cookie, s, BUSTED_EV_CONNECT, &a, 0, 0, 0);
 }
 
@@ -736,16 +741,12 @@ static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
 {
 	struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
 	struct busted_traffic *t = counters_of(cookie);
-	struct addrs a = {};
+	struct addrs a;
 
 	bpf_map_delete_elem(&hellos, &cookie);
 	if (!s || !t)
 		return;
-	__builtin_memcpy(a.saddr, p->saddr, 16);
-	__builtin_memcpy(a.daddr, p->daddr, 16);
-	a.family = p->family;
-	a.sport = p->sport;
-	a.dport = p->dport;
+	addrs_from_pkt(&a, p);
 	announce(cookie, s, t, &a);
 }
 

@@ -19,6 +19,10 @@ import { exchangeServer, freePort, portOf } from '../helpers/servers.js';
 
 const PROVIDERS = 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n';
 
+/** Alone on the machine: another test's DNS answers would make the kernel report every connection
+ * until this busted has applied them (dns_sync), so "kept back" could not be asserted. */
+const EXCLUSIVE = { exclusive: true };
+
 const ofPid = (pid: number) => (r: EventRecord) => 'pid' in r && r.pid === pid;
 const closeOf = (pid: number) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.pid === pid;
 const connectOf = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
@@ -71,7 +75,7 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
   t.false(recorded.records.some((r) => ofPid(plainPid)(r) || ofPid(refusedPid)(r)), 'nothing of them in the recording');
   t.true(recorded.records.some((r) => r.type === 'close' && r.tx === 300), 'the LLM flow is recorded');
   rmSync(dir, { recursive: true, force: true });
-});
+}, EXCLUSIVE);
 
 /** A plain listener that ends each connection once it gets its first bytes (a ClientHello). */
 async function helloSink(): Promise<Server> {
@@ -99,7 +103,7 @@ kernelTest('without --all, a flow whose ClientHello comes after the connect hold
     await busted.stop();
     server.close();
   }
-});
+}, EXCLUSIVE);
 
 kernelTest('without --all, 2,000 short non-LLM connections reach user space as counts only; an LLM flow right after is reported in full', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'busted-quiet-'));
@@ -131,4 +135,4 @@ kernelTest('without --all, 2,000 short non-LLM connections reach user space as c
     llmServer.close();
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}, EXCLUSIVE);
