@@ -23,7 +23,8 @@ const cli = meow(
 
   Options
     --format text|json   output format (default text); json starts with a session record
-    --all                also show flows that are not LLM traffic (default: LLM providers only)
+    --all                also report flows that are not LLM traffic (default: LLM flows only, in the
+                         output, the recording and OTLP; the others are only counted in --metrics)
     --providers FILE     extra or overriding provider catalog entries (YAML or JSON; see README)
     --agents FILE        extra or overriding AI agent entries (YAML or JSON; see README)
     --policy FILE        block/audit rules for LLM traffic (YAML or JSON; see README); SIGHUP reloads it
