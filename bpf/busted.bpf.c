@@ -348,8 +348,9 @@ static __always_inline void track(__u64 cookie, __u16 proto)
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
 	}
-	/* UDP always needs its first packet (it emits CONNECT); TCP only for payload samples */
-	if (cfg.sample_payload || proto == IPPROTO_UDP)
+	/* UDP needs its first packet (it emits CONNECT); a TCP stream gets its entry from its first
+	 * segment, and only if that starts a TLS handshake (handle_egress) */
+	if (proto == IPPROTO_UDP)
 		bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
 }
 
@@ -750,6 +751,35 @@ static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
 	announce(cookie, s, t, &a);
 }
 
+/*
+ * A tracked TCP stream's first data segment: if it opens a TLS handshake record (type, version,
+ * length), the flow gets its `hellos` entry, for the ClientHello to be sampled from this segment
+ * on (and, with config.quiet, a flow kept back is reported now). NULL for anything else: most
+ * streams never touch the LRU map.
+ */
+static __always_inline struct busted_hello *first_segment(struct __sk_buff *skb, struct pkt *p, __u64 cookie)
+{
+	struct busted_hello hello = {};
+	__u8 head[5];
+
+	if (!bpf_map_lookup_elem(&sockets, &cookie))
+		return NULL; /* not tracked: someone else made this socket's cookie */
+	if (parse_pkt(skb, p) || p->proto != IPPROTO_TCP || p->payload_len < sizeof(head))
+		return NULL;
+	if (bpf_skb_load_bytes(skb, p->payload_off, head, sizeof(head)) || head[0] != TLS_HANDSHAKE)
+		return NULL;
+	hello.started = 1;
+	hello.first_seq = p->seq;
+	hello.need = 5 + (((__u32)head[3] << 8) | head[4]);
+	if (hello.need > BUSTED_HELLO_MAX)
+		hello.need = BUSTED_HELLO_MAX;
+	if (bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY))
+		return NULL;
+	if (cfg.quiet)
+		promote_tls(p, cookie);
+	return bpf_map_lookup_elem(&hellos, &cookie);
+}
+
 static __always_inline void handle_egress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk;
@@ -758,7 +788,6 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 	struct pkt p = {};
 	__u64 cookie;
 	__u32 off;
-	__u8 head[5];
 
 	/* SYN, ACK and FIN segments carry no ClientHello: skip them before any lookup */
 	if (skb->len <= 80)
@@ -777,33 +806,28 @@ static __always_inline void handle_egress(struct __sk_buff *skb)
 		cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
 		if (!cookie)
 			return;
-	} else {
-		cookie = bpf_get_socket_cookie(skb); /* UDP: tracked sockets connected, so have one */
-	}
-	h = bpf_map_lookup_elem(&hellos, &cookie); /* the one lookup every other packet costs */
-	if (!h)
-		return;
-	if (parse_pkt(skb, &p))
-		return;
-	if (p.proto == IPPROTO_UDP) {
-		udp_first_packet(&p, cookie);
-		return;
-	}
-	if (p.proto != IPPROTO_TCP || p.payload_len == 0 || !cfg.sample_payload)
-		return;
-	if (!h->started) {
-		/* the stream must open with a TLS handshake record: type, version, length */
-		if (bpf_skb_load_bytes(skb, p.payload_off, head, sizeof(head)) || head[0] != TLS_HANDSHAKE) {
-			bpf_map_delete_elem(&hellos, &cookie);
+		h = bpf_map_lookup_elem(&hellos, &cookie); /* a ClientHello being sampled */
+		if (!h) {
+			/* Only a stream's first data segment may start one: bytes_sent (payload bytes
+			 * sent so far, this segment's included) still fits in this packet. */
+			if (!cfg.sample_payload || tp->bytes_sent > skb->len)
+				return;
+			h = first_segment(skb, &p, cookie);
+			if (!h)
+				return;
+		} else if (parse_pkt(skb, &p)) {
 			return;
 		}
-		h->started = 1;
-		if (cfg.quiet)
-			promote_tls(&p, cookie);
-		h->first_seq = p.seq;
-		h->need = 5 + (((__u32)head[3] << 8) | head[4]);
-		if (h->need > BUSTED_HELLO_MAX)
-			h->need = BUSTED_HELLO_MAX;
+		if (p.proto != IPPROTO_TCP || p.payload_len == 0)
+			return;
+	} else {
+		cookie = bpf_get_socket_cookie(skb); /* UDP: tracked sockets connected, so have one */
+		h = bpf_map_lookup_elem(&hellos, &cookie);
+		if (!h || parse_pkt(skb, &p))
+			return;
+		if (p.proto == IPPROTO_UDP)
+			udp_first_packet(&p, cookie);
+		return;
 	}
 	off = p.seq - h->first_seq; /* wraps correctly */
 	if (off >= h->need) {
@@ -1158,8 +1182,8 @@ int busted_release(struct bpf_sock *ctx)
 	t = counters_of(cookie);
 	if (!t)
 		return 1;
-	addrs_from_sk(&a, sk);
 	if (ctx->protocol == IPPROTO_UDP) {
+		addrs_from_sk(&a, sk);
 		if (t->announced)
 			finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
 		else
@@ -1168,10 +1192,18 @@ int busted_release(struct bpf_sock *ctx)
 	}
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !t->announced)) {
+		addrs_from_sk(&a, sk);
 		finish(cookie, t, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}
-	announce(cookie, s, t, &a);
+	/* the addresses (five reads through a helper) only matter to a CONNECT not sent yet: a TCP
+	 * CLOSE record is read for its counters and times, so it goes out with them zeroed */
+	if (t->announced == BUSTED_ANNOUNCED_NO) {
+		addrs_from_sk(&a, sk);
+		announce(cookie, s, t, &a);
+	} else {
+		__builtin_memset(&a, 0, sizeof(a));
+	}
 	finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
 	return 1;
 }

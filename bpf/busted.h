@@ -273,6 +273,7 @@ struct busted_event {
 	__u64 cookie;     /* socket cookie: the flow id */
 	__u64 ts_ns;      /* bpf_ktime_get_ns() of the event */
 	struct busted_owner owner;
+	/* addresses and ports: CONNECT and FAIL; a CLOSE may carry zeros (family 0) */
 	__u8 saddr[16];   /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	__u16 sport;      /* host byte order */
