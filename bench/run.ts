@@ -7,7 +7,8 @@
  *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~1 min)
  *
  * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-default,churn-shared,
- * --busted PATH (the busted.js to run; default bin/busted.js of this checkout),
+ * --busted PATH (the busted.js to run; default bin/busted.js of this checkout), --bpf-object PATH
+ * (the eBPF object it loads, through BUSTED_BPF_OBJECT: an experimental build against the committed one),
  * --out FILE (default bench/results.json), --bpf-stats (turn on kernel.bpf_stats_enabled while the
  * bench runs and report the kernel time of each busted program; this adds a little cost to every
  * BPF program on the machine, so the headline ratios should come from a run without it).
@@ -54,13 +55,15 @@ interface Options {
   busted: string;
   out: string;
   bpfStats: boolean;
+  /** --bpf-object PATH: the eBPF object busted loads (BUSTED_BPF_OBJECT), e.g. an experimental build */
+  bpfObject: string | null;
 }
 
 const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-default', 'churn-shared'] as const;
 type FigureId = (typeof FIGURE_IDS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${FIGURE_IDS.join(',')}] [--busted PATH] [--out FILE] [--bpf-stats]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${FIGURE_IDS.join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats]\n`);
   process.exit(2);
 }
 
@@ -74,6 +77,7 @@ function parseOptions(argv: string[]): Options {
     busted: join(ROOT, 'bin', 'busted.js'),
     out: join(ROOT, 'bench', 'results.json'),
     bpfStats: false,
+    bpfObject: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -84,6 +88,7 @@ function parseOptions(argv: string[]): Options {
     };
     if (a === '--quick') continue;
     else if (a === '--bpf-stats') opts.bpfStats = true;
+    else if (a === '--bpf-object') opts.bpfObject = resolve(value());
     else if (a === '--runs') opts.runs = Number(value());
     else if (a === '--seconds') opts.seconds = Number(value());
     else if (a === '--busted') opts.busted = value();
@@ -96,6 +101,7 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 50) usage('--runs must be an integer in 1..50');
   if (!Number.isFinite(opts.seconds) || opts.seconds < 1 || opts.seconds > 120) usage('--seconds must be in 1..120');
   if (!existsSync(opts.busted)) usage(`no busted at ${opts.busted}`);
+  if (opts.bpfObject !== null && !existsSync(opts.bpfObject)) usage(`no eBPF object at ${opts.bpfObject}`);
   return opts;
 }
 
@@ -263,14 +269,15 @@ interface MonitorReport {
 let monitorSeq = 0;
 
 /** Starts busted and resolves once it printed its session record; `cpu` pins it (via taskset). */
-async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean, all: boolean): Promise<Monitor> {
+async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean, all: boolean, bpfObject: string | null): Promise<Monitor> {
   const file = join(tmp, `busted-${++monitorSeq}.jsonl`);
   const fh = await open(file, 'w');
   const t0 = performance.now();
   const metricsPort = all ? 0 : await freePort();
   const argv = [process.execPath, bustedPath, '--format', 'json', ...(all ? ['--all'] : ['--metrics', `127.0.0.1:${metricsPort}`])];
   if (cpu !== null) argv.unshift('taskset', '-c', String(cpu)); // taskset execs node: same pid
-  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fh.fd, 'pipe'] }));
+  const env = bpfObject ? { ...process.env, BUSTED_BPF_OBJECT: bpfObject } : process.env;
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fh.fd, 'pipe'], env }));
   await fh.close(); // the child holds its own copy of the descriptor
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -580,7 +587,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     base.push(b.value);
     log(`  run ${i + 1} baseline : ${fig.show(b.value)}`);
 
-    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats, fig.all);
+    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats, fig.all, opts.bpfObject);
     let m: LoadResult;
     try {
       m = await fig.load(opts.seconds);
@@ -710,7 +717,7 @@ async function main(): Promise<void> {
   const m = machine(opts.busted);
   log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure)`);
   log(`machine: ${m.nproc} CPUs, ${m.cpu}, kernel ${m.kernel}, ${m.memGiB} GiB, node ${m.node}, ${m.iperf3 ?? 'no iperf3'}`);
-  log(`busted: ${opts.busted} (commit ${m.commit ?? '?'}); load average at start: ${m.loadavg}`);
+  log(`busted: ${opts.busted} (commit ${m.commit ?? '?'})${opts.bpfObject ? `, eBPF object ${opts.bpfObject}` : ''}; load average at start: ${m.loadavg}`);
   const others = otherBusted();
   if (others.length) log(`note: another busted is running (pid ${others.join(', ')}): its programs also see the loads, baseline included.`);
   const load1 = Number(m.loadavg.split(' ')[0]);
@@ -743,6 +750,7 @@ async function main(): Promise<void> {
     durationS: Math.round((Date.now() - started.getTime()) / 1000),
     mode: opts.quick ? 'quick' : 'full',
     bpfStats: opts.bpfStats,
+    bpfObject: opts.bpfObject,
     runs: opts.runs,
     seconds: opts.seconds,
     machine: { ...m, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim() },
