@@ -310,7 +310,8 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       // busted drains the ring buffer every 50 ms and once more when it stops; give it a moment
       if (!diedEarly) await sleep(250);
       const cpu1 = cpuSeconds(pid);
-      const quietCounted = all || diedEarly ? null : await noneConnections(metricsPort);
+      // what the kernel kept back reaches the metrics with the next counter read (every 1 s)
+      const quietCounted = all || diedEarly ? null : (await sleep(1100), await noneConnections(metricsPort));
       const progs = bpfStats && !diedEarly ? progStats(pid) : null;
       if (!diedEarly) child.kill('SIGINT');
       const clean = await waitExit(child, 30_000);

@@ -773,10 +773,10 @@ static __always_inline struct busted_hello *first_segment(struct __sk_buff *skb,
 	hello.need = 5 + (((__u32)head[3] << 8) | head[4]);
 	if (hello.need > BUSTED_HELLO_MAX)
 		hello.need = BUSTED_HELLO_MAX;
+	if (cfg.quiet)
+		promote_tls(p, cookie); /* reported even if the sampling below cannot be set up */
 	if (bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY))
 		return NULL;
-	if (cfg.quiet)
-		promote_tls(p, cookie);
 	return bpf_map_lookup_elem(&hellos, &cookie);
 }
 

@@ -384,12 +384,6 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       publish({ type: 'lost', ts: new Date().toISOString(), count: Number(lost - lostSeen) });
       lostSeen = lost;
     }
-    if (kernelQuietOn) {
-      const q = probe.quiet();
-      if (q.closed > quietSeen.closed) store.noteQuiet('tcp', false, Number(q.closed - quietSeen.closed));
-      if (q.failed > quietSeen.failed) store.noteQuiet('tcp', true, Number(q.failed - quietSeen.failed));
-      quietSeen = q;
-    }
     const untracked = probe.untracked();
     if (untracked > untrackedSeen) {
       // said once per burst: the table has room again when the count stops growing
@@ -417,6 +411,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       lf.tx = tx;
       lf.rx = rx;
     });
+    // connections the kernel kept back (quiet mode) are counts, not news: read with the counters
+    if (kernelQuietOn) {
+      const q = probe.quiet();
+      if (q.closed > quietSeen.closed) store.noteQuiet('tcp', false, Number(q.closed - quietSeen.closed));
+      if (q.failed > quietSeen.failed) store.noteQuiet('tcp', true, Number(q.failed - quietSeen.failed));
+      quietSeen = q;
+    }
     markExited();
     store.advance();
   };

@@ -87,7 +87,6 @@ export function parseListen(text: string): { host: string; port: number } | null
   return { host, port };
 }
 
-/** Validates --metrics, --otlp and the --record-* flags; throws a UsageError (one sentence). */
 /** The sink flags both commands take, as meow declares them (parsed by parseSinkFlags). */
 export const SINK_CLI_FLAGS = {
   recordMaxSize: { type: 'string' },
@@ -98,6 +97,7 @@ export const SINK_CLI_FLAGS = {
   otlp: { type: 'string' },
 } as const;
 
+/** Validates --metrics, --otlp and the --record-* flags; throws a UsageError (one sentence). */
 export function parseSinkFlags(raw: RawSinkFlags, command = 'busted'): SinkFlags {
   const usage = (message: string) => new UsageError(`${message}; see ${command} --help.`);
   const out: SinkFlags = {};

@@ -23,6 +23,24 @@ const PROVIDERS = 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: 
  * until this busted has applied them (dns_sync), so "kept back" could not be asserted. */
 const EXCLUSIVE = { exclusive: true };
 
+/**
+ * busted_connections_total{provider="none",proto="tcp"} (and the failures counter) once they reach
+ * `atLeast`: what the kernel kept back is read with the counters (every --interval, 1 s here).
+ */
+async function noneCounts(url: string, atLeast: { connections: number; failures: number }, timeoutMs = 3000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await scrape(url);
+    const got = {
+      connections: sample(text, 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0,
+      failures: sample(text, 'busted_connection_failures_total', { provider: 'none', proto: 'tcp' }) ?? 0,
+      text,
+    };
+    if ((got.connections >= atLeast.connections && got.failures >= atLeast.failures) || Date.now() > end) return got;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const ofPid = (pid: number) => (r: EventRecord) => 'pid' in r && r.pid === pid;
 const closeOf = (pid: number) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.pid === pid;
 const connectOf = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
@@ -44,9 +62,7 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
     if (!stats) throw new Error('busted holds no map named stats');
     const kernelQuiet0 = await perCpuSum(stats.id, Stat.QUIET);
     const kernelFailed0 = await perCpuSum(stats.id, Stat.QUIET_FAILED);
-    const before = await scrape(url);
-    const none0 = sample(before, 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0;
-    const failed0 = sample(before, 'busted_connection_failures_total', { provider: 'none', proto: 'tcp' }) ?? 0;
+    const before = await noneCounts(url, { connections: 0, failures: 0 });
     const plain = await runClient(['exchange', '127.0.0.1', portOf(plainServer), 100, 200]);
     t.is(plain.received, 200);
     plainPid = plain.pid;
@@ -58,10 +74,10 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
     t.like(busted.records.find(connectOf(llm.pid)), { provider: 'acme-llm', via: 'cidr' });
     t.false(busted.records.some(ofPid(plainPid)), 'no record of the non-LLM flow in the stream');
     t.false(busted.records.some(ofPid(refusedPid)), 'no record of the failed non-LLM connect in the stream');
-    const after = await scrape(url);
-    t.true(sample(after, 'busted_connections_total', { provider: 'none', proto: 'tcp' })! >= none0 + 2, 'both counted as provider none');
-    t.true(sample(after, 'busted_connection_failures_total', { provider: 'none', proto: 'tcp' })! >= failed0 + 1, 'the refused one counted as a failure');
-    t.is(sample(after, 'busted_bytes_total', { provider: 'acme-llm', direction: 'tx' }), 300);
+    const after = await noneCounts(url, { connections: before.connections + 2, failures: before.failures + 1 });
+    t.true(after.connections >= before.connections + 2, 'both counted as provider none');
+    t.true(after.failures >= before.failures + 1, 'the refused one counted as a failure');
+    t.is(sample(after.text, 'busted_bytes_total', { provider: 'acme-llm', direction: 'tx' }), 300);
     // kept back in the kernel: plain TCP to an address and port no LLM is known at, no TLS
     t.true(await perCpuSum(stats.id, Stat.QUIET) >= kernelQuiet0 + 1, 'the plain flow was kept back by the kernel');
     t.true(await perCpuSum(stats.id, Stat.QUIET_FAILED) >= kernelFailed0 + 1, 'so was the refused connect');
@@ -116,18 +132,14 @@ kernelTest('without --all, 2,000 short non-LLM connections reach user space as c
   try {
     const stats = (await mapsOf(busted.child.pid!)).get('stats')!;
     const quiet0 = await perCpuSum(stats.id, Stat.QUIET);
-    const none0 = sample(await scrape(`http://127.0.0.1:${port}/metrics`), 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0;
+    const url = `http://127.0.0.1:${port}/metrics`;
+    const none0 = (await noneCounts(url, { connections: 0, failures: 0 })).connections;
     const churn = await runClient(['churn', '127.0.0.1', portOf(plainServer), 2000]);
     const llm = await runClient(['exchange', '127.88.4.2', portOf(llmServer), 50, 60]);
     t.like(await busted.waitFor(closeOf(llm.pid)), { tx: 50, rx: 60 });
     t.true(await perCpuSum(stats.id, Stat.QUIET) >= quiet0 + 2000, 'all 2,000 kept back in the kernel');
     t.false(busted.records.some(ofPid(churn.pid)));
-    // the counts reach the metrics with the next chores (every 50 ms)
-    let none = 0;
-    for (let i = 0; i < 40 && none < none0 + 2000; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      none = sample(await scrape(`http://127.0.0.1:${port}/metrics`), 'busted_connections_total', { provider: 'none', proto: 'tcp' }) ?? 0;
-    }
+    const none = (await noneCounts(url, { connections: none0 + 2000, failures: 0 })).connections;
     t.true(none >= none0 + 2000, `counted as provider none: ${none - none0}`);
   } finally {
     t.is(await busted.stop(), 0, busted.stderr());
