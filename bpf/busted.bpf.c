@@ -5,13 +5,17 @@
  * Hooks (all load on kernels without kprobes/fentry):
  *   tp_btf/inet_sock_set_state  SYN_SENT: capture the owner (process context);
  *                               ESTABLISHED: emit CONNECT; CLOSE: emit FAIL or CLOSE.
- *   tp_btf/sock_send_length     count tx bytes of tracked sockets.
- *   tp_btf/sock_recv_length     count rx bytes of tracked sockets.
- *   cgroup_skb/egress           sample the first payload of tracked TCP flows when it starts a
- *                               TLS handshake (the ClientHello, for SNI); emit CONNECT for
- *                               tracked UDP sockets on their first packet.
- *   cgroup_skb/ingress          sample DNS messages from port 53.
- *   cgroup/connect4, connect6   track connected UDP sockets to udp_port (QUIC).
+ *   tp_btf/sock_send_length     count tx bytes of tracked sockets; sample the first bytes of a
+ *                               tracked TCP stream that starts a TLS handshake (the ClientHello,
+ *                               for SNI) from the sender's buffer; emit CONNECT for tracked UDP
+ *                               sockets on their first send.
+ *   tp_btf/sock_recv_length     count rx bytes of tracked sockets; sample DNS answers from port
+ *                               53 from the reader's buffer.
+ *   cgroup_skb/egress, ingress  drop the packets of cut flows: attached by user space only while
+ *                               a flow is cut, so no program runs per packet otherwise.
+ *   cgroup/connect4, connect6   track connected UDP sockets to udp_port (QUIC); enforcement.
+ *   cgroup/sendmsg4, sendmsg6   mark unconnected UDP sockets that send to port 53 (DNS);
+ *                               enforcement of unconnected UDP.
  *   cgroup/sock_release         emit CLOSE for tracked UDP sockets, and whatever the tracing
  *                               hooks missed.
  *   tp_btf/sched_process_exec   remember each process's executable path (`execs`), so a
@@ -31,11 +35,8 @@
 #define AF_INET6 10
 #define MSG_PEEK 2
 #define SOCK_DGRAM 2
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
 #define TLS_HANDSHAKE 0x16
 #define DNS_PORT 53
-#define BUSTED_HELLO_SEGS 8
 
 /* TCP states (include/net/tcp_states.h); enum values are stable ABI. */
 #define BUSTED_TCP_ESTABLISHED 1
@@ -91,6 +92,14 @@ struct {
 	__type(key, __u64); /* socket cookie of a flow whose first payload is not yet sampled */
 	__type(value, struct busted_hello);
 } hellos SEC(".maps");
+
+/* Unconnected UDP sockets that sent to port 53 (cgroup/sendmsg): their reads are DNS answers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} dns_socks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -331,7 +340,6 @@ static __always_inline int alloc_counters(__u64 cookie)
 /* Process context (connect()): remember who owns the socket. */
 static __always_inline void track(__u64 cookie, __u16 proto)
 {
-	struct busted_hello hello = {};
 	struct busted_sock s = {};
 
 	fill_owner(&s.owner);
@@ -348,10 +356,14 @@ static __always_inline void track(__u64 cookie, __u16 proto)
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
 	}
-	/* UDP needs its first packet (it emits CONNECT); a TCP stream gets its entry from its first
-	 * segment, and only if that starts a TLS handshake (handle_egress) */
-	if (proto == IPPROTO_UDP)
-		bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
+}
+
+/* A ClientHello still being sampled is forgotten (rare: a plain lookup first, as an LRU
+ * delete takes the bucket's lock even to miss). */
+static __always_inline void forget_hello(__u64 cookie)
+{
+	if (bpf_map_lookup_elem(&hellos, &cookie))
+		bpf_map_delete_elem(&hellos, &cookie);
 }
 
 static __always_inline void untrack(__u64 cookie)
@@ -359,7 +371,7 @@ static __always_inline void untrack(__u64 cookie)
 	if (bpf_map_delete_elem(&sockets, &cookie))
 		return; /* another hook untracked or finished it first */
 	free_counters(cookie);
-	bpf_map_delete_elem(&hellos, &cookie);
+	forget_hello(cookie);
 }
 
 static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u32 kind,
@@ -470,7 +482,7 @@ static __always_inline void finish(__u64 cookie, const struct busted_traffic *t,
 	if (bpf_map_delete_elem(&sockets, &cookie))
 		return; /* another hook finished it first */
 	free_counters(cookie);
-	bpf_map_delete_elem(&hellos, &cookie);
+	forget_hello(cookie);
 	if (announced == BUSTED_ANNOUNCED_QUIET) {
 		stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
 		return;
@@ -543,13 +555,295 @@ int BPF_PROG(busted_set_state, const struct sock *sk, int oldstate, int newstate
 	return handle_state(sk, oldstate, newstate);
 }
 
+/* ---- payload samples, read from the caller's own buffers ----
+ *
+ * The send and receive hooks run inside the system call that moved the bytes, so the caller's
+ * buffer holds exactly what went out (a ClientHello) or just came in (a DNS answer). Reading it
+ * there costs nothing per packet: no program runs on the packet path unless a flow is cut. The
+ * calls understood are the ones TLS libraries and resolvers use: write/read, writev/readv (the
+ * first BUSTED_IOV_MAX buffers), send(to)/recv(from) and sendmsg/recvmsg. Others (io_uring,
+ * recvmmsg, a kernel thread's own sockets, 32-bit tasks) are not sampled.
+ */
+
+#define BUSTED_IOV_MAX 4
+#define PF_KTHREAD 0x00200000
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_READ 63
+#define NR_WRITE 64
+#define NR_READV 65
+#define NR_WRITEV 66
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#define SYSCALL_NR(regs) ((regs)->syscallno)
+#else
+#error "busted reads system call arguments on x86_64 and arm64 only"
+#endif
+
+/* The user buffers of the system call in progress. */
+struct ubufs {
+	__u64 base[BUSTED_IOV_MAX];
+	__u64 len[BUSTED_IOV_MAX];
+	__u32 n;
+};
+
+static __always_inline int read_iovs(struct ubufs *u, const struct iovec *iov, __u64 cnt)
+{
+	struct iovec v[BUSTED_IOV_MAX];
+
+	if (cnt == 0)
+		return -1;
+	if (cnt > BUSTED_IOV_MAX)
+		cnt = BUSTED_IOV_MAX;
+	if (bpf_probe_read_user(v, sizeof(v[0]) * BUSTED_IOV_MAX, iov) &&
+	    bpf_probe_read_user(v, sizeof(v[0]), iov)) /* fewer, at the end of a page */
+		return -1;
+	for (int i = 0; i < BUSTED_IOV_MAX; i++) {
+		if (i >= cnt)
+			break;
+		u->base[i] = (__u64)v[i].iov_base;
+		u->len[i] = v[i].iov_len;
+		u->n = i + 1;
+	}
+	return 0;
+}
+
+/* Fills `u` from the current task's system call; 0 when it is one of the calls above. */
+static __always_inline int user_bufs(struct ubufs *u, int rx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct user_msghdr mh;
+	struct pt_regs *regs;
+	long nr;
+
+	if (task->flags & PF_KTHREAD)
+		return -1;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return -1;
+	nr = SYSCALL_NR(regs);
+	u->n = 0;
+	if (nr == (rx ? NR_READ : NR_WRITE) || nr == (rx ? NR_RECVFROM : NR_SENDTO)) {
+		u->base[0] = PT_REGS_PARM2_SYSCALL(regs);
+		u->len[0] = PT_REGS_PARM3_SYSCALL(regs);
+		u->n = 1;
+		return 0;
+	}
+	if (nr == (rx ? NR_READV : NR_WRITEV))
+		return read_iovs(u, (const struct iovec *)PT_REGS_PARM2_SYSCALL(regs), PT_REGS_PARM3_SYSCALL(regs));
+	if (nr == (rx ? NR_RECVMSG : NR_SENDMSG)) {
+		if (bpf_probe_read_user(&mh, sizeof(mh), (const void *)PT_REGS_PARM2_SYSCALL(regs)))
+			return -1;
+		return read_iovs(u, mh.msg_iov, mh.msg_iovlen);
+	}
+	return -1;
+}
+
+/* One sample of n (1..BUSTED_PAYLOAD_MAX) bytes at user address `from`. */
+static __always_inline void emit_user(__u64 cookie, __u8 what, __u8 proto, const struct addrs *a,
+				      __u32 stream_off, __u32 total, __u64 ts, __u64 from, __u64 n)
+{
+	struct busted_payload *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		stat_inc(BUSTED_STAT_LOST);
+		return;
+	}
+	e->kind = BUSTED_EV_PAYLOAD;
+	e->family = a->family;
+	e->what = what;
+	e->proto = proto;
+	e->cookie = cookie;
+	e->ts_ns = ts;
+	e->offset = stream_off;
+	e->total = total;
+	e->_pad0 = 0;
+	__builtin_memcpy(e->saddr, a->saddr, 16);
+	__builtin_memcpy(e->daddr, a->daddr, 16);
+	e->sport = a->sport;
+	e->dport = a->dport;
+	e->_pad1 = 0;
+	/* the verifier needs a bounded, non-zero length in the register it sees */
+	asm volatile("" : "+r"(n));
+	if (n < 1 || n > BUSTED_PAYLOAD_MAX || bpf_probe_read_user(e->data, n, (const void *)from))
+		e->len = 0;
+	else
+		e->len = n;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
+}
+
+/* The first m bytes this call moved, as samples at stream offset `off` (at most CHUNKS). */
+static __always_inline void emit_bufs(const struct ubufs *u, __u64 m, __u64 cookie, __u8 what, __u8 proto,
+				      const struct addrs *a, __u32 off, __u32 total, __u64 ts)
+{
+	__u64 pos = 0;
+	int left = BUSTED_PAYLOAD_CHUNKS;
+
+	for (int i = 0; i < BUSTED_IOV_MAX; i++) {
+		__u64 seg;
+
+		if (i >= u->n || pos >= m)
+			break;
+		seg = u->len[i];
+		if (seg > m - pos)
+			seg = m - pos;
+		for (int c = 0; c < BUSTED_PAYLOAD_CHUNKS; c++) {
+			__u64 from = (__u64)c * BUSTED_PAYLOAD_MAX;
+			__u64 n;
+
+			if (from >= seg || left <= 0)
+				break;
+			n = seg - from;
+			if (n > BUSTED_PAYLOAD_MAX)
+				n = BUSTED_PAYLOAD_MAX;
+			emit_user(cookie, what, proto, a, off + pos + from, total, ts, u->base[i] + from, n);
+			left--;
+		}
+		pos += seg;
+	}
+}
+
+/*
+ * config.quiet: a TCP flow kept back (or not announced yet) whose first payload starts a TLS
+ * handshake is reported now, before its ClientHello sample: user space judges it by its SNI.
+ */
+static __always_inline void promote_tls(__u64 cookie, struct busted_traffic *t, const struct addrs *a)
+{
+	struct busted_sock *s;
+	__u64 was = t->announced;
+
+	if (was == BUSTED_ANNOUNCED_YES)
+		return;
+	s = bpf_map_lookup_elem(&sockets, &cookie);
+	if (!s || __sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) != was)
+		return;
+	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+}
+
+/*
+ * A tracked TCP stream sent `ret` bytes at stream offset `off`: if the stream opens with a TLS
+ * handshake record, its first BUSTED_HELLO_MAX bytes at most (the record: the ClientHello) are
+ * sampled. A record longer than the first send gets a `hellos` entry, for the sends after it;
+ * most streams never touch the LRU map.
+ */
+static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, struct busted_traffic *t, __u64 off, int ret)
+{
+	struct busted_hello *h = NULL;
+	struct ubufs u;
+	struct addrs a;
+	__u64 m, need;
+	__u8 head[5];
+
+	if (off > 0) {
+		h = bpf_map_lookup_elem(&hellos, &cookie);
+		if (!h)
+			return;
+		need = h->need;
+	}
+	if (user_bufs(&u, 0))
+		return;
+	if (off == 0) {
+		if (u.len[0] < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (const void *)u.base[0]) ||
+		    head[0] != TLS_HANDSHAKE)
+			return;
+		need = 5 + (((__u32)head[3] << 8) | head[4]);
+		if (need > BUSTED_HELLO_MAX)
+			need = BUSTED_HELLO_MAX;
+	}
+	addrs_from_btf(&a, sk);
+	if (off == 0 && cfg.quiet)
+		promote_tls(cookie, t, &a);
+	if (off >= need)
+		goto done;
+	m = need - off;
+	if (m > (__u64)ret)
+		m = ret;
+	emit_bufs(&u, m, cookie, BUSTED_PL_TLS, IPPROTO_TCP, &a, off, ret, bpf_ktime_get_ns());
+	if (off + ret < need) {
+		if (!h) {
+			struct busted_hello hello = { .need = need, .started = 1 };
+
+			bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
+		}
+		return;
+	}
+done:
+	if (h)
+		bpf_map_delete_elem(&hellos, &cookie);
+}
+
+/* dns_sync[BUSTED_DNS_SEEN] = max(itself, ts): compare-and-swap, retried once if another CPU
+ * moved it meanwhile (a second loss means that CPU wrote a time at least as new). */
+static __always_inline void dns_seen(__u64 ts)
+{
+	__u32 key = BUSTED_DNS_SEEN;
+	__u64 *seen = bpf_map_lookup_elem(&dns_sync, &key);
+
+	for (int i = 0; seen && i < 2; i++) {
+		__u64 old = *seen;
+
+		if (old >= ts || __sync_val_compare_and_swap(seen, old, ts) == old)
+			return;
+	}
+}
+
+/*
+ * Any socket (tracked or not) read `ret` bytes: a DNS answer if its peer is port 53, or if it
+ * is an unconnected UDP socket that sent to port 53 (marked in `dns_socks` by cgroup/sendmsg:
+ * the sender's address only reaches the caller after this hook).
+ */
+static __always_inline void sample_dns(const struct sock *sk, int ret)
+{
+	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	__u8 proto = sk->sk_protocol;
+	struct ubufs u;
+	struct addrs a, r;
+	__u64 ts;
+
+	if (dport != DNS_PORT && (dport != 0 || proto != IPPROTO_UDP))
+		return;
+	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+		return;
+	if (dport == 0 && !bpf_sk_storage_get(&dns_socks, (void *)sk, 0, 0))
+		return;
+	if (user_bufs(&u, 1) || u.n == 0)
+		return;
+	addrs_from_btf(&a, sk);
+	a.dport = DNS_PORT;
+	/* the sample goes as a packet from the server would: source = the peer */
+	__builtin_memcpy(r.saddr, a.daddr, 16);
+	__builtin_memcpy(r.daddr, a.saddr, 16);
+	r.family = a.family;
+	r.sport = a.dport;
+	r.dport = a.sport;
+	ts = bpf_ktime_get_ns();
+	if (cfg.quiet)
+		dns_seen(ts); /* before the sample, and before the resolver has the answer */
+	/* one sample per read: answers longer than BUSTED_PAYLOAD_MAX are cut (and parsed as far as they go) */
+	emit_bufs(&u, ret < BUSTED_PAYLOAD_MAX ? ret : BUSTED_PAYLOAD_MAX, cookie_of(sk), BUSTED_PL_DNS, proto, &r, 0, ret, ts);
+}
+
 static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 {
 	struct busted_traffic *t;
-	__u64 cookie;
+	__u64 cookie, off;
 
 	if (ret <= 0)
 		return;
+	if (is_rx && cfg.sample_payload)
+		sample_dns(sk, ret);
 	cookie = cookie_of(sk);
 	if (!cookie)
 		return; /* never tracked: no cookie generated just to miss the lookup */
@@ -560,7 +854,7 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 		__sync_fetch_and_add(&t->rx, ret);
 		return;
 	}
-	__sync_fetch_and_add(&t->tx, ret);
+	off = __sync_fetch_and_add(&t->tx, ret);
 	if (!t->announced) {
 		/* first send of a socket whose ESTABLISHED was missed, or of a connected UDP socket */
 		struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
@@ -571,6 +865,8 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 		addrs_from_btf(&a, sk);
 		announce(cookie, s, t, &a);
 	}
+	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP)
+		sample_tls(sk, cookie, t, off, ret);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -589,261 +885,7 @@ int BPF_PROG(busted_recv, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
-/* ---- packet side: cgroup_skb programs see the network header at offset 0 ---- */
-
-struct pkt {
-	__u32 payload_off;
-	__u32 payload_len;
-	__u32 seq;
-	__u16 family;
-	__u16 sport;
-	__u16 dport;
-	__u8 proto;
-	__u8 _pad;
-	__u8 saddr[16];
-	__u8 daddr[16];
-};
-
-/* Parses IPv4/IPv6 + TCP/UDP headers; returns 0 on success. Fragments and IPv6 extension
- * headers are not followed: a ClientHello or DNS answer never starts in one. */
-static __always_inline int parse_pkt(struct __sk_buff *skb, struct pkt *p)
-{
-	__u32 l4;
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
-			return -1;
-		if (ip.ihl < 5 || (ip.frag_off & bpf_htons(0x3fff)))
-			return -1;
-		p->family = AF_INET;
-		p->proto = ip.protocol;
-		__builtin_memset(p->saddr, 0, sizeof(p->saddr));
-		__builtin_memset(p->daddr, 0, sizeof(p->daddr));
-		__builtin_memcpy(p->saddr, &ip.saddr, 4);
-		__builtin_memcpy(p->daddr, &ip.daddr, 4);
-		l4 = ip.ihl * 4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
-			return -1;
-		p->family = AF_INET6;
-		p->proto = ip6.nexthdr;
-		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
-		l4 = sizeof(ip6);
-	} else {
-		return -1;
-	}
-	if (p->proto == IPPROTO_TCP) {
-		struct tcphdr th;
-
-		if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
-			return -1;
-		p->sport = bpf_ntohs(th.source);
-		p->dport = bpf_ntohs(th.dest);
-		p->seq = bpf_ntohl(th.seq);
-		p->payload_off = l4 + th.doff * 4;
-	} else if (p->proto == IPPROTO_UDP) {
-		struct udphdr uh;
-
-		if (bpf_skb_load_bytes(skb, l4, &uh, sizeof(uh)))
-			return -1;
-		p->sport = bpf_ntohs(uh.source);
-		p->dport = bpf_ntohs(uh.dest);
-		p->seq = 0;
-		p->payload_off = l4 + sizeof(uh);
-	} else {
-		return -1;
-	}
-	/* skb->len, not the IP length: a GSO packet is larger than its header says */
-	p->payload_len = skb->len > p->payload_off ? skb->len - p->payload_off : 0;
-	return 0;
-}
-
-/* Copies up to BUSTED_PAYLOAD_MAX bytes at payload offset `from` into one ring record. */
-static __always_inline void emit_payload(struct __sk_buff *skb, const struct pkt *p, __u64 cookie,
-					 __u8 what, __u32 from, __u32 stream_off, __u64 ts)
-{
-	struct busted_payload *e;
-	__u64 n; /* 64-bit: a 32-bit copy would be checked while the unchecked original is passed */
-
-	if (from >= p->payload_len)
-		return;
-	n = p->payload_len - from;
-	if (n > BUSTED_PAYLOAD_MAX)
-		n = BUSTED_PAYLOAD_MAX;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(BUSTED_STAT_LOST);
-		return;
-	}
-	e->kind = BUSTED_EV_PAYLOAD;
-	e->family = p->family;
-	e->what = what;
-	e->proto = p->proto;
-	e->cookie = cookie;
-	e->ts_ns = ts;
-	e->offset = stream_off;
-	e->total = p->payload_len;
-	e->_pad0 = 0;
-	__builtin_memcpy(e->saddr, p->saddr, 16);
-	__builtin_memcpy(e->daddr, p->daddr, 16);
-	e->sport = p->sport;
-	e->dport = p->dport;
-	e->_pad1 = 0;
-	/* the verifier needs a bounded, non-zero length in the register it sees: keep the
-	 * compiler from folding these checks into the ones above */
-	asm volatile("" : "+r"(n));
-	if (n < 1 || n > BUSTED_PAYLOAD_MAX || bpf_skb_load_bytes(skb, p->payload_off + from, e->data, n)) {
-		e->len = 0;
-	} else {
-		e->len = n;
-	}
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
-}
-
-static __always_inline void addrs_from_pkt(struct addrs *a, const struct pkt *p)
-{
-	__builtin_memcpy(a->saddr, p->saddr, 16);
-	__builtin_memcpy(a->daddr, p->daddr, 16);
-	a->family = p->family;
-	a->sport = p->sport;
-	a->dport = p->dport;
-}
-
-/*
- * config.quiet: a TCP flow kept back (or not announced yet) whose first payload starts a TLS
- * handshake is reported now, before its ClientHello sample: user space judges it by its SNI.
- */
-static __always_inline void promote_tls(const struct pkt *p, __u64 cookie)
-{
-	struct busted_traffic *t = counters_of(cookie);
-	struct busted_sock *s;
-	struct addrs a;
-	__u64 was;
-
-	if (!t)
-		return;
-	was = t->announced;
-	if (was == BUSTED_ANNOUNCED_YES)
-		return;
-	s = bpf_map_lookup_elem(&sockets, &cookie);
-	if (!s || __sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) != was)
-		return;
-	addrs_from_pkt(&a, p);
-	emit(cookie, s, BUSTED_EV_CONNECT, &a, 0, 0, 0);
-}
-
-/* First packet of a tracked UDP socket: its CONNECT, unless its first send announced it. */
-static __always_inline void udp_first_packet(const struct pkt *p, __u64 cookie)
-{
-	struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
-	struct busted_traffic *t = counters_of(cookie);
-	struct addrs a;
-
-	bpf_map_delete_elem(&hellos, &cookie);
-	if (!s || !t)
-		return;
-	addrs_from_pkt(&a, p);
-	announce(cookie, s, t, &a);
-}
-
-/*
- * A tracked TCP stream's first data segment: if it opens a TLS handshake record (type, version,
- * length), the flow gets its `hellos` entry, for the ClientHello to be sampled from this segment
- * on (and, with config.quiet, a flow kept back is reported now). NULL for anything else: most
- * streams never touch the LRU map.
- */
-static __always_inline struct busted_hello *first_segment(struct __sk_buff *skb, struct pkt *p, __u64 cookie)
-{
-	struct busted_hello hello = {};
-	__u8 head[5];
-
-	if (!bpf_map_lookup_elem(&sockets, &cookie))
-		return NULL; /* not tracked: someone else made this socket's cookie */
-	if (parse_pkt(skb, p) || p->proto != IPPROTO_TCP || p->payload_len < sizeof(head))
-		return NULL;
-	if (bpf_skb_load_bytes(skb, p->payload_off, head, sizeof(head)) || head[0] != TLS_HANDSHAKE)
-		return NULL;
-	hello.started = 1;
-	hello.first_seq = p->seq;
-	hello.need = 5 + (((__u32)head[3] << 8) | head[4]);
-	if (hello.need > BUSTED_HELLO_MAX)
-		hello.need = BUSTED_HELLO_MAX;
-	if (cfg.quiet)
-		promote_tls(p, cookie); /* reported even if the sampling below cannot be set up */
-	if (bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY))
-		return NULL;
-	return bpf_map_lookup_elem(&hellos, &cookie);
-}
-
-static __always_inline void handle_egress(struct __sk_buff *skb)
-{
-	struct bpf_sock *sk;
-	struct tcp_sock *tp;
-	struct busted_hello *h;
-	struct pkt p = {};
-	__u64 cookie;
-	__u32 off;
-
-	/* SYN, ACK and FIN segments carry no ClientHello: skip them before any lookup */
-	if (skb->len <= 80)
-		return;
-	sk = skb->sk;
-	if (!sk)
-		return;
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp) {
-		/* nor does a TCP segment past a stream's first few: the socket's own counter says so
-		 * without a map lookup (a 4 KiB ClientHello takes at most 8 segments at a 536-byte MSS) */
-		if (tp->data_segs_out > BUSTED_HELLO_SEGS)
-			return;
-		/* and a socket that never got a cookie was never tracked (cookie_of): asking for one
-		 * would make one, and every later hook on it would pay a map lookup to miss */
-		cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
-		if (!cookie)
-			return;
-		h = bpf_map_lookup_elem(&hellos, &cookie); /* a ClientHello being sampled */
-		if (!h) {
-			/* Only a stream's first data segment may start one: bytes_sent (payload bytes
-			 * sent so far, this segment's included) still fits in this packet. */
-			if (!cfg.sample_payload || tp->bytes_sent > skb->len)
-				return;
-			h = first_segment(skb, &p, cookie);
-			if (!h)
-				return;
-		} else if (parse_pkt(skb, &p)) {
-			return;
-		}
-		if (p.proto != IPPROTO_TCP || p.payload_len == 0)
-			return;
-	} else {
-		cookie = bpf_get_socket_cookie(skb); /* UDP: tracked sockets connected, so have one */
-		h = bpf_map_lookup_elem(&hellos, &cookie);
-		if (!h || parse_pkt(skb, &p))
-			return;
-		if (p.proto == IPPROTO_UDP)
-			udp_first_packet(&p, cookie);
-		return;
-	}
-	off = p.seq - h->first_seq; /* wraps correctly */
-	if (off >= h->need) {
-		bpf_map_delete_elem(&hellos, &cookie);
-		return;
-	}
-	for (int i = 0; i < BUSTED_PAYLOAD_CHUNKS; i++) {
-		__u32 from = i * BUSTED_PAYLOAD_MAX;
-
-		if (from >= p.payload_len || off + from >= h->need)
-			break;
-		emit_payload(skb, &p, cookie, BUSTED_PL_TLS, from, off + from, bpf_ktime_get_ns());
-	}
-	if (off + p.payload_len >= h->need)
-		bpf_map_delete_elem(&hellos, &cookie);
-}
+/* ---- cutting: cgroup_skb programs, attached only while a flow is cut ---- */
 
 /* A flow of a process that became blocked: its packets are dropped. */
 static __always_inline int is_cut(struct __sk_buff *skb)
@@ -853,7 +895,7 @@ static __always_inline int is_cut(struct __sk_buff *skb)
 	__u64 cookie;
 
 	if (!pol || !pol->cut)
-		return 0; /* the usual case: one array lookup */
+		return 0;
 	cookie = bpf_get_socket_cookie(skb);
 	return bpf_map_lookup_elem(&cut_socks, &cookie) != NULL;
 }
@@ -861,55 +903,13 @@ static __always_inline int is_cut(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int busted_egress(struct __sk_buff *skb)
 {
-	if (is_cut(skb))
-		return 0;
-	handle_egress(skb);
-	return 1;
-}
-
-/* dns_sync[BUSTED_DNS_SEEN] = max(itself, ts): compare-and-swap, retried once if another CPU
- * moved it meanwhile (a second loss means that CPU wrote a time at least as new). */
-static __always_inline void dns_seen(__u64 ts)
-{
-	__u32 key = BUSTED_DNS_SEEN;
-	__u64 *seen = bpf_map_lookup_elem(&dns_sync, &key);
-
-	for (int i = 0; seen && i < 2; i++) {
-		__u64 old = *seen;
-
-		if (old >= ts || __sync_val_compare_and_swap(seen, old, ts) == old)
-			return;
-	}
-}
-
-static __always_inline void handle_ingress(struct __sk_buff *skb)
-{
-	struct bpf_sock *sk = skb->sk;
-	struct pkt p = {};
-	__u64 ts;
-
-	if (!cfg.sample_payload || !sk)
-		return;
-	/* a connected socket (every TCP connection) tells its peer's port without parsing: only an
-	 * unconnected socket (a UDP resolver using sendto) needs its packets parsed */
-	if (sk->dst_port != 0 && sk->dst_port != bpf_htons(DNS_PORT))
-		return;
-	if (parse_pkt(skb, &p) || p.sport != DNS_PORT || p.payload_len == 0)
-		return;
-	ts = bpf_ktime_get_ns();
-	if (cfg.quiet)
-		dns_seen(ts); /* before the sample, and before the resolver can read the answer */
-	/* one sample per message: answers longer than BUSTED_PAYLOAD_MAX are cut (and parsed as far as they go) */
-	emit_payload(skb, &p, bpf_get_socket_cookie(skb), BUSTED_PL_DNS, 0, 0, ts);
+	return !is_cut(skb);
 }
 
 SEC("cgroup_skb/ingress")
 int busted_ingress(struct __sk_buff *skb)
 {
-	if (is_cut(skb))
-		return 0;
-	handle_ingress(skb);
-	return 1;
+	return !is_cut(skb);
 }
 
 /* ---- enforcement: cgroup/connect and cgroup/sendmsg decide from the maps ---- */
@@ -1142,15 +1142,29 @@ int busted_connect6(struct bpf_sock_addr *ctx)
 }
 
 /* Unconnected UDP (sendto) to an LLM address: the same decision per send. */
+/* An unconnected UDP socket sending to port 53 is a resolver's: its reads are sampled. */
+static __always_inline void mark_dns(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk;
+
+	if (ctx->type != SOCK_DGRAM || bpf_ntohs((__u16)ctx->user_port) != DNS_PORT || !cfg.sample_payload)
+		return;
+	sk = ctx->sk;
+	if (sk)
+		bpf_sk_storage_get(&dns_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+}
+
 SEC("cgroup/sendmsg4")
 int busted_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	mark_dns(ctx);
 	return enforce(ctx, 0);
 }
 
 SEC("cgroup/sendmsg6")
 int busted_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	mark_dns(ctx);
 	return enforce(ctx, 1);
 }
 

@@ -152,11 +152,12 @@ struct busted_policy_event {
 /* What a BUSTED_EV_PAYLOAD sample holds. */
 enum busted_payload_what {
 	BUSTED_PL_TLS = 1, /* first bytes of an outbound TCP stream that starts a TLS handshake */
-	BUSTED_PL_DNS = 2, /* a DNS message received from port 53 (UDP, or one TCP segment) */
+	BUSTED_PL_DNS = 2, /* a DNS message read from port 53 (UDP; over TCP, one read: with or
+			    * without its 2-byte length, as the reader asked for it) */
 };
 
 #define BUSTED_PAYLOAD_MAX 1024 /* bytes per sample */
-#define BUSTED_PAYLOAD_CHUNKS 4 /* samples per packet at most; ClientHellos up to 4 KiB */
+#define BUSTED_PAYLOAD_CHUNKS 4 /* samples per send at most; ClientHellos up to 4 KiB */
 #define BUSTED_HELLO_MAX 4096   /* stream bytes sampled per flow at most */
 
 /* Indexes of the per-CPU `stats` array. */
@@ -203,7 +204,7 @@ struct busted_exec {
 
 /* Value of the `hellos` hash map: sampling state of a flow's first payload bytes. 16 bytes. */
 struct busted_hello {
-	__u32 first_seq;  /* TCP sequence number of the first payload byte */
+	__u32 _pad1;
 	__u32 need;       /* stream bytes to sample: the TLS record, capped at BUSTED_HELLO_MAX */
 	__u32 started;    /* first payload seen */
 	__u32 _pad0;
@@ -294,7 +295,7 @@ struct busted_payload {
 	__u64 ts_ns;
 	__u32 offset;     /* TLS: stream offset of data[0] from the first payload byte; DNS: 0 */
 	__u32 len;        /* valid bytes in data */
-	__u32 total;      /* payload bytes in the packet */
+	__u32 total;      /* bytes the send or read moved (the sample holds the first of them) */
 	__u32 _pad0;
 	__u8 saddr[16];
 	__u8 daddr[16];

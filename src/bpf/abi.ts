@@ -154,7 +154,7 @@ export const EXEC = { size: 256, start_ns: 0, path: 8 } as const;
 export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72 } as const;
 
 /** struct busted_hello */
-export const HELLO = { size: 16, first_seq: 0, need: 4, started: 8 } as const;
+export const HELLO = { size: 16, need: 4, started: 8 } as const;
 
 /** struct busted_payload */
 export const PAYLOAD = {

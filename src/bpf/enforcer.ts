@@ -141,7 +141,11 @@ export class Enforcer {
   private bank = 0;
   private state = { nrules: 0, defaultAction: Action.ALLOW as ActionValue, enforce: false, toggles: 0, cuts: 0, hashExec: false };
 
-  constructor(private readonly maps: EnforcerMaps) {}
+  /** `onCutting(true)` when the first flow is cut, `(false)` when none is any more. */
+  constructor(
+    private readonly maps: EnforcerMaps,
+    private readonly onCutting?: (cutting: boolean) => void,
+  ) {}
 
   /** Maps an address range (or one address, /32 or /128) to a catalog provider. */
   addDestination(addr: Uint8Array, prefixLen: number, provider: number): void {
@@ -189,13 +193,17 @@ export class Enforcer {
 
   /** Drops the packets of an open flow (or lets them pass again). */
   setCut(cookie: bigint, cut: boolean): void {
+    const before = this.state.cuts;
     if (cut) {
       this.maps.cutSocks.update(u64(cookie), Buffer.from([1]));
       this.state.cuts++;
     } else if (this.maps.cutSocks.delete(u64(cookie))) {
       this.state.cuts--;
     }
+    // the packet programs first, then the switch that makes them drop
+    if (before === 0 && this.state.cuts > 0) this.onCutting?.(true);
     this.writePolicy();
+    if (before > 0 && this.state.cuts === 0) this.onCutting?.(false);
   }
 
   private writePolicy(): void {

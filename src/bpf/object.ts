@@ -164,12 +164,22 @@ export class BpfObject implements Closable {
     this.links.push(link);
   }
 
-  attachCgroup(prog: BpfProgram, cgroupFd: number): void {
+  /** Attaches a program to a cgroup; returns its link, which detach() can release early. */
+  attachCgroup(prog: BpfProgram, cgroupFd: number): Ptr {
     const link = checkPtr(
       `attach ${prog.name} (${prog.section}) to a cgroup`,
       libbpf().bpf_program__attach_cgroup(prog.handle, cgroupFd),
     );
     this.links.push(link);
+    return link;
+  }
+
+  /** Releases one link made by attachCgroup() before the object closes. */
+  detach(link: Ptr): void {
+    const i = this.links.indexOf(link);
+    if (i < 0) return;
+    this.links.splice(i, 1);
+    libbpf().bpf_link__destroy(link);
   }
 
   /** Releases something (a ring buffer) together with this object, before its maps go away. */

@@ -8,6 +8,7 @@ import { CONFIG, DnsSync, MODEL_PORTS, decodeCString, decodeRecord, EXEC, Kind, 
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
+import type { Ptr } from './libbpf.js';
 import { Enforcer } from './enforcer.js';
 import { COUNTED_MAPS, KernelStatsReader, type KernelFill } from './kstats.js';
 
@@ -37,6 +38,9 @@ export function sweepExecMap(execs: BpfMap, alive: (tgid: number, startNs: bigin
 
 export const isCgroupSection = (section: string) => section.startsWith('cgroup');
 
+/** The packet programs: they only drop the packets of cut flows, so they are attached only while one is. */
+export const PACKET_PROGRAMS: readonly string[] = ['busted_egress', 'busted_ingress'];
+
 const isCgroupProgram = (obj: BpfObject, name: string) =>
   obj.programs().some((p) => p.name === name && isCgroupSection(p.section));
 
@@ -61,6 +65,8 @@ export interface ProbeOptions {
   onExec?: (exec: ExecEvent) => void;
   /** Records whose kind the decoder does not know (ABI mismatch): counted, not fatal. */
   onBadRecord?: () => void;
+  /** Something did not work but busted goes on (open flows could not be cut). */
+  onWarning?: (message: string) => void;
 }
 
 export class KernelProbe {
@@ -72,7 +78,12 @@ export class KernelProbe {
   private readonly execValue = Buffer.alloc(EXEC.size);
   private readonly ring: RingBuffer;
 
-  private constructor(private readonly obj: BpfObject, opts: ProbeOptions) {
+  private packetLinks: Ptr[] = [];
+
+  private constructor(
+    private readonly obj: BpfObject,
+    opts: ProbeOptions,
+  ) {
     this.ring = new RingBuffer(obj.map('events'), (view, offset, length) => {
       const rec = decodeRecord(view, offset, length);
       if (rec === null) opts.onBadRecord?.();
@@ -88,7 +99,43 @@ export class KernelProbe {
     this.enforcer = new Enforcer({
       llmV4: obj.map('llm_v4'), llmV6: obj.map('llm_v6'), policy: obj.map('policy'), rules: obj.map('rules'),
       procVerdicts: obj.map('proc_verdicts'), hashedExes: obj.map('hashed_exes'), cutSocks: obj.map('cut_socks'),
+    }, (cutting) => {
+      try {
+        this.setCutting(cutting, opts.cgroupPath);
+      } catch (err) {
+        opts.onWarning?.(`open flows of blocked processes cannot be cut: ${(err as Error).message}. New connections are still blocked.`);
+      }
     });
+  }
+
+  /**
+   * Attaches the packet programs (a flow is cut: its packets are dropped) or detaches them (none
+   * is): no program runs per packet while nothing is cut. Throws when they cannot be attached,
+   * leaving none attached.
+   */
+  private setCutting(cutting: boolean, cgroupPath: string | null): void {
+    if (!cutting) {
+      for (const link of this.packetLinks.splice(0)) this.obj.detach(link);
+      return;
+    }
+    if (this.packetLinks.length > 0) return;
+    if (cgroupPath === null) throw new Error('cgroup v2 is not mounted: open flows cannot be cut (mount -t cgroup2 none /sys/fs/cgroup)');
+    const fd = openSync(cgroupPath, 'r');
+    try {
+      for (const prog of this.obj.programs()) {
+        if (PACKET_PROGRAMS.includes(prog.name)) this.packetLinks.push(this.obj.attachCgroup(prog, fd));
+      }
+    } catch (err) {
+      for (const link of this.packetLinks.splice(0)) this.obj.detach(link);
+      throw err;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Whether the packet programs are attached (a flow is being cut). */
+  get cutting(): boolean {
+    return this.packetLinks.length > 0;
   }
 
   /** The path process `tgid` (started at `startNs`) last exec'd, as the kernel saw it; null if unknown. */
@@ -128,7 +175,7 @@ export class KernelProbe {
       try {
         for (const prog of obj.programs()) {
           if (!isCgroupSection(prog.section)) obj.attach(prog);
-          else if (cgroupFd >= 0) obj.attachCgroup(prog, cgroupFd);
+          else if (cgroupFd >= 0 && !PACKET_PROGRAMS.includes(prog.name)) obj.attachCgroup(prog, cgroupFd);
         }
       } finally {
         if (cgroupFd >= 0) closeSync(cgroupFd); // links keep their own reference to the cgroup

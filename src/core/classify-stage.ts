@@ -134,7 +134,9 @@ export class ClassificationStage {
 
   /** A DNS message received from port 53. */
   dns(data: Uint8Array, proto: 'tcp' | 'udp'): void {
-    const answer = proto === 'tcp' ? parseDnsTcpResponse(data) : parseDnsResponse(data);
+    // over TCP a reader may take the 2-byte length apart from the message (glibc does): the
+    // sample of its read then holds the bare message
+    const answer = proto === 'tcp' ? (parseDnsTcpResponse(data) ?? parseDnsResponse(data)) : parseDnsResponse(data);
     if (!answer) {
       this.badDns++;
       return;

@@ -232,11 +232,11 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   };
 
   if (cgroupPath === null) {
-    opts.onWarning?.('cgroup v2 is not mounted: TLS SNI, DNS answers and UDP flows are not seen (mount -t cgroup2 none /sys/fs/cgroup).');
+    opts.onWarning?.('cgroup v2 is not mounted: UDP flows are not seen and nothing can be enforced (mount -t cgroup2 none /sys/fs/cgroup).');
   }
   let enforcement: Enforcement | null = null;
-  // quiet mode also in the kernel, when it can judge: it needs the cgroup programs (the LLM
-  // address maps and TLS samples) and the model server ports fit its table
+  // quiet mode also in the kernel, when it can judge: it needs the LLM address maps (filled with
+  // the cgroup programs, by Enforcement) and the model server ports to fit its table
   const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))];
   const kernelQuiet = (cg: string | null) => (opts.quiet && cg !== null && modelPorts.length <= MODEL_PORTS ? { modelPorts } : null);
   if (opts.quiet && modelPorts.length > MODEL_PORTS) {
@@ -245,23 +245,24 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const startProbe = (cg: string | null) =>
     KernelProbe.start({
       selfTgid: process.pid, cgroupPath: cg, quiet: kernelQuiet(cg), onEvent, onPayload, onBadRecord: () => badRecords++,
+      onWarning: (m) => opts.onWarning?.(m),
       onPolicy: (d) => enforcement?.decision(d),
       onExec: (x) => void hashExec(x.tgid, x.exeDev, x.exeIno),
     });
   let probe: KernelProbe;
-  let sampling = cgroupPath !== null;
+  let cgroupOn = cgroupPath !== null;
   let kernelQuietOn = kernelQuiet(cgroupPath) !== null;
   try {
     probe = startProbe(cgroupPath);
   } catch (err) {
     if (cgroupPath === null) throw err;
-    // an older kernel may refuse a cgroup hook: keep monitoring without classification samples
-    opts.onWarning?.(`the cgroup programs could not be attached (${(err as Error).message}); TLS SNI, DNS and UDP flows are not seen. Run busted doctor for details.`);
+    // an older kernel may refuse a cgroup hook: keep monitoring without them
+    opts.onWarning?.(`the cgroup programs could not be attached (${(err as Error).message}); UDP flows are not seen and nothing can be enforced. Run busted doctor for details.`);
     probe = startProbe(null);
-    sampling = false;
+    cgroupOn = false;
     kernelQuietOn = false;
   }
-  if (sampling) {
+  if (cgroupOn) {
     enforcement = new Enforcement({
       enforcer: probe.enforcer, catalog, publish, iso: (ns) => clock.iso(ns), enforce: opts.enforce ?? false,
       openLlmFlows: (key) => store.table.openFlowsOf(key, true).map((id) => BigInt(id)),
@@ -303,7 +304,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     listeners: new ListenerFinder(),
     now: () => Date.now(),
     holdMs: opts.holdMs,
-    sampling,
+    sampling: true, // ClientHello and DNS samples come from the send and receive hooks
     quiet: opts.quiet ?? false,
     onQuiet: (proto, failed) => store.noteQuiet(proto, failed),
     finalize: (rec) => {

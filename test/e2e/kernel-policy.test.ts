@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
 import { findCgroup2Mount } from '../../src/bpf/preflight.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { bpfIdsOf, packetAttached } from '../helpers/bpfmaps.js';
 import { holdingServer } from '../helpers/servers.js';
 import { ROOT, runClient, startBusted, type BustedRun } from '../helpers/busted.js';
 
@@ -181,7 +182,7 @@ kernelTest('a sha256 rule blocks a binary started after busted from its first co
   }
 });
 
-kernelTest('a SIGHUP reload that blocks a process cuts its open LLM flows within 1 s, and a bad reload keeps the policy', async (t) => {
+kernelTest('a SIGHUP reload that blocks a process cuts its open LLM flows within 1 s (the packet programs attached only while it is cut), and a bad reload keeps the policy', async (t) => {
   const f = files('rules:\n  - name: nothing-yet\n    match: {uid: 4242424}\n    action: block\n');
   let received = 0;
   const conns = new Set<Socket>();
@@ -199,6 +200,8 @@ kernelTest('a SIGHUP reload that blocks a process cuts its open LLM flows within
     await busted.waitFor((r) => r.type === 'connect' && r.pid === pid);
     await new Promise((r) => setTimeout(r, 600));
     t.true(received > 0, 'bytes flow before the reload');
+    const progs = bpfIdsOf(busted.child.pid!).progs;
+    t.deepEqual(packetAttached(progs), [], 'no packet program attached before a flow is cut');
     writeFileSync(f.policy, 'rules: [oops\n'); // a bad file: the old policy stays
     busted.child.kill('SIGHUP');
     await new Promise((r) => setTimeout(r, 300));
@@ -211,6 +214,12 @@ kernelTest('a SIGHUP reload that blocks a process cuts its open LLM flows within
     const atCut = received;
     await new Promise((r) => setTimeout(r, 1500));
     t.is(received, atCut, 'no bytes reach the server after the cut');
+    t.deepEqual(packetAttached(progs).sort(), ['busted_egress (cgroup_inet_egress)', 'busted_ingress (cgroup_inet_ingress)'], 'the packet programs are attached while the flow is cut');
+    child.kill();
+    await busted.waitFor((r) => r.type === 'close' && r.pid === pid, 5000);
+    const deadline = Date.now() + 3000;
+    while (packetAttached(progs).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    t.deepEqual(packetAttached(progs), [], 'and detached once the cut flow is gone');
   } finally {
     child.kill();
     await busted.stop();

@@ -4,7 +4,7 @@
  * counted with `bpftool -j map dump`, and the counter slots through a mapping of their own. Used by
  * the overload and soak tests and the benchmarks.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import koffi from 'koffi';
 import { SLOT } from '../../src/bpf/abi.js';
@@ -138,4 +138,34 @@ export class SlotsView {
     munmap('munmap(traffic_slots)', this.addr, this.length);
     fs.closeSync(this.fd);
   }
+}
+
+/** The ids of the programs and links process `pid` holds open (from /proc/PID/fdinfo). */
+export function bpfIdsOf(pid: number): { progs: number[]; links: number[] } {
+  const progs = new Set<number>();
+  const links = new Set<number>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fdinfo`)) {
+    let info = '';
+    try {
+      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const prog = /^prog_id:\s*(\d+)/m.exec(info);
+    const link = /^link_id:\s*(\d+)/m.exec(info);
+    if (prog) progs.add(Number(prog[1]));
+    if (link) links.add(Number(link[1]));
+  }
+  return { progs: [...progs], links: [...links] };
+}
+
+/** Which of these program ids are attached to a cgroup as packet programs (cgroup_skb egress/ingress). */
+export function packetAttached(progIds: number[]): string[] {
+  const out = execFileSync('bpftool', ['cgroup', 'tree'], { encoding: 'utf8' });
+  const found: string[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^\s*(\d+)\s+(cgroup_inet_(?:egress|ingress))\s+\S+\s+(\S+)/.exec(line);
+    if (m && progIds.includes(Number(m[1]))) found.push(`${m[3]} (${m[2]})`);
+  }
+  return found;
 }

@@ -1,27 +1,26 @@
 /**
- * bpf/ringbuf.ts on the kernel's own ring (root): busted's object with only its cgroup ingress
- * program attached, which writes one 1104-byte DNS sample per UDP datagram from port 53 — so a
- * test can go round the 4 MiB ring several times with ~20k datagrams over loopback, and nothing
- * but its own datagrams reaches the ring. Checked: every sample arrives once, in order per flow,
+ * bpf/ringbuf.ts on the kernel's own ring (root): busted's object with only its receive hook
+ * attached, which writes one 1104-byte DNS sample per datagram a UDP socket connected to port 53
+ * reads — so a test can go round the 4 MiB ring several times with ~20k datagrams over loopback,
+ * and nothing but its own datagrams reaches the ring. Checked: every sample arrives once, in order per flow,
  * with its bytes intact (samples that straddle the end of the ring included); every consume()
  * stops at its budget and the next one resumes right after; the consumer position the kernel
  * sees is the producer's at the end.
  *
  * Exclusive: the burst would fill the rings of busted instances of other kernel tests running
- * beside it (their programs sample the same datagrams).
+ * beside it (their programs sample the same reads).
  */
 import type { ExecutionContext } from 'ava';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
 import { kernelTest } from '../helpers/kernel.js';
 
 /** The DNS server's address: loopback, not 127.0.0.153 (kernel-classify's), not a resolver's. */
 const SERVER = '127.0.0.154';
 const FLOWS = 3;
 const DATAGRAMS = 20_000;
-/** Datagrams sent before reading: ~1.7 MB of samples, well inside the ring. */
-const BATCH = 1_500;
+/** Datagrams sent before reading: 50 per socket fit its receive buffer (a dropped datagram is never read, so never sampled); ~170 KB of samples. */
+const BATCH = 150;
 const BUDGETS = [1, 5, 64, 333, 2048];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,13 +43,10 @@ async function udp(host: string, port: number): Promise<Socket> {
   return s;
 }
 
-async function loadIngressOnly() {
+async function loadRecvOnly() {
   const { BpfObject } = await import('../../src/bpf/object.js');
-  const { OBJECT_PATH, isCgroupSection } = await import('../../src/bpf/probe.js');
-  const { findCgroup2Mount } = await import('../../src/bpf/preflight.js');
+  const { OBJECT_PATH } = await import('../../src/bpf/probe.js');
   const { CONFIG } = await import('../../src/bpf/abi.js');
-  const cgroup = findCgroup2Mount();
-  if (cgroup === null) throw new Error('cgroup v2 is not mounted');
   const obj = BpfObject.open(OBJECT_PATH);
   try {
     obj.setRodata((ro) => {
@@ -58,15 +54,10 @@ async function loadIngressOnly() {
       ro.setUint16(CONFIG.udp_port, 443, true);
       ro.setUint8(CONFIG.sample_payload, 1);
     });
-    obj.setAutoload((name) => name === 'busted_ingress');
+    obj.setAutoload((name) => name === 'busted_recv');
     obj.load();
-    const fd = openSync(cgroup, 'r');
-    try {
-      for (const prog of obj.programs()) if (prog.name === 'busted_ingress' && isCgroupSection(prog.section)) obj.attachCgroup(prog, fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (obj.attachedCount !== 1) throw new Error('busted_ingress was not attached');
+    for (const prog of obj.programs()) if (prog.name === 'busted_recv') obj.attach(prog);
+    if (obj.attachedCount !== 1) throw new Error('busted_recv was not attached');
     return obj;
   } catch (err) {
     obj.close();
@@ -92,13 +83,16 @@ kernelTest('ring buffer: samples over several laps of the kernel ring arrive onc
   const { RingBuffer } = await import('../../src/bpf/ringbuf.js');
   const { RingFill } = await import('../../src/bpf/kstats.js');
   const { decodeRecord, Kind, PayloadWhat, PAYLOAD_MAX } = await import('../../src/bpf/abi.js');
-  const obj = await loadIngressOnly();
+  const obj = await loadRecvOnly();
   const events = obj.map('events');
   const size = events.maxEntries;
   const server = await udp(SERVER, 53);
   const receivers = await Promise.all(Array.from({ length: FLOWS }, () => udp('127.0.0.1', 0)));
+  // connected to the server's port 53: what they read is a DNS answer to the hook
+  await Promise.all(receivers.map((r) => new Promise<void>((resolve, reject) => r.connect(53, SERVER, (err?: Error) => (err ? reject(err) : resolve())))));
   const flowOfPort = new Map(receivers.map((r, i) => [r.address().port, i]));
-  for (const r of receivers) r.on('message', () => {}); // read, so the sockets never fill
+  let read = 0;
+  for (const r of receivers) r.on('message', () => read++); // each read writes a sample
   const tally: Tally = { seqs: receivers.map(() => []), damaged: 0, foreign: 0, straddling: 0, bytes: 0, handed: 0 };
   const ring = new RingBuffer(events, (view, offset, length) => {
     tally.handed++;
@@ -131,6 +125,9 @@ kernelTest('ring buffer: samples over several laps of the kernel ring arrive onc
         return new Promise<void>((resolve, reject) => server.send(datagram(flow, next[flow]!++), port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
       }));
       sent += batch;
+      // the whole batch read by the receivers (sampled) before the ring is, so calls stop at their budget
+      const readBy = Date.now() + 3_000;
+      while (read < sent && Date.now() < readBy) await sleep(1);
       // read it back in calls of varying budgets
       const deadline = Date.now() + 3_000;
       while (received() < sent && Date.now() < deadline) {
@@ -143,11 +140,11 @@ kernelTest('ring buffer: samples over several laps of the kernel ring arrive onc
         if (more) stoppedByBudget++;
         if (handled === 0) await sleep(1); // a datagram's softirq not yet run
       }
-      if (received() < sent) break; // lost or misread: the checks below say which
+      if (received() < sent) { t.log(`batch to ${sent}: read ${read}, sampled ${received()}`); break; } // lost or misread: the checks below say which
     }
     while (ring.consume(2048).more);
     t.deepEqual(badCalls.slice(0, 5), [], 'every consume() kept to its budget');
-    t.true(stoppedByBudget >= 2 * Math.ceil(DATAGRAMS / BATCH), `calls stopped by their budget with records left: ${stoppedByBudget}`);
+    t.true(stoppedByBudget >= Math.ceil(DATAGRAMS / BATCH), `calls stopped by their budget with records left: ${stoppedByBudget}`);
     t.is(tally.foreign, 0, 'nothing but these samples in the ring');
     for (let f = 0; f < FLOWS; f++) {
       const seqs = tally.seqs[f]!;
