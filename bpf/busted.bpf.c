@@ -461,32 +461,33 @@ static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
 }
 
 /*
- * CLOSE or FAIL exactly once: only the hook that deletes the socket's entry reports it. `t` is
- * the socket's counters (counters_of), read before that delete: the winner's slot is still its
- * own then, and the final counts go out in the record before the slot is freed.
+ * CLOSE or FAIL exactly once: only the hook that deletes the socket's entry reports it. `s` is
+ * that entry and `t` the socket's counters, both as the caller just looked them up, read before
+ * the delete: the winner's slot is still its own then, and the final counts go out in the
+ * record before the slot is freed.
  */
-static __always_inline void finish(__u64 cookie, const struct busted_traffic *t, __u32 kind,
-				   const struct addrs *a, __s32 error)
+static __always_inline void finish(__u64 cookie, const struct busted_sock *s, const struct busted_traffic *t,
+				   __u32 kind, const struct addrs *a, __s32 error)
 {
-	struct busted_sock *s;
 	struct busted_sock copy;
-	__u64 tx, rx, announced;
+	__u64 tx, rx;
 
-	s = bpf_map_lookup_elem(&sockets, &cookie);
-	if (!s)
+	if (t->announced == BUSTED_ANNOUNCED_QUIET) {
+		/* kept back whole: counted, not reported, so nothing of the entry is needed */
+		if (bpf_map_delete_elem(&sockets, &cookie))
+			return; /* another hook finished it first */
+		free_counters(cookie);
+		forget_hello(cookie);
+		stat_inc(BUSTED_STAT_QUIET);
 		return;
+	}
 	copy = *s; /* preallocated elements are reused as soon as they are deleted */
 	tx = t->tx;
 	rx = t->rx;
-	announced = t->announced;
 	if (bpf_map_delete_elem(&sockets, &cookie))
 		return; /* another hook finished it first */
 	free_counters(cookie);
 	forget_hello(cookie);
-	if (announced == BUSTED_ANNOUNCED_QUIET) {
-		stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
-		return;
-	}
 	if (kind == BUSTED_EV_FAIL && !worth_reporting(&copy, a)) {
 		stat_inc(BUSTED_STAT_QUIET_FAILED);
 		return;
@@ -542,10 +543,10 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	}
 	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
 	if (!t->announced) {
-		finish(cookie, t, BUSTED_EV_FAIL, &a, sk->sk_err);
+		finish(cookie, s, t, BUSTED_EV_FAIL, &a, sk->sk_err);
 		return 0;
 	}
-	finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
+	finish(cookie, s, t, BUSTED_EV_CLOSE, &a, 0);
 	return 0;
 }
 
@@ -1199,7 +1200,7 @@ int busted_release(struct bpf_sock *ctx)
 	if (ctx->protocol == IPPROTO_UDP) {
 		addrs_from_sk(&a, sk);
 		if (t->announced)
-			finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
+			finish(cookie, s, t, BUSTED_EV_CLOSE, &a, 0);
 		else
 			untrack(cookie); /* connected but never sent: not a flow */
 		return 1;
@@ -1207,7 +1208,7 @@ int busted_release(struct bpf_sock *ctx)
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !t->announced)) {
 		addrs_from_sk(&a, sk);
-		finish(cookie, t, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
+		finish(cookie, s, t, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}
 	/* the addresses (five reads through a helper) only matter to a CONNECT not sent yet: a TCP
@@ -1218,7 +1219,7 @@ int busted_release(struct bpf_sock *ctx)
 	} else {
 		__builtin_memset(&a, 0, sizeof(a));
 	}
-	finish(cookie, t, BUSTED_EV_CLOSE, &a, 0);
+	finish(cookie, s, t, BUSTED_EV_CLOSE, &a, 0);
 	return 1;
 }
 

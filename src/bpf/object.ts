@@ -159,9 +159,10 @@ export class BpfObject implements Closable {
   }
 
   /** Attaches one program by its section's default (tp_btf, tracepoint, …); the link is owned here. */
-  attach(prog: BpfProgram): void {
+  attach(prog: BpfProgram): Ptr {
     const link = checkPtr(`attach ${prog.name} (${prog.section})`, libbpf().bpf_program__attach(prog.handle));
     this.links.push(link);
+    return link;
   }
 
   /** Attaches a program to a cgroup; returns its link, which detach() can release early. */
@@ -174,7 +175,7 @@ export class BpfObject implements Closable {
     return link;
   }
 
-  /** Releases one link made by attachCgroup() before the object closes. */
+  /** Releases one link made by attach() or attachCgroup() before the object closes. */
   detach(link: Ptr): void {
     const i = this.links.indexOf(link);
     if (i < 0) return;

@@ -1,0 +1,132 @@
+/**
+ * What busted's kernel programs cost a connection churn, with no user space in the way: each
+ * eBPF object given is loaded once, configured as busted configures it by default (quiet mode,
+ * the catalog's model server ports: the churn's connections are kept back in the kernel, so
+ * nothing crosses the ring), and the churn runs in short windows, 1 s each by default, with
+ * that object's programs attached or with nothing attached, the windows interleaved. The VM's
+ * speed drifts over seconds to minutes by more than what is measured here; adjacent short
+ * windows cancel that drift, which separate runs of busted cannot.
+ *
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [LABEL=OBJECT[:prog,prog…] …]
+ *
+ * Default: one object, this checkout's bpf/busted.bpf.o with the programs busted attaches at
+ * start (all but the packet programs). `:prog,…` names the programs to attach instead. Prints,
+ * per object, the median churn rate of its windows against the median of the windows with
+ * nothing attached, and the median of the per-round ratios. Root; loopback only.
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CONFIG, MODEL_PORTS } from '../src/bpf/abi.js';
+import type { Ptr } from '../src/bpf/libbpf.js';
+import { BpfObject } from '../src/bpf/object.js';
+import { findCgroup2Mount } from '../src/bpf/preflight.js';
+import { OBJECT_PATH, PACKET_PROGRAMS, isCgroupSection } from '../src/bpf/probe.js';
+import { loadCatalog } from '../src/core/catalog.js';
+
+const { values, positionals } = parseArgs({
+  options: { rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' } },
+  allowPositionals: true,
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+if (!(rounds > 0) || !(seconds > 0)) {
+  console.error('attach-cost: --rounds and --seconds take positive numbers');
+  process.exit(2);
+}
+if (process.getuid?.() !== 0) {
+  console.error('attach-cost: run as root (it loads and attaches eBPF programs)');
+  process.exit(1);
+}
+
+interface Subject {
+  label: string;
+  obj: BpfObject;
+  progs: (name: string) => boolean;
+  rates: number[];
+}
+
+const cgroup = findCgroup2Mount();
+if (cgroup === null) {
+  console.error('attach-cost: cgroup v2 is not mounted');
+  process.exit(1);
+}
+const modelPorts = [...new Set(loadCatalog().entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
+
+function load(path: string): BpfObject {
+  const obj = BpfObject.open(path);
+  obj.setRodata((ro) => {
+    ro.setUint32(CONFIG.self_tgid, process.pid, true);
+    ro.setUint16(CONFIG.udp_port, 443, true);
+    ro.setUint8(CONFIG.sample_payload, 1);
+    ro.setUint8(CONFIG.quiet, 1);
+    for (const [i, port] of modelPorts.entries()) ro.setUint16(CONFIG.model_ports + 2 * i, port, true);
+  });
+  obj.load();
+  return obj;
+}
+
+const specs = positionals.length > 0 ? positionals : [`busted=${OBJECT_PATH}`];
+const subjects: Subject[] = specs.map((spec) => {
+  const eq = spec.indexOf('=');
+  if (eq <= 0) {
+    console.error(`attach-cost: ${spec}: expected LABEL=OBJECT[:prog,prog…]`);
+    process.exit(2);
+  }
+  const [path, list] = spec.slice(eq + 1).split(':') as [string, string | undefined];
+  const named = list ? new Set(list.split(',')) : null;
+  return {
+    label: spec.slice(0, eq),
+    obj: load(path),
+    progs: named ? (n) => named.has(n) : (n) => !PACKET_PROGRAMS.includes(n),
+    rates: [],
+  };
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));
+const churn = join(dir, 'churn');
+execFileSync('cc', ['-O2', '-pthread', '-o', churn, new URL('./churn.c', import.meta.url).pathname]);
+const run = () => (JSON.parse(execFileSync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' }).trim().split('\n').pop()!) as { cps: number }).cps;
+
+const cg = openSync(cgroup, 'r');
+function attached(s: Subject): number {
+  const links: Ptr[] = [];
+  try {
+    for (const p of s.obj.programs()) {
+      if (!s.progs(p.name)) continue;
+      links.push(isCgroupSection(p.section) ? s.obj.attachCgroup(p, cg) : s.obj.attach(p));
+    }
+    return run();
+  } finally {
+    for (const l of links) s.obj.detach(l);
+  }
+}
+
+const none: number[] = [];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+try {
+  run(); // warm-up
+  const slots = [null, ...subjects];
+  for (let r = 0; r < rounds; r++) {
+    const line: string[] = [];
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[(i + r) % slots.length]!;
+      const cps = s === null ? run() : attached(s);
+      (s === null ? none : s.rates).push(cps);
+      line.push(`${s === null ? 'none' : s.label} ${cps.toFixed(0)}`);
+    }
+    console.log(`round ${r + 1}: ${line.join('  ')}`);
+  }
+  const base = median(none);
+  console.log(`\nnothing attached: median ${base.toFixed(0)} conn/s over ${none.length} windows of ${seconds} s`);
+  for (const s of subjects) {
+    const pairs = s.rates.map((x, i) => x / none[i]!);
+    console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}`);
+  }
+} finally {
+  closeSync(cg);
+  for (const s of subjects) s.obj.close();
+  rmSync(dir, { recursive: true, force: true });
+}
