@@ -19,11 +19,11 @@ import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONFIG, MODEL_PORTS } from '../src/bpf/abi.js';
+import { MODEL_PORTS } from '../src/bpf/abi.js';
 import type { Ptr } from '../src/bpf/libbpf.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
-import { OBJECT_PATH, PACKET_PROGRAMS, isCgroupSection } from '../src/bpf/probe.js';
+import { OBJECT_PATH, PACKET_PROGRAMS, configureObject, isCgroupSection } from '../src/bpf/probe.js';
 import { loadCatalog } from '../src/core/catalog.js';
 
 const { values, positionals } = parseArgs({
@@ -57,13 +57,7 @@ const modelPorts = [...new Set(loadCatalog().entries.flatMap((e) => e.local?.por
 
 function load(path: string): BpfObject {
   const obj = BpfObject.open(path);
-  obj.setRodata((ro) => {
-    ro.setUint32(CONFIG.self_tgid, process.pid, true);
-    ro.setUint16(CONFIG.udp_port, 443, true);
-    ro.setUint8(CONFIG.sample_payload, 1);
-    ro.setUint8(CONFIG.quiet, 1);
-    for (const [i, port] of modelPorts.entries()) ro.setUint16(CONFIG.model_ports + 2 * i, port, true);
-  });
+  configureObject(obj, { selfTgid: process.pid, quiet: { modelPorts } });
   obj.load();
   return obj;
 }

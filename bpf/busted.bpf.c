@@ -608,9 +608,12 @@ static __always_inline int read_iovs(struct ubufs *u, const struct iovec *iov, _
 		return -1;
 	if (cnt > BUSTED_IOV_MAX)
 		cnt = BUSTED_IOV_MAX;
-	if (bpf_probe_read_user(v, sizeof(v[0]) * BUSTED_IOV_MAX, iov) &&
-	    bpf_probe_read_user(v, sizeof(v[0]), iov)) /* fewer, at the end of a page */
-		return -1;
+	if (bpf_probe_read_user(v, sizeof(v[0]) * BUSTED_IOV_MAX, iov)) {
+		/* the array may end before a page that is not there: its first entry alone */
+		if (bpf_probe_read_user(v, sizeof(v[0]), iov))
+			return -1;
+		cnt = 1;
+	}
 	for (int i = 0; i < BUSTED_IOV_MAX; i++) {
 		if (i >= cnt)
 			break;
@@ -821,6 +824,7 @@ static __always_inline void sample_dns(const struct sock *sk, int ret)
 		return;
 	if (user_bufs(&u, 1) || u.n == 0)
 		return;
+	u.n = 1; /* one sample per message: its first buffer (resolvers read into one) */
 	addrs_from_btf(&a, sk);
 	a.dport = DNS_PORT;
 	/* the sample goes as a packet from the server would: source = the peer */

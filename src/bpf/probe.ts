@@ -69,6 +69,19 @@ export interface ProbeOptions {
   onWarning?: (message: string) => void;
 }
 
+/** Writes the object's `cfg` (.rodata) from the options; before load(). */
+export function configureObject(obj: BpfObject, opts: Pick<ProbeOptions, 'selfTgid' | 'udpPort' | 'samplePayload' | 'quiet'>): void {
+  obj.setRodata((ro) => {
+    ro.setUint32(CONFIG.self_tgid, opts.selfTgid ?? 0, true);
+    ro.setUint16(CONFIG.udp_port, opts.udpPort ?? 443, true);
+    ro.setUint8(CONFIG.sample_payload, opts.samplePayload === false ? 0 : 1);
+    const quiet = opts.quiet ?? null;
+    if (quiet && quiet.modelPorts.length > MODEL_PORTS) throw new Error(`quiet mode takes at most ${MODEL_PORTS} model server ports, not ${quiet.modelPorts.length}`);
+    ro.setUint8(CONFIG.quiet, quiet ? 1 : 0);
+    for (const [i, port] of (quiet?.modelPorts ?? []).entries()) ro.setUint16(CONFIG.model_ports + 2 * i, port, true);
+  });
+}
+
 export class KernelProbe {
   readonly counters: TrafficCounters;
   private readonly stats: PerCpuStats;
@@ -160,15 +173,7 @@ export class KernelProbe {
   static start(opts: ProbeOptions): KernelProbe {
     const obj = BpfObject.open(OBJECT_PATH);
     try {
-      obj.setRodata((ro) => {
-        ro.setUint32(CONFIG.self_tgid, opts.selfTgid ?? 0, true);
-        ro.setUint16(CONFIG.udp_port, opts.udpPort ?? 443, true);
-        ro.setUint8(CONFIG.sample_payload, opts.samplePayload === false ? 0 : 1);
-        const quiet = opts.quiet ?? null;
-        if (quiet && quiet.modelPorts.length > MODEL_PORTS) throw new Error(`quiet mode takes at most ${MODEL_PORTS} model server ports, not ${quiet.modelPorts.length}`);
-        ro.setUint8(CONFIG.quiet, quiet ? 1 : 0);
-        for (const [i, port] of (quiet?.modelPorts ?? []).entries()) ro.setUint16(CONFIG.model_ports + 2 * i, port, true);
-      });
+      configureObject(obj, opts);
       if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name));
       obj.load();
       const cgroupFd = opts.cgroupPath === null ? -1 : openSync(opts.cgroupPath, 'r');

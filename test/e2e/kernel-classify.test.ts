@@ -119,6 +119,23 @@ async function dnsServer(ip: string, answers: Record<string, { cname?: string; a
   return sock;
 }
 
+kernelTest('a 1.6 KB ClientHello written in pieces (send, sendmsg with two buffers, write, writev) is followed across them: via sni, by default', async (t) => {
+  const server = createServer((s) => s.on('data', () => {}).on('error', () => {}));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const busted = await startBusted([], {}, { all: false });
+  try {
+    const client = await runClient(['hello-parts', '127.0.0.1', portOf(server), 'api.anthropic.com', 1500]);
+    t.true((client.bytes as number) > 1400, 'the record spans more than one 1 KiB sample and every write');
+    t.like(await connectOf(busted, client.pid), { provider: 'anthropic', host: 'api.anthropic.com', via: 'sni', proto: 'tcp' });
+    const close = await busted.waitFor((r): r is CloseRecord => r.type === 'close' && r.pid === client.pid);
+    t.is(close.tx, client.bytes as number);
+  } finally {
+    await busted.stop();
+    server.close();
+  }
+});
+
 kernelTest('a DNS answer from a local DNS server classifies a plain TCP flow to that address, via dns (also through a CNAME)', async (t) => {
   const dns = await dnsServer('127.0.0.153', {
     'api.openai.com': { address: '127.0.0.77' },

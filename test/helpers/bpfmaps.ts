@@ -27,19 +27,8 @@ function bpftool(args: string[]): Promise<string> {
 
 /** The maps process `pid` holds open, by name. */
 export async function mapsOf(pid: number): Promise<Map<string, MapInfo>> {
-  const ids = new Set<number>();
-  for (const fd of fs.readdirSync(`/proc/${pid}/fdinfo`)) {
-    let info = '';
-    try {
-      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-    } catch {
-      continue; // closed meanwhile
-    }
-    const m = /^map_id:\s*(\d+)/m.exec(info);
-    if (m) ids.add(Number(m[1]));
-  }
   const maps = new Map<string, MapInfo>();
-  for (const id of ids) {
+  for (const id of fdinfoIds(pid).maps) {
     const m = JSON.parse(await bpftool(['map', 'show', 'id', String(id)])) as { id: number; name: string; type: string; max_entries: number };
     maps.set(m.name, { id: m.id, name: m.name, type: m.type, maxEntries: m.max_entries });
   }
@@ -140,23 +129,28 @@ export class SlotsView {
   }
 }
 
-/** The ids of the programs and links process `pid` holds open (from /proc/PID/fdinfo). */
-export function bpfIdsOf(pid: number): { progs: number[]; links: number[] } {
-  const progs = new Set<number>();
-  const links = new Set<number>();
+/** The ids of the BPF maps, programs and links process `pid` holds open (from /proc/PID/fdinfo). */
+function fdinfoIds(pid: number): { maps: number[]; progs: number[]; links: number[] } {
+  const ids = { maps: new Set<number>(), progs: new Set<number>(), links: new Set<number>() };
   for (const fd of fs.readdirSync(`/proc/${pid}/fdinfo`)) {
     let info = '';
     try {
       info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
     } catch {
-      continue;
+      continue; // closed meanwhile
     }
-    const prog = /^prog_id:\s*(\d+)/m.exec(info);
-    const link = /^link_id:\s*(\d+)/m.exec(info);
-    if (prog) progs.add(Number(prog[1]));
-    if (link) links.add(Number(link[1]));
+    for (const [kind, re] of [['maps', /^map_id:\s*(\d+)/m], ['progs', /^prog_id:\s*(\d+)/m], ['links', /^link_id:\s*(\d+)/m]] as const) {
+      const m = re.exec(info);
+      if (m) ids[kind].add(Number(m[1]));
+    }
   }
-  return { progs: [...progs], links: [...links] };
+  return { maps: [...ids.maps], progs: [...ids.progs], links: [...ids.links] };
+}
+
+/** The ids of the programs and links process `pid` holds open. */
+export function bpfIdsOf(pid: number): { progs: number[]; links: number[] } {
+  const { progs, links } = fdinfoIds(pid);
+  return { progs, links };
 }
 
 /** Which of these program ids are attached to a cgroup as packet programs (cgroup_skb egress/ingress). */

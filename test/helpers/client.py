@@ -3,6 +3,9 @@
 usage: client.py exchange HOST PORT SEND RECV   connect, send SEND bytes, receive exactly RECV, close
        client.py tls HOST PORT SNI [WAIT_MS]     start TLS with server name SNI (plain listener),
                                                  WAIT_MS after connecting
+       client.py hello-parts HOST PORT SNI PAD   a ClientHello naming SNI (padded by PAD bytes)
+                                                 written in pieces by send, sendmsg (two
+                                                 buffers), write and writev
        client.py dns SERVER NAME:PORT SEND       resolve NAME at SERVER:53, connect to it, send
        client.py udp HOST PORT SEND              connected UDP socket, send SEND bytes once
        client.py refused HOST PORT              connect to a port nobody listens on
@@ -71,6 +74,37 @@ def tls_hello(host, port, sni, wait_ms=0):
     finally:
         raw.close()
     return {'sni': sni}
+
+
+def client_hello(sni, pad):
+    """A minimal TLS 1.3 ClientHello record with a server_name and a padding extension."""
+    import struct
+
+    def u16(n):
+        return struct.pack('>H', n)
+    name = sni.encode()
+    names = b'\x00' + u16(len(name)) + name
+    exts = u16(0) + u16(len(names) + 2) + u16(len(names)) + names
+    exts += u16(21) + u16(pad) + b'\x00' * pad
+    body = b'\x03\x03' + b'\x07' * 32 + b'\x00' + u16(2) + b'\x13\x01' + b'\x01\x00' + u16(len(exts)) + exts
+    msg = b'\x01' + len(body).to_bytes(3, 'big') + body
+    return b'\x16\x03\x01' + u16(len(msg)) + msg
+
+
+def hello_parts(host, port, sni, pad):
+    """Writes a ClientHello in pieces through four different calls, then closes."""
+    h = client_hello(sni, pad)
+    cuts = [0, 40, 300, 1100, 1300, 1400, len(h)]
+    p = [h[a:b] for a, b in zip(cuts, cuts[1:])]
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect((host, port))
+    s.send(p[0])                # sendto
+    s.sendmsg([p[1], p[2]])     # sendmsg, two buffers
+    os.write(s.fileno(), p[3])  # write
+    os.writev(s.fileno(), [p[4], p[5]])  # writev, two buffers
+    s.close()
+    return {'sni': sni, 'bytes': len(h)}
 
 
 def dns_then_connect(server, name, send):
@@ -172,6 +206,8 @@ def main():
         out = refused(host, port)
     elif mode == 'tls':
         out = tls_hello(host, port, sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+    elif mode == 'hello-parts':
+        out = hello_parts(host, port, sys.argv[4], int(sys.argv[5]))
     elif mode == 'dns':
         out = dns_then_connect(host, sys.argv[3], int(sys.argv[4]))
     elif mode == 'udp':
