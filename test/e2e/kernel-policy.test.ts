@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
 import { findCgroup2Mount } from '../../src/bpf/preflight.js';
 import { kernelTest } from '../helpers/kernel.js';
-import { bpfIdsOf, packetAttached } from '../helpers/bpfmaps.js';
+import { bpfIdsOf, mapEntries, mapsOf, packetAttached } from '../helpers/bpfmaps.js';
 import { holdingServer } from '../helpers/servers.js';
 import { ROOT, runClient, startBusted, type BustedRun } from '../helpers/busted.js';
 
@@ -33,10 +33,12 @@ function files(policy: string) {
 const port = (s: Server) => (s.address() as AddressInfo).port;
 
 /** Runs one connect attempt from `argv0` (a python binary), in an optional shell prefix. */
-async function tryConnect(python: string, host: string, p: number, prefix: string[] = []) {
+/** Runs a client that connects once told to; `before` runs while it waits, connect not made yet. */
+async function tryConnect(python: string, host: string, p: number, prefix: string[] = [], before?: () => Promise<void>) {
   const child: ChildProcessWithoutNullStreams = spawn(prefix[0] ?? python, [...prefix.slice(1), ...(prefix.length ? [python] : []), CLIENT, 'wait-connect', host, String(p), '1']);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+  await before?.();
   child.stdin.write('\n');
   const r = JSON.parse((await lines.next()).value as string) as { ok: boolean; error: number | null };
   child.kill();
@@ -170,7 +172,15 @@ kernelTest('a sha256 rule blocks a binary started after busted from its first co
   const llm = await holdingServer('127.98.0.5');
   const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
   try {
-    const first = await tryConnect(f.bot, '127.98.0.5', port(llm));
+    // the binary is hashed because it was exec'd (it has not connected yet): its kernel entry
+    // appears while it waits; on a busy machine that takes longer than python's startup
+    const hashedExes = (await mapsOf(busted.child.pid!)).get('hashed_exes')!;
+    const hashed = async () => {
+      const deadline = Date.now() + 5000;
+      while ((await mapEntries(hashedExes.id)) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    };
+    const first = await tryConnect(f.bot, '127.98.0.5', port(llm), [], hashed);
+    t.is(await mapEntries(hashedExes.id), 1, 'the exec of the binary put its executable in hashed_exes');
     t.deepEqual([first.ok, first.error], [false, EPERM], 'the first connect of the hashed binary is refused');
     const other = await tryConnect(PYTHON, '127.98.0.5', port(llm));
     t.deepEqual([other.ok, other.error], [true, null], 'the original binary (another hash) is not');
