@@ -18,8 +18,8 @@
  *                               enforcement of unconnected UDP.
  *   cgroup/sock_release         emit CLOSE for tracked UDP sockets, and whatever the tracing
  *                               hooks missed.
- *   tp_btf/sched_process_exec   remember each process's executable path (`execs`), so a
- *                               process that exits right after connecting keeps its exe.
+ *   tp_btf/sched_process_exec   remember each process's executable path (the `execs` array), so
+ *                               a process that exits right after connecting keeps its exe.
  * Only lifecycle records and bounded payload samples cross the ring buffer; byte counters
  * stay in `traffic_slots`, an array user space maps read-only and scans without a syscall
  * (a few sockets that find no free slot use the small `traffic` hash instead; busted.h).
@@ -101,10 +101,11 @@ struct {
 	__type(value, __u8);
 } dns_socks SEC(".maps");
 
+/* Exec paths by tgid slot (busted.h: the `execs` array). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u32); /* tgid */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BUSTED_EXEC_SLOTS);
+	__type(key, __u32); /* tgid & (BUSTED_EXEC_SLOTS - 1) */
 	__type(value, struct busted_exec);
 } execs SEC(".maps");
 
@@ -1233,15 +1234,24 @@ int BPF_PROG(busted_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 {
 	struct busted_exec_event *ev;
 	struct busted_policy *pol;
-	struct busted_exec e = {};
+	struct busted_exec *e;
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	__u32 slot = tgid & (BUSTED_EXEC_SLOTS - 1);
+	__u64 start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
 	__u32 zero = 0;
 	struct file *exe;
 
-	e.start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
-	/* interp == filename unless a #! script was rewritten to its interpreter */
-	bpf_probe_read_kernel_str(e.path, sizeof(e.path), BPF_CORE_READ(bprm, interp));
-	bpf_map_update_elem(&execs, &tgid, &e, BPF_ANY);
+	/* written in place (a hash update cost ~1 µs here, mostly cold memory); the atomic adds are
+	 * full barriers, so a reader that sees the same even seq before and after saw no write */
+	e = bpf_map_lookup_elem(&execs, &slot);
+	if (e) {
+		__sync_fetch_and_add(&e->seq, 1);
+		e->tgid = tgid;
+		e->start_ns = start_ns;
+		/* interp == filename unless a #! script was rewritten to its interpreter */
+		bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, interp));
+		__sync_fetch_and_add(&e->seq, 1);
+	}
 	pol = bpf_map_lookup_elem(&policy, &zero);
 	if (!pol || !pol->hash_exec)
 		return 0;
@@ -1252,7 +1262,7 @@ int BPF_PROG(busted_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	}
 	ev->kind = BUSTED_EV_EXEC;
 	ev->tgid = tgid;
-	ev->start_ns = e.start_ns;
+	ev->start_ns = start_ns;
 	ev->exe.dev = 0;
 	ev->exe._pad0 = 0;
 	ev->exe.ino = 0;

@@ -196,8 +196,18 @@ struct busted_sock {
 
 #define BUSTED_PATH_MAX 248
 
-/* Value of the `execs` LRU map, keyed by tgid: the file the process last exec'd. 256 bytes. */
+/*
+ * The `execs` array: the file each process last exec'd, in slot tgid & (BUSTED_EXEC_SLOTS - 1).
+ * A plain array, not a hash: an exec writes its slot in place, with no lock, no allocation and
+ * nothing to clean up; a newer exec whose tgid lands in the same slot overwrites it, like the
+ * eviction of an LRU map (tgids are handed out in order, so that takes BUSTED_EXEC_SLOTS newer
+ * pids). `seq` is odd while the slot is written: a reader copies the slot, checks that `seq` is
+ * even, `tgid` and `start_ns` are the process's, and that a second copy's `seq` is the same.
+ */
+#define BUSTED_EXEC_SLOTS 8192
 struct busted_exec {
+	__u32 tgid;
+	__u32 seq;        /* bumped before and after each write: odd while the slot is written */
 	__u64 start_ns;   /* the process's start_boottime, to tell a reused tgid */
 	char path[BUSTED_PATH_MAX]; /* as given to execve (after #! rewriting); may be relative */
 };

@@ -147,8 +147,11 @@ export const OWNER = {
 
 export const PATH_MAX = 248;
 
-/** struct busted_exec (value of the `execs` map, keyed by tgid) */
-export const EXEC = { size: 256, start_ns: 0, path: 8 } as const;
+/** struct busted_exec (value of the `execs` array, in slot tgid & (EXEC_SLOTS - 1)) */
+export const EXEC = { size: 264, tgid: 0, seq: 4, start_ns: 8, path: 16 } as const;
+
+/** BUSTED_EXEC_SLOTS: entries of the `execs` array (a power of two). */
+export const EXEC_SLOTS = 8192;
 
 /** struct busted_sock */
 export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72 } as const;

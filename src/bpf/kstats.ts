@@ -11,7 +11,7 @@ import type { BpfMap, Closable } from './object.js';
 
 /** The maps whose fill levels are reported (arrays, per-CPU arrays and the ring buffer are not counted). */
 export const COUNTED_MAPS = [
-  'sockets', 'traffic', 'hellos', 'execs', 'proc_verdicts', 'hashed_exes', 'cut_socks', 'llm_v4', 'llm_v6',
+  'sockets', 'traffic', 'hellos', 'proc_verdicts', 'hashed_exes', 'cut_socks', 'llm_v4', 'llm_v6',
 ] as const;
 
 export interface MapFill {

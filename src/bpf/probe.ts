@@ -4,7 +4,7 @@
  */
 import { openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, DnsSync, MODEL_PORTS, decodeCString, decodeRecord, EXEC, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
+import { CONFIG, DnsSync, MODEL_PORTS, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
@@ -21,19 +21,22 @@ export const PROGRAMS = [
   'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6',
 ] as const;
 
-/** Upper bound on the keys one sweep of `execs` visits (the map holds 8192). */
-const EXEC_SWEEP_MAX = 16384;
-
-/** The entries of an `execs` map whose process is gone, removed; returns how many. */
-export function sweepExecMap(execs: BpfMap, alive: (tgid: number, startNs: bigint) => boolean): number {
-  const value = Buffer.alloc(EXEC.size);
-  let removed = 0;
-  for (const key of execs.keys(EXEC_SWEEP_MAX)) {
-    if (!execs.lookup(key, value)) continue;
-    if (alive(key.readUInt32LE(0), value.readBigUInt64LE(EXEC.start_ns))) continue;
-    if (execs.delete(key)) removed++;
-  }
-  return removed;
+/**
+ * The path process `tgid` (started at `startNs`, ns of boot time) last exec'd, from the `execs`
+ * array (busted.h): null when its slot holds another process, or is being written. `scratch`
+ * and `again` are EXEC.size buffers, `key` 4 bytes.
+ */
+export function readExecSlot(execs: BpfMap, tgid: number, startNs: bigint,
+  key = Buffer.alloc(4), scratch = Buffer.alloc(EXEC.size), again = Buffer.alloc(EXEC.size)): string | null {
+  key.writeUInt32LE(tgid & (EXEC_SLOTS - 1), 0);
+  if (!execs.lookup(key, scratch)) return null;
+  const seq = scratch.readUInt32LE(EXEC.seq);
+  if (seq % 2 === 1) return null; // an exec is writing it now
+  if (scratch.readUInt32LE(EXEC.tgid) !== tgid || scratch.readBigUInt64LE(EXEC.start_ns) !== startNs) return null;
+  // the copy is not atomic: a write that began during it shows as another seq in a second copy
+  if (!execs.lookup(key, again) || again.readUInt32LE(EXEC.seq) !== seq) return null;
+  const path = decodeCString(scratch.subarray(EXEC.path));
+  return path === '' ? null : path;
 }
 
 export const isCgroupSection = (section: string) => section.startsWith('cgroup');
@@ -89,6 +92,7 @@ export class KernelProbe {
   readonly enforcer: Enforcer;
   private readonly execKey = Buffer.alloc(4);
   private readonly execValue = Buffer.alloc(EXEC.size);
+  private readonly execAgain = Buffer.alloc(EXEC.size);
   private readonly ring: RingBuffer;
 
   private packetLinks: Ptr[] = [];
@@ -153,20 +157,7 @@ export class KernelProbe {
 
   /** The path process `tgid` (started at `startNs`) last exec'd, as the kernel saw it; null if unknown. */
   execPath(tgid: number, startNs: bigint): string | null {
-    this.execKey.writeUInt32LE(tgid, 0);
-    if (!this.execs.lookup(this.execKey, this.execValue)) return null;
-    if (this.execValue.readBigUInt64LE(EXEC.start_ns) !== startNs) return null; // a reused tgid
-    const path = decodeCString(this.execValue.subarray(EXEC.path));
-    return path === '' ? null : path;
-  }
-
-  /**
-   * Removes the exec paths of processes that are gone (`alive(tgid, startNs)` false). Safe once
-   * the ring has been drained: a path only serves the records of its process, already read.
-   * Returns how many entries went.
-   */
-  sweepExecs(alive: (tgid: number, startNs: bigint) => boolean): number {
-    return sweepExecMap(this.execs, alive);
+    return readExecSlot(this.execs, tgid, startNs, this.execKey, this.execValue, this.execAgain);
   }
 
   /** Opens, loads and attaches everything; on any failure nothing stays loaded or attached. */

@@ -425,9 +425,6 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let exitCheck = 0;
   const markExited = () => {
     if (++exitCheck % 3 !== 0) return;
-    // every 9th time (9 s at the default interval), when the ring has been read to its end:
-    // exec paths of processes that are gone (a few ms for a few hundred entries)
-    if (exitCheck % 9 === 0 && !drainQueued) probe.sweepExecs((tgid, startNs) => identities.alive(tgid, nsToTicks(startNs)));
     const now = Date.now();
     enforcement?.destinations.expire(now);
     for (const key of store.table.liveProcessKeys()) {

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, DnsSync, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, DnsSync, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -46,8 +46,8 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
     '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
     'printf("\\"MODEL_PORTS\\": %d, \\"DNS_SEEN\\": %d, \\"DNS_APPLIED\\": %d, ", BUSTED_MODEL_PORTS, BUSTED_DNS_SEEN, BUSTED_DNS_APPLIED);',
-    'printf("\\"SLOTS\\": %d, \\"SLOT_PROBES\\": %d, \\"OVERFLOW_MAX\\": %d, \\"SLOT_BUSY\\": \\"%llu\\", ",',
-    '  BUSTED_SLOTS, BUSTED_SLOT_PROBES, BUSTED_OVERFLOW_MAX, BUSTED_SLOT_BUSY);',
+    'printf("\\"SLOTS\\": %d, \\"SLOT_PROBES\\": %d, \\"OVERFLOW_MAX\\": %d, \\"SLOT_BUSY\\": \\"%llu\\", \\"EXEC_SLOTS\\": %d, ",',
+    '  BUSTED_SLOTS, BUSTED_SLOT_PROBES, BUSTED_OVERFLOW_MAX, BUSTED_SLOT_BUSY, BUSTED_EXEC_SLOTS);',
     'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
     '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX, BUSTED_PATH_MAX);',
     'printf("\\"MAX_RULES\\": %d, \\"RULE_ITEMS\\": %d, \\"NONE\\": %d, \\"ALLOW\\": %d, \\"AUDIT\\": %d, \\"BLOCK\\": %d, ",',
@@ -72,7 +72,7 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   t.deepEqual(c.consts, {
     ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, MAX: Stat.MAX, COMM: 16,
     MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED,
-    SLOTS, SLOT_PROBES, OVERFLOW_MAX, SLOT_BUSY: SLOT_BUSY.toString(),
+    SLOTS, SLOT_PROBES, OVERFLOW_MAX, SLOT_BUSY: SLOT_BUSY.toString(), EXEC_SLOTS,
     ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, PATH_MAX,
     MAX_RULES, RULE_ITEMS, ...Action,
     RF_EXE: RuleField.EXE, RF_UID: RuleField.UID, RF_COMM: RuleField.COMM, RF_CGROUP: RuleField.CGROUP,
