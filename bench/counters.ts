@@ -6,8 +6,8 @@
  *   while the kernel's overflow count is unchanged since it was last found empty);
  * - mmap scan + overflow batch: the same while the overflow count says the hash may hold entries
  *   (one bpf_map_lookup_batch over the 16,384-entry `traffic` hash besides the scan), with the
- *   hash empty and holding OVERFLOWED entries (more than a simulation puts there at 16k live
- *   sockets: busted.h);
+ *   hash empty and holding OVERFLOWED entries (as many as a run of that many long-lived
+ *   neighbouring sockets sends there while the cookies pass it: busted.h);
  * - the previous design, for comparison: bpf_map_lookup_batch over a 65,536-entry hash holding
  *   the 16,384 counters (a second copy of the object whose `traffic` is resized before load),
  *   and the same hash one key at a time (bpf_map_get_next_key + lookup per key).
@@ -37,8 +37,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** slot_hash() of busted.bpf.c: Fibonacci hashing to BUSTED_SLOTS_SHIFT bits. */
-const slotHash = (cookie: bigint) => Number(((cookie * 0x9e37_79b9_7f4a_7c15n) & 0xffff_ffff_ffff_ffffn) >> 48n);
+/** slot_index() of busted.bpf.c: the cookie modulo BUSTED_SLOTS. */
+const slotIndex = (cookie: bigint) => Number(cookie % BigInt(SLOTS));
 
 const cookieOf = (i: number) => BigInt(0x1000_0000 + i * 7919); // cookie-like, spread
 
@@ -68,7 +68,7 @@ function main(): void {
     const value = Buffer.alloc(SLOT.size);
     for (let i = 0; i < FLOWS; i++) {
       const cookie = cookieOf(i);
-      let idx = slotHash(cookie);
+      let idx = slotIndex(cookie);
       while (taken.has(idx)) idx = (idx + 1) % SLOTS;
       taken.add(idx);
       key.writeUInt32LE(idx, 0);

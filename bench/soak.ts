@@ -17,7 +17,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { entryCounts, mapsOf } from '../test/helpers/bpfmaps.js';
+import { SlotsView, entryCounts, mapsOf } from '../test/helpers/bpfmaps.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const arg = process.argv.indexOf('--connections');
@@ -75,6 +75,7 @@ async function main(): Promise<void> {
     busted.kill('SIGKILL');
     process.exit(130);
   });
+  let slotsView: SlotsView | null = null;
   try {
     for (let i = 0; !err.includes('serving Prometheus metrics'); i++) {
       if (busted.exitCode !== null || i > 300) throw new Error(`busted did not start: ${err.trim()}`);
@@ -83,7 +84,12 @@ async function main(): Promise<void> {
     await sleep(3000); // attached, executables seeded: the steady state
     const pid = busted.pid!;
     const maps = await mapsOf(pid);
-    const start = { rss: rssKiB(pid), maps: await entryCounts(maps, MAPS) };
+    const slotsMap = maps.get('traffic_slots');
+    if (!slotsMap) throw new Error('busted holds no traffic_slots map');
+    const slots = (slotsView = SlotsView.open(slotsMap));
+    // the hashes' entries (bpftool), and the counter slots in use (the array, mapped)
+    const counts = async (): Promise<Record<string, number>> => ({ ...(await entryCounts(maps, MAPS)), traffic_slots: slots.inUse() });
+    const start = { rss: rssKiB(pid), maps: await counts() };
     log(`soak: ${TOTAL.toLocaleString('en-US')} connections from ${TOTAL / PER_PROC} processes (${PARALLEL} at a time, ${RATE}/s each); load average ${loadavg()}`);
     log(`  start        RSS ${(start.rss / 1024).toFixed(1)} MiB, maps ${JSON.stringify(start.maps)}`);
     const t0 = Date.now();
@@ -93,17 +99,17 @@ async function main(): Promise<void> {
       done += await churnBatch(bin);
       if (done % 100_000 < PER_PROC * PARALLEL) {
         warm ||= rssKiB(pid);
-        log(`  ${String(done).padStart(9)}    RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB, maps ${JSON.stringify(await entryCounts(maps, MAPS))}, ${Math.round(done / ((Date.now() - t0) / 1000))} conn/s`);
+        log(`  ${String(done).padStart(9)}    RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB, maps ${JSON.stringify(await counts())}, ${Math.round(done / ((Date.now() - t0) / 1000))} conn/s`);
       }
     }
     await sleep(SETTLE_MS);
-    const end = { rss: rssKiB(pid), maps: await entryCounts(maps, MAPS) };
+    const end = { rss: rssKiB(pid), maps: await counts() };
     const lost = await metric('busted_kernel_lost_events_total');
     log(`  end (+${SETTLE_MS / 1000} s) RSS ${(end.rss / 1024).toFixed(1)} MiB, maps ${JSON.stringify(end.maps)}; lost ${lost}; load average ${loadavg()}`);
     const rssRatio = end.rss / start.rss;
     log(`  RSS end/start ${rssRatio.toFixed(2)} (target <= 1.10: ${rssRatio <= 1.1 ? 'meets' : 'MISSES'}); ` +
       `end/after the first 100k ${(end.rss / warm).toFixed(2)} (growth once warm: a leak shows here)`);
-    for (const name of MAPS) {
+    for (const name of [...MAPS, 'traffic_slots']) {
       const a = start.maps[name]!;
       const b = end.maps[name]!;
       // a near-empty map: a couple of entries of other processes' sockets
@@ -111,6 +117,7 @@ async function main(): Promise<void> {
       log(`  map ${name.padEnd(13)} ${a} -> ${b} (${ok ? 'meets' : 'MISSES'})`);
     }
   } finally {
+    slotsView?.close();
     busted.kill('SIGINT');
     if (busted.exitCode === null) await once(busted, 'exit');
     fs.closeSync(out);

@@ -48,9 +48,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by user space between open and load. */
 const volatile struct busted_config cfg = { .self_tgid = 0, .udp_port = 443, .sample_payload = 1, .quiet = 0 };
 
+/* Owners of tracked sockets, beside their slots (same index): no hash on the common path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BUSTED_SLOTS);
+	__type(key, __u32);
+	__type(value, struct busted_sock);
+} slot_socks SEC(".maps");
+
+/* Owners of the sockets that found no free slot (their counters are in `traffic`): normally empty. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, BUSTED_OVERFLOW_MAX);
 	__type(key, __u64); /* socket cookie */
 	__type(value, struct busted_sock);
 } sockets SEC(".maps");
@@ -252,24 +261,36 @@ static __always_inline void addrs_from_btf(struct addrs *a, const struct sock *s
 }
 
 /* First candidate slot of a cookie. Cookies come from one global counter, so consecutive
- * sockets have consecutive cookies: Fibonacci hashing spreads them (cookie & mask would pile a
- * burst of long-lived sockets into one run of slots that every later run of cookies hits). */
-static __always_inline __u32 slot_hash(__u64 cookie)
+ * tracked sockets have consecutive cookies and take neighbouring slots: a new connection finds
+ * its slot, and the owner beside it, in memory the last ones touched. Spreading them (a hash of
+ * the cookie) made every connection miss the cache and the TLB on both: 300 ns more here. */
+static __always_inline __u32 slot_index(__u64 cookie)
 {
-	return (cookie * 0x9E3779B97F4A7C15ULL) >> (64 - BUSTED_SLOTS_SHIFT);
+	return cookie & (BUSTED_SLOTS - 1);
 }
 
-/* The slot that holds this cookie's counters, if any (probes the same slots as claim_slot). */
-static __always_inline struct busted_slot *slot_of(__u64 cookie)
+/* Where a tracked socket's state is: its slot and the owner beside it, or (slot NULL) the
+ * overflow hashes `traffic` and `sockets`. */
+struct tracked {
+	struct busted_slot *slot;
+	struct busted_traffic *t;
+	struct busted_sock *s;
+};
+
+/* The slot that holds this cookie's counters, if any (probes the same slots as claim_slot);
+ * its index in *idx. */
+static __always_inline struct busted_slot *slot_of(__u64 cookie, __u32 *idx)
 {
-	__u32 first = slot_hash(cookie);
+	__u32 first = slot_index(cookie);
 
 	for (__u32 i = 0; i < BUSTED_SLOT_PROBES; i++) {
-		__u32 idx = (first + i) & (BUSTED_SLOTS - 1);
-		struct busted_slot *slot = bpf_map_lookup_elem(&traffic_slots, &idx);
+		__u32 at = (first + i) & (BUSTED_SLOTS - 1);
+		struct busted_slot *slot = bpf_map_lookup_elem(&traffic_slots, &at);
 
-		if (slot && slot->cookie == cookie)
+		if (slot && slot->cookie == cookie) {
+			*idx = at;
 			return slot;
+		}
 	}
 	return NULL;
 }
@@ -277,7 +298,8 @@ static __always_inline struct busted_slot *slot_of(__u64 cookie)
 /* A tracked socket's counters: its slot, else the overflow hash. */
 static __always_inline struct busted_traffic *counters_of(__u64 cookie)
 {
-	struct busted_slot *slot = slot_of(cookie);
+	__u32 idx;
+	struct busted_slot *slot = slot_of(cookie, &idx);
 
 	if (slot)
 		return &slot->counters;
@@ -286,93 +308,123 @@ static __always_inline struct busted_traffic *counters_of(__u64 cookie)
 	return bpf_map_lookup_elem(&traffic, &cookie);
 }
 
-/* Claims a free slot for a new socket (life of a slot: busted.h); 0 on success. */
-static __always_inline int claim_slot(__u64 cookie)
+/* A tracked socket's counters and owner; 0 when found. */
+static __always_inline int find(__u64 cookie, struct tracked *x)
 {
-	__u32 first = slot_hash(cookie);
+	__u32 idx;
+
+	x->slot = slot_of(cookie, &idx);
+	if (x->slot) {
+		x->t = &x->slot->counters;
+		x->s = bpf_map_lookup_elem(&slot_socks, &idx);
+		return x->s ? 0 : -1;
+	}
+	if (!overflow_entries)
+		return -1;
+	x->t = bpf_map_lookup_elem(&traffic, &cookie);
+	x->s = bpf_map_lookup_elem(&sockets, &cookie);
+	return x->t && x->s ? 0 : -1;
+}
+
+/* Claims a free slot for a new socket and writes its owner beside it (life of a slot: busted.h);
+ * 0 on success. */
+static __always_inline int claim_slot(__u64 cookie, const struct busted_sock *owner)
+{
+	__u32 first = slot_index(cookie);
 
 	for (__u32 i = 0; i < BUSTED_SLOT_PROBES; i++) {
 		__u32 idx = (first + i) & (BUSTED_SLOTS - 1);
 		struct busted_slot *slot = bpf_map_lookup_elem(&traffic_slots, &idx);
+		struct busted_sock *s;
 
 		if (!slot || slot->cookie != 0)
 			continue; /* a plain read first: no locked instruction on a taken slot */
+		s = bpf_map_lookup_elem(&slot_socks, &idx);
+		if (!s)
+			continue;
 		if (__sync_val_compare_and_swap(&slot->cookie, 0, BUSTED_SLOT_BUSY) != 0)
 			continue; /* claimed by another CPU meanwhile */
 		/* owned (BUSY matches no socket): zeroing cannot meet a writer or fool a reader */
 		slot->counters.tx = 0;
 		slot->counters.rx = 0;
 		slot->counters.announced = 0;
-		__sync_lock_test_and_set(&slot->cookie, cookie); /* xchg: a full barrier after the zeroes */
+		*s = *owner;
+		__sync_lock_test_and_set(&slot->cookie, cookie); /* xchg: a full barrier after the writes */
 		return 0;
 	}
 	return -1;
 }
 
-/* Gives a socket's counters back: its slot (only if it still holds this cookie) or its hash entry. */
-static __always_inline void free_counters(__u64 cookie)
-{
-	struct busted_slot *slot = slot_of(cookie);
-
-	if (slot) {
-		__sync_val_compare_and_swap(&slot->cookie, cookie, 0);
-		return;
-	}
-	if (overflow_entries && bpf_map_delete_elem(&traffic, &cookie) == 0)
-		__sync_fetch_and_add(&overflow_entries, -1);
-}
-
-/* Counters for a new socket: a slot, else an entry of the overflow hash; 0 on success. */
-static __always_inline int alloc_counters(__u64 cookie)
-{
-	struct busted_traffic zero = {};
-
-	if (claim_slot(cookie) == 0)
-		return 0;
-	if (bpf_map_update_elem(&traffic, &cookie, &zero, BPF_NOEXIST))
-		return -1;
-	__sync_fetch_and_add(&overflow_entries, 1);
-	/* after the insert: user space reads the hash while this count differs from the one it
-	 * saw before its last read found the hash empty */
-	stat_inc(BUSTED_STAT_OVERFLOW);
-	return 0;
-}
-
 /* Process context (connect()): remember who owns the socket. */
 static __always_inline void track(__u64 cookie, __u16 proto)
 {
+	struct busted_traffic zero = {};
 	struct busted_sock s = {};
+	__u32 idx;
 
+	if (slot_of(cookie, &idx))
+		return; /* already tracked (a UDP socket connected again) */
 	fill_owner(&s.owner);
 	if (cfg.self_tgid && s.owner.tgid == cfg.self_tgid)
 		return;
 	s.connect_ns = bpf_ktime_get_ns();
 	s.proto = proto;
+	if (claim_slot(cookie, &s) == 0)
+		return;
+	/* no free slot among its candidates: the overflow hashes, owner first (readers find the
+	 * counters first) */
 	if (bpf_map_update_elem(&sockets, &cookie, &s, BPF_NOEXIST)) {
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
 	}
-	if (alloc_counters(cookie)) {
+	if (bpf_map_update_elem(&traffic, &cookie, &zero, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&sockets, &cookie);
 		stat_inc(BUSTED_STAT_UNTRACKED);
 		return;
 	}
+	__sync_fetch_and_add(&overflow_entries, 1);
+	/* after the insert: user space reads the hash while this count differs from the one it
+	 * saw before its last read found the hash empty */
+	stat_inc(BUSTED_STAT_OVERFLOW);
 }
 
-/* A ClientHello still being sampled is forgotten (rare: a plain lookup first, as an LRU
- * delete takes the bucket's lock even to miss). */
-static __always_inline void forget_hello(__u64 cookie)
+/*
+ * The hook that ends a tracked socket takes its entry first; 0 if another hook took it. A slot
+ * goes from the cookie to BUSY: no other hook finds it, nobody can claim it, and its owner and
+ * final counters stay readable until give_back() frees it. An overflow socket's owner is copied
+ * to `copy` (x->s then points there) and its `sockets` entry deleted.
+ */
+static __always_inline int take(__u64 cookie, struct tracked *x, struct busted_sock *copy)
 {
-	if (bpf_map_lookup_elem(&hellos, &cookie))
-		bpf_map_delete_elem(&hellos, &cookie);
-}
-
-static __always_inline void untrack(__u64 cookie)
-{
+	if (x->slot)
+		return __sync_val_compare_and_swap(&x->slot->cookie, cookie, BUSTED_SLOT_BUSY) == cookie;
+	*copy = *x->s; /* preallocated elements are reused as soon as they are deleted */
 	if (bpf_map_delete_elem(&sockets, &cookie))
-		return; /* another hook untracked or finished it first */
-	free_counters(cookie);
-	forget_hello(cookie);
+		return 0;
+	x->s = copy;
+	return 1;
+}
+
+/* Frees what take() took, and the socket's `hellos` entry if it made one. */
+static __always_inline void give_back(__u64 cookie, const struct tracked *x)
+{
+	if (x->s->hello)
+		bpf_map_delete_elem(&hellos, &cookie);
+	if (x->slot) {
+		__sync_lock_test_and_set(&x->slot->cookie, 0); /* xchg: after every read of the slot */
+		return;
+	}
+	if (bpf_map_delete_elem(&traffic, &cookie) == 0)
+		__sync_fetch_and_add(&overflow_entries, -1);
+}
+
+/* A socket that turned out not to be a flow (a UDP socket that never sent) is forgotten. */
+static __always_inline void untrack(__u64 cookie, struct tracked *x)
+{
+	struct busted_sock copy;
+
+	if (take(cookie, x, &copy))
+		give_back(cookie, x);
 }
 
 static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u32 kind,
@@ -462,38 +514,24 @@ static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
 }
 
 /*
- * CLOSE or FAIL exactly once: only the hook that deletes the socket's entry reports it. `s` is
- * that entry and `t` the socket's counters, both as the caller just looked them up, read before
- * the delete: the winner's slot is still its own then, and the final counts go out in the
- * record before the slot is freed.
+ * CLOSE or FAIL exactly once: only the hook that takes the socket's entry reports it, with the
+ * counters as they are then (every byte its owner moved through hooks that ran before).
  */
-static __always_inline void finish(__u64 cookie, const struct busted_sock *s, const struct busted_traffic *t,
-				   __u32 kind, const struct addrs *a, __s32 error)
+static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, const struct addrs *a, __s32 error)
 {
 	struct busted_sock copy;
-	__u64 tx, rx;
+	__u64 announced;
 
-	if (t->announced == BUSTED_ANNOUNCED_QUIET) {
-		/* kept back whole: counted, not reported, so nothing of the entry is needed */
-		if (bpf_map_delete_elem(&sockets, &cookie))
-			return; /* another hook finished it first */
-		free_counters(cookie);
-		forget_hello(cookie);
-		stat_inc(BUSTED_STAT_QUIET);
-		return;
-	}
-	copy = *s; /* preallocated elements are reused as soon as they are deleted */
-	tx = t->tx;
-	rx = t->rx;
-	if (bpf_map_delete_elem(&sockets, &cookie))
+	if (!take(cookie, x, &copy))
 		return; /* another hook finished it first */
-	free_counters(cookie);
-	forget_hello(cookie);
-	if (kind == BUSTED_EV_FAIL && !worth_reporting(&copy, a)) {
+	announced = x->t->announced;
+	if (announced == BUSTED_ANNOUNCED_QUIET)
+		stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
+	else if (kind == BUSTED_EV_FAIL && !worth_reporting(x->s, a))
 		stat_inc(BUSTED_STAT_QUIET_FAILED);
-		return;
-	}
-	emit(cookie, &copy, kind, a, error, tx, rx);
+	else
+		emit(cookie, x->s, kind, a, error, x->t->tx, x->t->rx);
+	give_back(cookie, x);
 }
 
 /*
@@ -508,8 +546,7 @@ static __always_inline __u64 cookie_of(const struct sock *sk)
 
 static __always_inline int handle_state(const struct sock *sk, int oldstate, int newstate)
 {
-	struct busted_traffic *t;
-	struct busted_sock *s;
+	struct tracked x;
 	struct addrs a;
 	__u64 cookie;
 
@@ -531,23 +568,19 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	cookie = cookie_of(sk);
 	if (!cookie)
 		return 0; /* never tracked (a server's socket that nobody asked a cookie of) */
-	s = bpf_map_lookup_elem(&sockets, &cookie);
-	if (!s)
+	if (find(cookie, &x))
 		return 0; /* untracked (a server's socket), or already finished by sock_release */
-	t = counters_of(cookie);
-	if (!t)
-		return 0;
 	addrs_from_btf(&a, sk);
 	if (newstate == BUSTED_TCP_ESTABLISHED) {
-		announce(cookie, s, t, &a);
+		announce(cookie, x.s, x.t, &a);
 		return 0;
 	}
 	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
-	if (!t->announced) {
-		finish(cookie, s, t, BUSTED_EV_FAIL, &a, sk->sk_err);
+	if (!x.t->announced) {
+		finish(cookie, &x, BUSTED_EV_FAIL, &a, sk->sk_err);
 		return 0;
 	}
-	finish(cookie, s, t, BUSTED_EV_CLOSE, &a, 0);
+	finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
 	return 0;
 }
 
@@ -724,17 +757,31 @@ static __always_inline void emit_bufs(const struct ubufs *u, __u64 m, __u64 cook
  * config.quiet: a TCP flow kept back (or not announced yet) whose first payload starts a TLS
  * handshake is reported now, before its ClientHello sample: user space judges it by its SNI.
  */
-static __always_inline void promote_tls(__u64 cookie, struct busted_traffic *t, const struct addrs *a)
+static __always_inline void promote_tls(__u64 cookie, const struct addrs *a)
 {
-	struct busted_sock *s;
-	__u64 was = t->announced;
+	struct tracked x;
+	__u64 was;
 
-	if (was == BUSTED_ANNOUNCED_YES)
+	if (find(cookie, &x))
 		return;
-	s = bpf_map_lookup_elem(&sockets, &cookie);
-	if (!s || __sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) != was)
+	was = x.t->announced;
+	if (was == BUSTED_ANNOUNCED_YES || __sync_val_compare_and_swap(&x.t->announced, was, BUSTED_ANNOUNCED_YES) != was)
 		return;
-	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+	emit(cookie, x.s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+}
+
+/* A `hellos` entry for a ClientHello longer than its first send; the socket's owner entry
+ * remembers it, so that ending the socket deletes it (and only then: an LRU delete, even one that
+ * misses, takes the bucket's lock). */
+static __always_inline void remember_hello(__u64 cookie, __u32 need)
+{
+	struct busted_hello hello = { .need = need, .started = 1 };
+	struct tracked x;
+
+	if (find(cookie, &x))
+		return;
+	x.s->hello = 1;
+	bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
 }
 
 /*
@@ -743,7 +790,7 @@ static __always_inline void promote_tls(__u64 cookie, struct busted_traffic *t, 
  * sampled. A record longer than the first send gets a `hellos` entry, for the sends after it;
  * most streams never touch the LRU map.
  */
-static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, struct busted_traffic *t, __u64 off, int ret)
+static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off, int ret)
 {
 	struct busted_hello *h = NULL;
 	struct ubufs u;
@@ -769,7 +816,7 @@ static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, stru
 	}
 	addrs_from_btf(&a, sk);
 	if (off == 0 && cfg.quiet)
-		promote_tls(cookie, t, &a);
+		promote_tls(cookie, &a);
 	if (off >= need)
 		goto done;
 	m = need - off;
@@ -777,11 +824,8 @@ static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, stru
 		m = ret;
 	emit_bufs(&u, m, cookie, BUSTED_PL_TLS, IPPROTO_TCP, &a, off, ret, bpf_ktime_get_ns());
 	if (off + ret < need) {
-		if (!h) {
-			struct busted_hello hello = { .need = need, .started = 1 };
-
-			bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
-		}
+		if (!h)
+			remember_hello(cookie, need);
 		return;
 	}
 done:
@@ -863,16 +907,16 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 	off = __sync_fetch_and_add(&t->tx, ret);
 	if (!t->announced) {
 		/* first send of a socket whose ESTABLISHED was missed, or of a connected UDP socket */
-		struct busted_sock *s = bpf_map_lookup_elem(&sockets, &cookie);
+		struct tracked x;
 		struct addrs a;
 
-		if (!s)
+		if (find(cookie, &x))
 			return;
 		addrs_from_btf(&a, sk);
-		announce(cookie, s, t, &a);
+		announce(cookie, x.s, x.t, &a);
 	}
 	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP)
-		sample_tls(sk, cookie, t, off, ret);
+		sample_tls(sk, cookie, off, ret);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -1185,8 +1229,7 @@ int busted_release(struct bpf_sock *ctx)
 	/* a sock_release context is the kernel's struct sock, whose fields a CGROUP_SOCK program
 	 * may not read directly beyond family/type/protocol: read them with CO-RE probe reads */
 	const struct sock *sk = (const struct sock *)ctx;
-	struct busted_traffic *t;
-	struct busted_sock *s;
+	struct tracked x;
 	struct addrs a;
 	__u64 cookie;
 	__u8 state;
@@ -1196,35 +1239,31 @@ int busted_release(struct bpf_sock *ctx)
 	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter); /* as cookie_of(): 0 = never tracked */
 	if (!cookie)
 		return 1;
-	s = bpf_map_lookup_elem(&sockets, &cookie);
-	if (!s)
-		return 1; /* untracked: one lookup */
-	t = counters_of(cookie);
-	if (!t)
-		return 1;
+	if (find(cookie, &x))
+		return 1; /* untracked */
 	if (ctx->protocol == IPPROTO_UDP) {
 		addrs_from_sk(&a, sk);
-		if (t->announced)
-			finish(cookie, s, t, BUSTED_EV_CLOSE, &a, 0);
+		if (x.t->announced)
+			finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
 		else
-			untrack(cookie); /* connected but never sent: not a flow */
+			untrack(cookie, &x); /* connected but never sent: not a flow */
 		return 1;
 	}
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !t->announced)) {
+	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !x.t->announced)) {
 		addrs_from_sk(&a, sk);
-		finish(cookie, s, t, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
+		finish(cookie, &x, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}
 	/* the addresses (five reads through a helper) only matter to a CONNECT not sent yet: a TCP
 	 * CLOSE record is read for its counters and times, so it goes out with them zeroed */
-	if (t->announced == BUSTED_ANNOUNCED_NO) {
+	if (x.t->announced == BUSTED_ANNOUNCED_NO) {
 		addrs_from_sk(&a, sk);
-		announce(cookie, s, t, &a);
+		announce(cookie, x.s, x.t, &a);
 	} else {
 		__builtin_memset(&a, 0, sizeof(a));
 	}
-	finish(cookie, s, t, BUSTED_EV_CLOSE, &a, 0);
+	finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
 	return 1;
 }
 

@@ -185,12 +185,13 @@ struct busted_owner {
 	char comm[BUSTED_COMM_LEN];
 };
 
-/* Value of the `sockets` hash map, keyed by socket cookie. 80 bytes. */
+/* A tracked socket's owner: in `slot_socks` beside its slot, or in the `sockets` hash (keyed by
+ * cookie) for a socket whose counters overflowed to `traffic`. 80 bytes. */
 struct busted_sock {
 	struct busted_owner owner;
 	__u64 connect_ns; /* bpf_ktime_get_ns() when SYN_SENT was entered (UDP: connect()) */
 	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
-	__u16 _pad0;
+	__u16 hello;      /* 1 once a `hellos` entry was made for it (deleted with the socket) */
 	__u32 _pad1;
 };
 
@@ -243,28 +244,33 @@ struct busted_traffic {
 
 /*
  * The `traffic_slots` array (BPF_F_MMAPABLE, BUSTED_SLOTS entries) holds the counters of tracked
- * sockets; user space maps it read-only and scans it without a syscall. A socket's slot is one of
- * the BUSTED_SLOT_PROBES consecutive slots (wrapping) from a hash of its cookie (slot_hash() in
- * busted.bpf.c); a socket that finds none of them free keeps its counters in the small `traffic`
- * hash (keyed by cookie, value struct busted_traffic) and is counted in BUSTED_STAT_OVERFLOW.
+ * sockets; user space maps it read-only and scans it without a syscall. Beside it, `slot_socks`
+ * (same index, kernel only) holds each socket's owner. A socket's slot is one of the
+ * BUSTED_SLOT_PROBES consecutive slots (wrapping) from cookie mod BUSTED_SLOTS: consecutive
+ * sockets take neighbouring slots, so a connection's hooks find them in memory the previous
+ * connections just touched. A socket that finds none of them free keeps its counters in the small
+ * `traffic` hash (keyed by cookie, value struct busted_traffic) and its owner in the `sockets`
+ * hash, and is counted in BUSTED_STAT_OVERFLOW.
  *
  * Life of a slot (readers must never see one cookie's counters go backwards):
- *   free: cookie == 0.
- *   claim: compare-and-swap 0 -> BUSTED_SLOT_BUSY (this writer owns it; it matches no socket),
- *          zero the counters, then exchange BUSY -> cookie (publishes the zeroes first).
- *   free:  compare-and-swap cookie -> 0, after the final counters were read. The counters keep
- *          their last values until the next claim zeroes them behind BUSY.
+ *   free:   cookie == 0.
+ *   claim:  compare-and-swap 0 -> BUSTED_SLOT_BUSY (this writer owns it; it matches no socket),
+ *           zero the counters, write the owner, then exchange BUSY -> cookie (publishes them).
+ *   finish: the hook that ends the socket swaps cookie -> BUSY (only one can), reads the owner
+ *           and final counters into its record, then exchanges BUSY -> 0. The counters keep their
+ *           last values until the next claim zeroes them behind BUSY.
  * A reader reads cookie, tx, rx, then cookie again and takes the counters only when both reads
  * give the same cookie (neither 0 nor BUSY): a cookie is published once and never comes back, so
  * the counters read between them are that socket's. Not prevented (as with the hash's reused
  * elements before): a hook that found a socket's slot while another CPU finishes that socket may
  * still add to it, or set `announced`, after it was freed and claimed again; counters still only
- * grow, and the slot must be claimed again within those nanoseconds (one in 16,384 new sockets
- * lands on one of its 4). 32 bytes.
+ * grow, and the slot must be claimed again within those nanoseconds. 32 bytes.
  */
-/* Sizes: with 4 candidates, a simulation of sockets piling up (cookies with random gaps) puts 28
- * of 16,384 live sockets in the hash, 700 of 32,768 and 10,900 of 65,536: the hash's 16,384
- * entries keep `sockets` (65,536) the one limit on tracked sockets. */
+/* Sizes: cookies are handed out to every socket that asks (busted asks at connect), so the slots
+ * fill in order and wrap every BUSTED_SLOTS cookies. A socket still open when the cookies come
+ * round again keeps its slot; only a run of more than BUSTED_SLOT_PROBES - 1 such neighbours (a
+ * pool opened at once and kept) sends the new sockets landing on it to the overflow hashes, for
+ * as long as the run stays open. Tracked sockets: BUSTED_SLOTS + BUSTED_OVERFLOW_MAX at most. */
 #define BUSTED_SLOTS_SHIFT 16
 #define BUSTED_SLOTS (1 << BUSTED_SLOTS_SHIFT) /* as many as `sockets` holds */
 #define BUSTED_SLOT_PROBES 4                   /* candidate slots per cookie */

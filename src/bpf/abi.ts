@@ -154,7 +154,7 @@ export const EXEC = { size: 264, tgid: 0, seq: 4, start_ns: 8, path: 16 } as con
 export const EXEC_SLOTS = 8192;
 
 /** struct busted_sock */
-export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72 } as const;
+export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello: 74 } as const;
 
 /** struct busted_hello */
 export const HELLO = { size: 16, need: 4, started: 8 } as const;

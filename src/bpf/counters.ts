@@ -32,11 +32,13 @@ export interface TrafficMaps {
 export class TrafficCounters implements Closable {
   private addr: Ptr | null;
   private readonly length: number;
-  private readonly slotCount: number;
+  readonly slotCount: number;
   /** The mapping as 32-bit words (free slots are skipped without making a BigInt) and as 64-bit ones. */
   private words: Uint32Array;
   private quads: BigUint64Array;
   private readonly stats: PerCpuStats;
+  /** Slots holding a socket's counters at the last scan (the kernel's tracked sockets, bar overflow). */
+  slotsInUse = 0;
   /** Stat.OVERFLOW as read before a batch found the overflow hash empty: unchanged, it still is. */
   private overflowEmptyAt = 0n;
   private readonly keys: Buffer;
@@ -101,6 +103,7 @@ export class TrafficCounters implements Closable {
       visit(cookie, tx, rx);
       n++;
     }
+    this.slotsInUse = n;
     return n;
   }
 

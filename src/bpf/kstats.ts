@@ -143,6 +143,8 @@ export class RingFill implements Closable {
 export interface KernelStatsOptions {
   /** Map counts are reused for this long (default 1000 ms); the ring buffer is read every time. */
   minIntervalMs?: number;
+  /** Fill levels known without counting (the counter slots, from the last scan), added to every read. */
+  known?: () => MapFill[];
   now?: () => number;
 }
 
@@ -153,6 +155,7 @@ export class KernelStatsReader implements Closable {
   private readonly maps: { map: BpfMap; max: number }[];
   private readonly minIntervalMs: number;
   private readonly now: () => number;
+  private readonly known: () => MapFill[];
   private cached: MapFill[] | null = null;
   private countedAt = -Infinity;
   /** Time the last recount took, in ms (for diagnostics and the benchmark). */
@@ -163,6 +166,7 @@ export class KernelStatsReader implements Closable {
     this.maps = maps.map((map) => ({ map, max: map.maxEntries }));
     this.minIntervalMs = opts.minIntervalMs ?? 1000;
     this.now = opts.now ?? Date.now;
+    this.known = opts.known ?? (() => []);
   }
 
   read(): KernelFill {
@@ -171,7 +175,7 @@ export class KernelStatsReader implements Closable {
       this.cached = this.countAll();
       this.countedAt = now;
     }
-    return { ringbufUsedBytes: this.ring.usedBytes(), ringbufSizeBytes: this.ring.sizeBytes, maps: this.cached };
+    return { ringbufUsedBytes: this.ring.usedBytes(), ringbufSizeBytes: this.ring.sizeBytes, maps: [...this.cached, ...this.known()] };
   }
 
   private countAll(): MapFill[] {

@@ -193,7 +193,10 @@ export class KernelProbe {
   /** Fill levels of the maps (recounted at most once a second) and of the ring buffer. */
   kernelStats(): KernelFill {
     if (this.fill === null) {
-      this.fill = new KernelStatsReader(COUNTED_MAPS.map((name) => this.obj.map(name)), this.obj.map('events'));
+      this.fill = new KernelStatsReader(COUNTED_MAPS.map((name) => this.obj.map(name)), this.obj.map('events'), {
+        // the counter slots (an array) are counted by the scan that reads them every tick
+        known: () => [{ name: 'traffic_slots', entries: this.counters.slotsInUse, max: this.counters.slotCount }],
+      });
       this.obj.own(this.fill); // unmapped when the object closes
     }
     return this.fill.read();

@@ -8,7 +8,7 @@
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import { Stat, TRAFFIC } from '../../src/bpf/abi.js';
+import { OWNER, SOCK, Stat, TRAFFIC } from '../../src/bpf/abi.js';
 import { libbpf } from '../../src/bpf/libbpf.js';
 import type { CloseRecord, ConnectRecord, EventRecord, TrafficRecord } from '../../src/core/records.js';
 import { mapsOf, perCpuSum, SlotsView, type MapInfo } from '../helpers/bpfmaps.js';
@@ -21,22 +21,34 @@ const M = 65_432; // bytes the server answers
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The overflow hash's value for `cookie` through its own descriptor; null when absent. */
-function overflowEntry(map: MapInfo, cookie: bigint): { tx: bigint; rx: bigint } | null {
+/** The value for `cookie` in a hash keyed by cookie, through its own descriptor; null when absent. */
+function lookupCookie(map: MapInfo, cookie: bigint, size: number): Buffer | null {
   const lib = libbpf();
   const fd = lib.bpf_map_get_fd_by_id(map.id) as number;
   if (fd < 0) throw new Error(`bpf_map_get_fd_by_id(${map.id}) failed: ${-fd}`);
   try {
     const key = Buffer.alloc(8);
     key.writeBigUInt64LE(cookie, 0);
-    const value = Buffer.alloc(TRAFFIC.size);
+    const value = Buffer.alloc(size);
     const ret = lib.bpf_map_lookup_elem(fd, key, value) as number;
     if (ret === -2) return null;
-    if (ret < 0) throw new Error(`bpf_map_lookup_elem(traffic) failed: ${-ret}`);
-    return { tx: value.readBigUInt64LE(TRAFFIC.tx), rx: value.readBigUInt64LE(TRAFFIC.rx) };
+    if (ret < 0) throw new Error(`bpf_map_lookup_elem(${map.name}) failed: ${-ret}`);
+    return value;
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The overflow hash's counters for `cookie`; null when absent. */
+function overflowEntry(map: MapInfo, cookie: bigint): { tx: bigint; rx: bigint } | null {
+  const value = lookupCookie(map, cookie, TRAFFIC.size);
+  return value && { tx: value.readBigUInt64LE(TRAFFIC.tx), rx: value.readBigUInt64LE(TRAFFIC.rx) };
+}
+
+/** The tgid of the owner the overflow `sockets` hash holds for `cookie`; null when absent. */
+function overflowOwner(map: MapInfo, cookie: bigint): number | null {
+  const value = lookupCookie(map, cookie, SOCK.size);
+  return value && value.readUInt32LE(SOCK.owner + OWNER.tgid);
 }
 
 async function until<T>(what: string, ms: number, get: () => T | null | undefined | false): Promise<T> {
@@ -64,8 +76,9 @@ kernelTest('with every counter slot taken, a connection keeps exact counters in 
   const maps = await mapsOf(busted.child.pid!);
   const slotsMap = maps.get('traffic_slots');
   const overflow = maps.get('traffic');
+  const owners = maps.get('sockets');
   const stats = maps.get('stats');
-  if (!slotsMap || !overflow || !stats) throw new Error(`busted holds no traffic_slots, traffic or stats map: ${[...maps.keys()].join(', ')}`);
+  if (!slotsMap || !overflow || !owners || !stats) throw new Error(`busted holds no traffic_slots, traffic, sockets or stats map: ${[...maps.keys()].join(', ')}`);
   const slots = SlotsView.open(slotsMap);
   let taken = 0;
   let client: Socket | null = null;
@@ -82,6 +95,8 @@ kernelTest('with every counter slot taken, a connection keeps exact counters in 
     const conn = await busted.waitFor(isOurs);
     const cookie = BigInt(conn.flow);
     t.deepEqual(overflowEntry(overflow, cookie), { tx: 0n, rx: 0n }, 'the new socket\'s counters are not in the overflow hash');
+    t.is(overflowOwner(owners, cookie), process.pid, 'the new socket\'s owner is not in the overflow `sockets` hash');
+    t.is(conn.pid, process.pid);
     t.true((await perCpuSum(stats.id, Stat.OVERFLOW)) > overflowBefore, 'BUSTED_STAT_OVERFLOW did not move');
 
     let received = 0;
@@ -105,6 +120,7 @@ kernelTest('with every counter slot taken, a connection keeps exact counters in 
     t.is(close.tx, N);
     t.is(close.rx, M);
     t.is(overflowEntry(overflow, cookie), null, 'the closed socket\'s counters are still in the overflow hash');
+    t.is(overflowOwner(owners, cookie), null, 'the closed socket\'s owner is still in the overflow `sockets` hash');
     t.false(busted.records.some((r) => r.type === 'lost'));
   } finally {
     client?.destroy();
