@@ -117,7 +117,8 @@ export type Libbpf = ReturnType<typeof bindAll>;
 
 /**
  * The few libc functions busted calls itself (the ring buffer's positions are read through mmap;
- * malloc_trim gives the C heap's free pages back after a burst).
+ * malloc_trim gives the C heap's free pages back after a burst; pthread_sigmask holds signals
+ * back while the verifier runs).
  */
 function bindLibc(lib: LibraryHandle) {
   return {
@@ -126,12 +127,35 @@ function bindLibc(lib: LibraryHandle) {
     munmap: lib.func('int munmap(void *addr, size_t length)'),
     getpagesize: lib.func('int getpagesize(void)'),
     malloc_trim: lib.func('int malloc_trim(size_t pad)'),
+    pthread_sigmask: lib.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)'),
   };
 }
 
 export type Libc = ReturnType<typeof bindLibc>;
 
 let boundLibc: Libc | null = null;
+
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/** sizeof(sigset_t) in glibc: 1024 bits. */
+const SIGSET_BYTES = 128;
+
+/**
+ * Runs `fn` with every signal held back from this thread, then lets them in. The verifier gives
+ * up on a program with EAGAIN when a signal is pending (a profiler's timer, a terminal resize, a
+ * child's exit), and a load takes long enough for a steady stream of them to fail every retry.
+ * A signal sent meanwhile is delivered when `fn` returns (SIGKILL and SIGSTOP are never held).
+ */
+export function withSignalsHeld<T>(fn: () => T): T {
+  const all = Buffer.alloc(SIGSET_BYTES, 0xff);
+  const old = Buffer.alloc(SIGSET_BYTES);
+  const held = (libc().pthread_sigmask(SIG_BLOCK, all, old) as number) === 0;
+  try {
+    return fn();
+  } finally {
+    if (held) libc().pthread_sigmask(SIG_SETMASK, old, null);
+  }
+}
 
 /** libc.so.6, bound on first use. */
 export function libc(): Libc {

@@ -5,7 +5,7 @@
  */
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
-import { BpfError, checkInt, checkPtr, libbpf, strerror, takeLibbpfLog, type Ptr } from './libbpf.js';
+import { BpfError, checkInt, checkPtr, libbpf, strerror, takeLibbpfLog, withSignalsHeld, type Ptr } from './libbpf.js';
 
 export interface Closable {
   close(): void;
@@ -154,7 +154,8 @@ export class BpfObject implements Closable {
 
   load(): void {
     takeLibbpfLog();
-    checkInt(`bpf_object__load(${this.path})`, libbpf().bpf_object__load(this.handle) as number);
+    // signals held: a pending one makes the verifier give up (libbpf.ts: withSignalsHeld)
+    checkInt(`bpf_object__load(${this.path})`, withSignalsHeld(() => libbpf().bpf_object__load(this.handle) as number));
     this.loaded = true;
   }
 

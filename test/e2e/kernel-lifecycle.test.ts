@@ -3,7 +3,9 @@
  * loaded or attached; without root, without BTF or without libbpf busted says why and exits 1.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync } from 'node:fs';
+import { closeSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { libbpf } from '../../src/bpf/libbpf.js';
 import { PACKET_PROGRAMS, PROGRAMS } from '../../src/bpf/probe.js';
 import { bpfIdsOf, packetAttached } from '../helpers/bpfmaps.js';
@@ -68,6 +70,19 @@ function runBusted(prefix: string[], env: NodeJS.ProcessEnv = {}) {
   const [cmd, ...args] = [...prefix, process.execPath, BUSTED_BIN, '--duration', '1'];
   return spawnSync(cmd!, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
 }
+
+kernelTest('busted loads while signals keep arriving (node --cpu-prof: SIGPROF every ms), which fails the verifier unless they are held', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-prof-'));
+  try {
+    const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, BUSTED_BIN, '--duration', '1'],
+      { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stderr, /busted: attached/);
+    t.notRegex(r.stderr, /EWOULDBLOCK|EAGAIN|could not be attached/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 kernelTest('without root busted says what it needs and exits 1', async (t) => {
   const r = runBusted(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--']);
