@@ -362,8 +362,10 @@ static __always_inline void track(__u64 cookie, __u16 proto)
 	struct busted_sock s = {};
 	__u32 idx;
 
-	if (slot_of(cookie, &idx))
-		return; /* already tracked (a UDP socket connected again) */
+	/* already tracked (a UDP socket connected again: getaddrinfo tries each address so), in a
+	 * slot or in the overflow hashes: tracked twice, its overflow entries would never go */
+	if (slot_of(cookie, &idx) || (overflow_entries && bpf_map_lookup_elem(&sockets, &cookie)))
+		return;
 	fill_owner(&s.owner);
 	if (cfg.self_tgid && s.owner.tgid == cfg.self_tgid)
 		return;
@@ -1280,16 +1282,21 @@ int BPF_PROG(busted_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	__u32 zero = 0;
 	struct file *exe;
 
-	/* written in place (a hash update cost ~1 µs here, mostly cold memory); the atomic adds are
-	 * full barriers, so a reader that sees the same even seq before and after saw no write */
+	/* written in place (a hash update cost ~1 µs here, mostly cold memory). The writer takes the
+	 * slot by a compare-and-swap of seq from even to odd (another exec writing it, a tgid 8192
+	 * apart, keeps it and this path is not recorded) and gives it back by an exchange to the next
+	 * even value: both fully ordered, so a reader that copies the same even seq twice saw no write */
 	e = bpf_map_lookup_elem(&execs, &slot);
 	if (e) {
-		__sync_fetch_and_add(&e->seq, 1);
-		e->tgid = tgid;
-		e->start_ns = start_ns;
-		/* interp == filename unless a #! script was rewritten to its interpreter */
-		bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, interp));
-		__sync_fetch_and_add(&e->seq, 1);
+		__u64 seq = e->seq;
+
+		if (!(seq & 1) && __sync_val_compare_and_swap(&e->seq, seq, seq + 1) == seq) {
+			e->tgid = tgid;
+			e->start_ns = start_ns;
+			/* interp == filename unless a #! script was rewritten to its interpreter */
+			bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, interp));
+			__sync_lock_test_and_set(&e->seq, seq + 2);
+		}
 	}
 	pol = bpf_map_lookup_elem(&policy, &zero);
 	if (!pol || !pol->hash_exec)

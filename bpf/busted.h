@@ -202,13 +202,16 @@ struct busted_sock {
  * A plain array, not a hash: an exec writes its slot in place, with no lock, no allocation and
  * nothing to clean up; a newer exec whose tgid lands in the same slot overwrites it, like the
  * eviction of an LRU map (tgids are handed out in order, so that takes BUSTED_EXEC_SLOTS newer
- * pids). `seq` is odd while the slot is written: a reader copies the slot, checks that `seq` is
- * even, `tgid` and `start_ns` are the process's, and that a second copy's `seq` is the same.
+ * pids). `seq` is odd while the slot is written (a writer takes it by compare-and-swap from even
+ * to odd, and leaves it by an exchange to the next even value): a reader copies the slot, checks
+ * that `seq` is even, `tgid` and `start_ns` are the process's, and that a second copy's `seq` is
+ * the same. The path is a hint: user space checks it against the process's executable inode.
  */
 #define BUSTED_EXEC_SLOTS 8192
 struct busted_exec {
 	__u32 tgid;
-	__u32 seq;        /* bumped before and after each write: odd while the slot is written */
+	__u32 _pad0;
+	__u64 seq;        /* odd while the slot is written (64 bits: BPF's compare-and-swap size) */
 	__u64 start_ns;   /* the process's start_boottime, to tell a reused tgid */
 	char path[BUSTED_PATH_MAX]; /* as given to execve (after #! rewriting); may be relative */
 };
@@ -248,7 +251,8 @@ struct busted_traffic {
  * (same index, kernel only) holds each socket's owner. A socket's slot is one of the
  * BUSTED_SLOT_PROBES consecutive slots (wrapping) from cookie mod BUSTED_SLOTS: consecutive
  * sockets take neighbouring slots, so a connection's hooks find them in memory the previous
- * connections just touched. A socket that finds none of them free keeps its counters in the small
+ * connections just touched (each CPU hands out cookies from its own batch of 4,096, so there are
+ * as many such neighbourhoods as CPUs making connections). A socket that finds none of them free keeps its counters in the small
  * `traffic` hash (keyed by cookie, value struct busted_traffic) and its owner in the `sockets`
  * hash, and is counted in BUSTED_STAT_OVERFLOW.
  *
@@ -260,19 +264,25 @@ struct busted_traffic {
  *           and final counters into its record, then exchanges BUSY -> 0. The counters keep their
  *           last values until the next claim zeroes them behind BUSY.
  * A reader reads cookie, tx, rx, then cookie again and takes the counters only when both reads
- * give the same cookie (neither 0 nor BUSY): a cookie is published once and never comes back, so
- * the counters read between them are that socket's. Not prevented (as with the hash's reused
- * elements before): a hook that found a socket's slot while another CPU finishes that socket may
- * still add to it, or set `announced`, after it was freed and claimed again; counters still only
- * grow, and the slot must be claimed again within those nanoseconds. 32 bytes.
+ * give the same cookie (neither 0 nor BUSY): the counters read between them are that socket's.
+ * A cookie comes back only when its socket connects again after its flow ended (a TCP connect
+ * that failed, or connect(AF_UNSPEC), then connect): a new flow with the same id, counted from 0.
+ * Not prevented (as with the hash's reused elements before): a hook that found a socket's slot
+ * while another CPU finishes that socket, and that acts on it without taking it, may act on the
+ * next socket to claim the slot: add to its counters (which still only grow), set its
+ * `announced` (a CONNECT for the old cookie carrying the new owner, the new one's not sent), or
+ * mark its `hello` (a `hellos` entry left to the LRU). The slot must be freed and claimed again
+ * within those nanoseconds. 32 bytes.
  */
 /* Sizes: cookies are handed out to every socket that asks (busted asks at connect), so the slots
  * fill in order and wrap every BUSTED_SLOTS cookies. A socket still open when the cookies come
  * round again keeps its slot; only a run of more than BUSTED_SLOT_PROBES - 1 such neighbours (a
  * pool opened at once and kept) sends the new sockets landing on it to the overflow hashes, for
- * as long as the run stays open. Tracked sockets: BUSTED_SLOTS + BUSTED_OVERFLOW_MAX at most. */
+ * as long as the run stays open: a pool of L such sockets sends L - 3 of every 65,536 new ones
+ * there, each for its own lifetime. A new socket goes untracked (BUSTED_STAT_UNTRACKED) when its
+ * candidates are taken and the overflow hashes are full. */
 #define BUSTED_SLOTS_SHIFT 16
-#define BUSTED_SLOTS (1 << BUSTED_SLOTS_SHIFT) /* as many as `sockets` holds */
+#define BUSTED_SLOTS (1 << BUSTED_SLOTS_SHIFT)
 #define BUSTED_SLOT_PROBES 4                   /* candidate slots per cookie */
 #define BUSTED_OVERFLOW_MAX 16384              /* entries of the `traffic` hash */
 #define BUSTED_SLOT_BUSY 0xffffffffffffffffULL /* being claimed; never a socket's cookie */

@@ -148,7 +148,7 @@ export const OWNER = {
 export const PATH_MAX = 248;
 
 /** struct busted_exec (value of the `execs` array, in slot tgid & (EXEC_SLOTS - 1)) */
-export const EXEC = { size: 264, tgid: 0, seq: 4, start_ns: 8, path: 16 } as const;
+export const EXEC = { size: 272, tgid: 0, seq: 8, start_ns: 16, path: 24 } as const;
 
 /** BUSTED_EXEC_SLOTS: entries of the `execs` array (a power of two). */
 export const EXEC_SLOTS = 8192;

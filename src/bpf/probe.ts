@@ -30,11 +30,11 @@ export function readExecSlot(execs: BpfMap, tgid: number, startNs: bigint,
   key = Buffer.alloc(4), scratch = Buffer.alloc(EXEC.size), again = Buffer.alloc(EXEC.size)): string | null {
   key.writeUInt32LE(tgid & (EXEC_SLOTS - 1), 0);
   if (!execs.lookup(key, scratch)) return null;
-  const seq = scratch.readUInt32LE(EXEC.seq);
-  if (seq % 2 === 1) return null; // an exec is writing it now
+  const seq = scratch.readBigUInt64LE(EXEC.seq);
+  if (seq % 2n === 1n) return null; // an exec is writing it now
   if (scratch.readUInt32LE(EXEC.tgid) !== tgid || scratch.readBigUInt64LE(EXEC.start_ns) !== startNs) return null;
   // the copy is not atomic: a write that began during it shows as another seq in a second copy
-  if (!execs.lookup(key, again) || again.readUInt32LE(EXEC.seq) !== seq) return null;
+  if (!execs.lookup(key, again) || again.readBigUInt64LE(EXEC.seq) !== seq) return null;
   const path = decodeCString(scratch.subarray(EXEC.path));
   return path === '' ? null : path;
 }

@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, OVERFLOW_MAX, PayloadWhat, SLOTS, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, OVERFLOW_MAX, PayloadWhat, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe } from '../bpf/probe.js';
@@ -49,8 +49,6 @@ import type { KernelStats } from './kernel-stats.js';
 const DRAIN_BUDGET = 2048;
 /** ...and for at most this long, so a starved busted still runs its chores (lost counts) on time. */
 const DRAIN_MS = 20;
-/** Sockets the kernel can track: its counter slots and the overflow hash (bpf/busted.h). */
-const SOCKET_TABLE_SIZE = SLOTS + OVERFLOW_MAX;
 /** The longest wait between ring reads while nothing comes. */
 const IDLE_POLL_MS = 80;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
@@ -389,7 +387,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (untracked > untrackedSeen) {
       // said once per burst: the table has room again when the count stops growing
       if (now - untrackedSaidAt > 60_000) {
-        opts.onWarning?.(`${untracked - untrackedSeen} connections were not tracked: the kernel's socket tables (${SOCKET_TABLE_SIZE} entries) are full. They are counted in busted_kernel_untracked_connections_total.`);
+        opts.onWarning?.(`${untracked - untrackedSeen} connections were not tracked: the kernel had no room for them (their counter slots taken and the ${OVERFLOW_MAX} overflow entries full). They are counted in busted_kernel_untracked_connections_total.`);
         untrackedSaidAt = now;
       }
       untrackedSeen = untracked;

@@ -2,7 +2,7 @@
 export interface KernelStats {
   /** Events the kernel could not deliver since busted started (monotonic). */
   lost: number;
-  /** Connections the kernel could not track because its socket table was full (monotonic). */
+  /** Connections the kernel could not track because it had no room for them: no free counter slot among their candidates and the overflow hashes full (monotonic). */
   untracked?: number;
   /** Bytes waiting in the ring buffer, and its size. */
   ringbufUsedBytes?: number;

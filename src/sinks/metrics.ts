@@ -258,7 +258,7 @@ export class BustedMetrics {
     });
     let untrackedExported = 0;
     new Counter({
-      name: 'busted_kernel_untracked_connections_total', help: 'Connections the kernel could not track (its socket table was full).', registers,
+      name: 'busted_kernel_untracked_connections_total', help: 'Connections the kernel could not track (no free counter slot among its candidates and the overflow hashes full).', registers,
       collect() {
         const n = read()?.untracked ?? 0;
         if (n > untrackedExported) {

@@ -6,6 +6,7 @@
  * (traffic records), reported in its close record, and gone from the hash once closed.
  */
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { OWNER, SOCK, Stat, TRAFFIC } from '../../src/bpf/abi.js';
@@ -129,5 +130,50 @@ kernelTest('with every counter slot taken, a connection keeps exact counters in 
     t.is(back, taken, 'slots taken and given back differ: the kernel wrote a slot it did not own');
     t.is(await busted.stop(), 0);
     server.close();
+  }
+});
+
+kernelTest('a UDP socket in the overflow hashes that connects again is not tracked twice (getaddrinfo does this): one close, its overflow entries freed', async (t) => {
+  const busted = await startBusted(['--interval', '200']);
+  const maps = await mapsOf(busted.child.pid!);
+  const slotsMap = maps.get('traffic_slots');
+  const overflow = maps.get('traffic');
+  const owners = maps.get('sockets');
+  if (!slotsMap || !overflow || !owners) throw new Error(`busted holds no traffic_slots, traffic or sockets map: ${[...maps.keys()].join(', ')}`);
+  const slots = SlotsView.open(slotsMap);
+  const sock = createSocket('udp4');
+  sock.on('error', () => {}); // nobody listens: the port unreachable comes back as ECONNREFUSED
+  let taken = 0;
+  try {
+    taken = slots.takeFree(FAKE);
+    taken += slots.takeFree(FAKE);
+    // QUIC's port: a connected UDP socket to it is a flow (nothing needs to listen)
+    sock.connect(443, '127.0.0.1');
+    await once(sock, 'connect');
+    sock.send(Buffer.alloc(10));
+    const sport = sock.address().port;
+    const conn = await busted.waitFor((r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.src === `127.0.0.1:${sport}`);
+    const cookie = BigInt(conn.flow);
+    t.is(overflowOwner(owners, cookie), process.pid, 'the socket is in the overflow hashes');
+    // its candidate slots are free again when it connects again
+    t.is(slots.giveBack(FAKE), taken);
+    taken = 0;
+    sock.disconnect();
+    sock.connect(443, '127.0.0.1');
+    await once(sock, 'connect');
+    await new Promise<void>((res, rej) => sock.send(Buffer.alloc(20), (err) => (err ? rej(err) : res())));
+    t.is(slots.holding(cookie), 0, 'the socket took a slot too: tracked twice');
+    t.is(overflowOwner(owners, cookie), process.pid);
+    sock.close();
+    const close = await busted.waitFor((r): r is CloseRecord => r.type === 'close' && r.flow === conn.flow);
+    t.is(close.tx, 30);
+    t.is(overflowEntry(overflow, cookie), null, 'the closed socket\'s counters are still in the overflow hash');
+    t.is(overflowOwner(owners, cookie), null, 'the closed socket\'s owner is still in the overflow `sockets` hash');
+    t.is(slots.holding(cookie), 0);
+    t.is(busted.records.filter((r) => r.type === 'close' && r.flow === conn.flow).length, 1);
+  } finally {
+    if (taken) slots.giveBack(FAKE);
+    slots.close();
+    t.is(await busted.stop(), 0);
   }
 });

@@ -109,6 +109,13 @@ export class SlotsView {
     return n;
   }
 
+  /** Slots holding `cookie`. */
+  holding(cookie: bigint): number {
+    let n = 0;
+    for (let s = 0; s < this.count; s++) if (Atomics.load(this.cookies, this.cookieIndex(s)) === cookie) n++;
+    return n;
+  }
+
   /** Every free slot gets cookie `fake` (never a socket's); returns how many. */
   takeFree(fake: bigint): number {
     let n = 0;

@@ -34,7 +34,7 @@ kernelTest('an exec fills its slot in the execs array; a reader takes the path o
         if (!written) await new Promise((r) => setTimeout(r, 20));
       }
       t.true(written, 'the exec wrote the slot');
-      t.is(slot.readUInt32LE(EXEC.seq) % 2, 0, 'seq is even once the write is done');
+      t.is(slot.readBigUInt64LE(EXEC.seq) % 2n, 0n, 'seq is even once the write is done');
       const startNs = slot.readBigUInt64LE(EXEC.start_ns);
       t.is(nsToTicks(startNs) as number | null, readStartTime(pid), 'start_ns is the process\'s start time');
       const path = readExecSlot(execs, pid, startNs);
@@ -48,7 +48,7 @@ kernelTest('an exec fills its slot in the execs array; a reader takes the path o
         t.fail('an exec before the attach was recorded');
       }
       // a slot being written (odd seq) is not read
-      slot.writeUInt32LE(slot.readUInt32LE(EXEC.seq) + 1, EXEC.seq);
+      slot.writeBigUInt64LE(slot.readBigUInt64LE(EXEC.seq) + 1n, EXEC.seq);
       execs.update(keyOf(pid), slot);
       t.is(readExecSlot(execs, pid, startNs), null, 'odd seq: being written');
     } finally {
