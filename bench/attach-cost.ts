@@ -7,14 +7,19 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [LABEL=OBJECT[:prog,prog…] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [LABEL=OBJECT[:prog,prog…] …]
+ *
+ * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
+ * CONNECT and a CLOSE record on the ring), and this process drains each ring every 50 ms without
+ * looking at the records: the kernel's share of --all, without busted's user space.
  *
  * Default: one object, this checkout's bpf/busted.bpf.o with the programs busted attaches at
  * start (all but the packet programs). `:prog,…` names the programs to attach instead. Prints,
  * per object, the median churn rate of its windows against the median of the windows with
  * nothing attached, and the median of the per-round ratios. Root; loopback only.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,10 +29,11 @@ import type { Ptr } from '../src/bpf/libbpf.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
 import { OBJECT_PATH, PACKET_PROGRAMS, configureObject, isCgroupSection } from '../src/bpf/probe.js';
+import { RingBuffer } from '../src/bpf/ringbuf.js';
 import { loadCatalog } from '../src/core/catalog.js';
 
 const { values, positionals } = parseArgs({
-  options: { rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' } },
+  options: { rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' }, all: { type: 'boolean', default: false } },
   allowPositionals: true,
 });
 const rounds = Number(values.rounds);
@@ -44,6 +50,8 @@ if (process.getuid?.() !== 0) {
 interface Subject {
   label: string;
   obj: BpfObject;
+  ring: RingBuffer | null;
+  records: number;
   progs: (name: string) => boolean;
   rates: number[];
 }
@@ -57,7 +65,7 @@ const modelPorts = [...new Set(loadCatalog().entries.flatMap((e) => e.local?.por
 
 function load(path: string): BpfObject {
   const obj = BpfObject.open(path);
-  configureObject(obj, { selfTgid: process.pid, quiet: { modelPorts } });
+  configureObject(obj, { selfTgid: process.pid, quiet: values.all ? null : { modelPorts } });
   obj.load();
   return obj;
 }
@@ -71,43 +79,56 @@ const subjects: Subject[] = specs.map((spec) => {
   }
   const [path, list] = spec.slice(eq + 1).split(':') as [string, string | undefined];
   const named = list ? new Set(list.split(',')) : null;
-  return {
+  const obj = load(path);
+  const subject: Subject = {
     label: spec.slice(0, eq),
-    obj: load(path),
+    obj,
+    ring: null,
+    records: 0,
     progs: named ? (n) => named.has(n) : (n) => !PACKET_PROGRAMS.includes(n),
     rates: [],
   };
+  if (values.all) subject.ring = new RingBuffer(obj.map('events'), () => void subject.records++);
+  return subject;
 });
 
 const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));
 const churn = join(dir, 'churn');
 execFileSync('cc', ['-O2', '-pthread', '-o', churn, new URL('./churn.c', import.meta.url).pathname]);
-const run = () => (JSON.parse(execFileSync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' }).trim().split('\n').pop()!) as { cps: number }).cps;
+const execFileAsync = promisify(execFile);
+/** One churn window; the event loop stays free meanwhile (--all drains the rings on a timer). */
+const run = async () => {
+  const { stdout } = await execFileAsync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' });
+  return (JSON.parse(stdout.trim().split('\n').pop()!) as { cps: number }).cps;
+};
 
 const cg = openSync(cgroup, 'r');
-function attached(s: Subject): number {
+async function attached(s: Subject): Promise<number> {
   const links: Ptr[] = [];
+  const drain = s.ring && setInterval(() => s.ring!.consume(), 50);
   try {
     for (const p of s.obj.programs()) {
       if (!s.progs(p.name)) continue;
       links.push(isCgroupSection(p.section) ? s.obj.attachCgroup(p, cg) : s.obj.attach(p));
     }
-    return run();
+    return await run();
   } finally {
     for (const l of links) s.obj.detach(l);
+    if (drain) clearInterval(drain);
+    s.ring?.consume();
   }
 }
 
 const none: number[] = [];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
-  run(); // warm-up
+  await run(); // warm-up
   const slots = [null, ...subjects];
   for (let r = 0; r < rounds; r++) {
     const line: string[] = [];
     for (let i = 0; i < slots.length; i++) {
       const s = slots[(i + r) % slots.length]!;
-      const cps = s === null ? run() : attached(s);
+      const cps = s === null ? await run() : await attached(s);
       (s === null ? none : s.rates).push(cps);
       line.push(`${s === null ? 'none' : s.label} ${cps.toFixed(0)}`);
     }
@@ -117,10 +138,14 @@ try {
   console.log(`\nnothing attached: median ${base.toFixed(0)} conn/s over ${none.length} windows of ${seconds} s`);
   for (const s of subjects) {
     const pairs = s.rates.map((x, i) => x / none[i]!);
-    console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}`);
+    const recs = s.ring ? `; ${s.records} ring records drained` : '';
+    console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
   }
 } finally {
   closeSync(cg);
-  for (const s of subjects) s.obj.close();
+  for (const s of subjects) {
+    s.ring?.close();
+    s.obj.close();
+  }
   rmSync(dir, { recursive: true, force: true });
 }
