@@ -18,19 +18,29 @@ export interface IpAddress {
   bytes: Uint8Array;
 }
 
+/** Dotted quad, decimal only, no leading zeros (inet_aton would read "010" as octal). Char by
+ * char: it runs for every connection classified. */
 function parseIpv4(text: string): Uint8Array | null {
-  const parts = text.split('.');
-  if (parts.length !== 4) return null;
   const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    // Decimal only, no leading zeros (inet_aton would read "010" as octal).
-    if (!/^(?:0|[1-9][0-9]{0,2})$/.test(p)) return null;
-    const n = Number(p);
-    if (n > 255) return null;
-    out[i] = n;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 46; // a '.' after the last part ends it
+    if (c === 46) {
+      if (digits === 0 || part > 3) return null;
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return null; // a leading zero
+      value = value * 10 + (c - 48);
+      if (++digits > 3 || value > 255) return null;
+    } else {
+      return null;
+    }
   }
-  return out;
+  return part === 4 ? out : null;
 }
 
 function parseGroups(text: string): number[] | null {

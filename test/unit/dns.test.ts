@@ -136,6 +136,19 @@ test('property: IPv6 text is RFC 5952 canonical (as the WHATWG URL parser writes
   t.pass();
 });
 
+test('property: IPv4 text parses exactly when it is four decimal parts 0-255 without leading zeros', (t) => {
+  const reference = /^(?:(?:0|[1-9][0-9]{0,2})\.){3}(?:0|[1-9][0-9]{0,2})$/;
+  const part = fc.oneof(fc.nat(300).map(String), fc.nat(99).map((n) => `0${n}`), fc.constantFrom('', 'a', '-1', ' 1', '1e2', '0x1'));
+  const text = fc.array(part, { minLength: 1, maxLength: 6 }).chain((ps) => fc.constantFrom('.', '..', ':').map((sep) => ps.join(sep)));
+  fc.assert(fc.property(text, (s) => {
+    const parsed = parseIp(s);
+    const ok = reference.test(s) && s.split('.').every((p) => Number(p) <= 255);
+    if (!ok) return parsed === null || parsed.family === 6;
+    return parsed !== null && parsed.family === 4 && [...parsed.bytes].join('.') === s;
+  }), { numRuns: 5000 });
+  t.pass();
+});
+
 // ---------------------------------------------------------------------------------------------
 // Cache
 
