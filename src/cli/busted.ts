@@ -157,7 +157,8 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
   const catalog = loadCatalog(flags.providers ?? null);
   const agents = loadAgents(flags.agents ?? null);
   const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, agents, warn, () => out.backedUp());
-  const store = new Store(source.clock);
+  // nothing headless shows closed flows (busted-top does): they leave the table as they close
+  const store = new Store(source.clock, { closedMax: 0 });
   const printer = new Printer({
     format: flags.format, verbose: flags.verbose, all: flags.all, write: (l) => out.write(l),
     providerName: (id) => catalog.get(id)?.name ?? id,

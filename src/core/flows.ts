@@ -91,7 +91,8 @@ export interface TableSnapshot {
 export interface FlowTableOptions {
   /** How long a closed or failed flow stays in the table. */
   closedRetentionMs?: number;
-  /** How many closed flows are kept at most (oldest go first). */
+  /** How many closed flows are kept at most (oldest go first); 0: a flow leaves the table as it
+   * closes (headless busted, which never shows closed flows: they would only be garbage to collect). */
   closedMax?: number;
   /** How long an idle process row with no open flow stays. */
   processRetentionMs?: number;
@@ -386,6 +387,10 @@ export class FlowTable {
     f.state = state;
     f.closedAt = nowMs;
     f.lastActivity = nowMs;
+    if (this.closedMax === 0) {
+      this.dropFlow(f);
+      return;
+    }
     this.closedOrder.push(f.id);
   }
 

@@ -74,6 +74,23 @@ test('the closed-flow cap drops the oldest closed flows first', (t) => {
   t.deepEqual(ft.snapshot(T0).flows.map((f) => f.id), ['2', '3']);
 });
 
+test('closedMax 0 (headless busted): a flow leaves the table as it closes or fails; its process keeps the totals', (t) => {
+  const ft = new FlowTable({ closedMax: 0 });
+  ft.apply(connect('1'), T0);
+  ft.apply(connect('2', { error: 'ECONNREFUSED' }), T0);
+  t.is(ft.size, 1, 'a failed connect is gone at once');
+  t.deepEqual(ft.openFlowsOf(processKey(100, 555), false), ['1']);
+  ft.apply({ type: 'close', ts: iso(100), flow: '1', pid: 100, tx: 10, rx: 20, durationMs: 100 }, T0 + 100);
+  t.is(ft.size, 0);
+  t.deepEqual(ft.openFlowsOf(processKey(100, 555), false), []);
+  const snap = ft.snapshot(T0 + 100);
+  t.is(snap.flows.length, 0);
+  t.like(snap.processes[0], { tx: 10, rx: 20, total: 2, failed: 1, open: 0 });
+  // a late traffic record of the gone flow is ignored
+  ft.apply({ type: 'traffic', ts: iso(200), flow: '1', pid: 100, tx: 5, rx: 5 }, T0 + 200);
+  t.like(ft.snapshot(T0 + 200).processes[0], { tx: 10, rx: 20 });
+});
+
 test('lost records add up; duplicate connects and unknown flows are ignored', (t) => {
   const ft = new FlowTable();
   ft.apply({ type: 'lost', ts: iso(0), count: 3 }, T0);
