@@ -110,7 +110,12 @@ export class ClassificationStage {
       if (st.rec.error !== null) this.opts.onQuiet?.(st.rec.proto, true); // failed: no close follows
       return;
     }
-    const rec = { ...st.rec, ...st.cls };
+    // the stage's own record, published once: filled in place (a copy per connection was garbage
+    // to collect; the keys are already there, so the JSON field order is the same)
+    const rec = st.rec;
+    rec.provider = st.cls.provider;
+    rec.host = st.cls.host;
+    rec.via = st.cls.via;
     this.opts.publish(this.opts.finalize ? this.opts.finalize(rec) : rec);
   }
 

@@ -320,7 +320,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       } else {
         changed.delete(key);
       }
-      return { ...rec, exe: who.exe ?? rec.exe, cgroup: who.cgroup ?? rec.cgroup, ...identityFields(who) };
+      // in place: the record is the classification stage's own, published once
+      rec.exe = who.exe ?? rec.exe;
+      rec.cgroup = who.cgroup ?? rec.cgroup;
+      return Object.assign(rec, identityFields(who));
     },
   });
   const session: SessionRecord = {
