@@ -9,6 +9,7 @@
  *
  *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [LABEL=OBJECT[:prog,prog…] …]
  *
+ * The LLM address maps are filled with the catalog's ranges, as busted fills them.
  * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
  * CONNECT and a CLOSE record on the ring), and this process drains each ring every 50 ms without
  * looking at the records: the kernel's share of --all, without busted's user space.
@@ -63,10 +64,23 @@ if (cgroup === null) {
 }
 const modelPorts = [...new Set(loadCatalog().entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
 
+
+const catalog = loadCatalog();
+
+/** Loads an object configured as busted configures it, its LLM address maps filled with the
+ * catalog's ranges as busted fills them (quiet mode looks every connection up there). */
 function load(path: string): BpfObject {
   const obj = BpfObject.open(path);
   configureObject(obj, { selfTgid: process.pid, quiet: values.all ? null : { modelPorts } });
   obj.load();
+  for (const c of catalog.cidrEntries({ v4Mapped: true })) {
+    const key = Buffer.alloc(4 + c.prefix.length);
+    key.writeUInt32LE(c.prefixLen, 0);
+    key.set(c.prefix, 4);
+    const value = Buffer.alloc(4);
+    value.writeUInt32LE(c.providerIndex, 0);
+    obj.map(c.family === 4 ? 'llm_v4' : 'llm_v6').update(key, value);
+  }
   return obj;
 }
 
