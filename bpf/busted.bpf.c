@@ -260,10 +260,10 @@ static __always_inline void addrs_from_btf(struct addrs *a, const struct sock *s
 	}
 }
 
-/* First candidate slot of a cookie. Cookies come from one global counter, so consecutive
- * tracked sockets have consecutive cookies and take neighbouring slots: a new connection finds
- * its slot, and the owner beside it, in memory the last ones touched. Spreading them (a hash of
- * the cookie) made every connection miss the cache and the TLB on both: 300 ns more here. */
+/* First candidate slot of a cookie. Each CPU hands out cookies in order (from its own batch), so
+ * the sockets a CPU starts to track take neighbouring slots: a new connection finds its slot, and
+ * the owner beside it, in memory the last ones touched. Spreading them (a hash of the cookie)
+ * made every connection miss the cache and the TLB on both: 300 ns more here. */
 static __always_inline __u32 slot_index(__u64 cookie)
 {
 	return cookie & (BUSTED_SLOTS - 1);
@@ -461,7 +461,7 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
  * TCP connection LLM traffic, judged when it is established (or fails). True for a local model
  * server's port, an address in llm_v4/llm_v6 (catalog ranges; addresses learned from DNS answers
  * and SNI), and while a DNS answer user space has not applied yet is about (dns_sync). Anything
- * else is kept back unless its first payload starts a TLS handshake (handle_egress), whose SNI
+ * else is kept back unless its first payload starts a TLS handshake (promote_tls), whose SNI
  * user space judges. UDP flows (QUIC to udp_port) are always reported.
  */
 static __always_inline int worth_reporting(const struct busted_sock *s, const struct addrs *a)
@@ -772,25 +772,39 @@ static __always_inline void promote_tls(__u64 cookie, const struct addrs *a)
 	emit(cookie, x.s, BUSTED_EV_CONNECT, a, 0, 0, 0);
 }
 
-/* A `hellos` entry for a ClientHello longer than its first send; the socket's owner entry
- * remembers it, so that ending the socket deletes it (and only then: an LRU delete, even one that
- * misses, takes the bucket's lock). */
+/* Whether a tracked socket has a `hellos` entry, as its owner entry says. The entry is looked up
+ * only then: the other sends of a stream's first BUSTED_HELLO_MAX bytes read the owner beside the
+ * slot instead of a cold LRU bucket, and ending the socket deletes the entry only if it exists
+ * (an LRU delete, even one that misses, takes the bucket's lock). */
+static __always_inline int has_hello(__u64 cookie)
+{
+	struct tracked x;
+
+	return find(cookie, &x) == 0 && x.s->hello;
+}
+
+static __always_inline void set_hello(__u64 cookie, __u16 made)
+{
+	struct tracked x;
+
+	if (find(cookie, &x) == 0)
+		x.s->hello = made;
+}
+
+/* A `hellos` entry for a ClientHello longer than its first send, marked in the owner entry. */
 static __always_inline void remember_hello(__u64 cookie, __u32 need)
 {
 	struct busted_hello hello = { .need = need, .started = 1 };
-	struct tracked x;
 
-	if (find(cookie, &x))
-		return;
-	x.s->hello = 1;
+	set_hello(cookie, 1);
 	bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
 }
 
 /*
  * A tracked TCP stream sent `ret` bytes at stream offset `off`: if the stream opens with a TLS
  * handshake record, its first BUSTED_HELLO_MAX bytes at most (the record: the ClientHello) are
- * sampled. A record longer than the first send gets a `hellos` entry, for the sends after it;
- * most streams never touch the LRU map.
+ * sampled. A record longer than the first send gets a `hellos` entry, for the sends after it
+ * (called for those only when has_hello()).
  */
 static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off, int ret)
 {
@@ -831,8 +845,10 @@ static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, __u6
 		return;
 	}
 done:
-	if (h)
+	if (h) {
 		bpf_map_delete_elem(&hellos, &cookie);
+		set_hello(cookie, 0);
+	}
 }
 
 /* dns_sync[BUSTED_DNS_SEEN] = max(itself, ts): compare-and-swap, retried once if another CPU
@@ -917,7 +933,8 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 		addrs_from_btf(&a, sk);
 		announce(cookie, x.s, x.t, &a);
 	}
-	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP)
+	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP &&
+	    (off == 0 || has_hello(cookie)))
 		sample_tls(sk, cookie, off, ret);
 }
 

@@ -18,8 +18,6 @@ export interface StageOptions {
   now: () => number;
   /** How long a TCP connect waits for its ClientHello (default 250 ms); 0 never waits. */
   holdMs?: number;
-  /** Whether the kernel sends ClientHello samples at all (else nothing is held). */
-  sampling: boolean;
   /** An address learned to belong to a provider (from a DNS answer or a flow's SNI), for enforcement. */
   onLearned?: (ip: string, provider: string, ttlS: number) => void;
   /** Last touches to a connect record as it is published (e.g. the identity as known by then). */
@@ -73,7 +71,7 @@ export class ClassificationStage {
   badDns = 0;
 
   constructor(private readonly opts: StageOptions) {
-    this.holdMs = opts.sampling ? (opts.holdMs ?? 250) : 0;
+    this.holdMs = opts.holdMs ?? 250;
     this.localPorts = new Set(opts.classifier.catalog.entries.flatMap((e) => e.local?.ports ?? []));
   }
 

@@ -302,7 +302,6 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     listeners: new ListenerFinder(),
     now: () => Date.now(),
     holdMs: opts.holdMs,
-    sampling: true, // ClientHello and DNS samples come from the send and receive hooks
     quiet: opts.quiet ?? false,
     onQuiet: (proto, failed) => store.noteQuiet(proto, failed),
     finalize: (rec) => {

@@ -19,7 +19,7 @@ function stage(quiet: boolean, holdMs = 250) {
   const quietCalls: [string, boolean][] = [];
   const s = new ClassificationStage({
     classifier: new Classifier(loadCatalog()), publish: (r) => published.push(r), listeners: new ListenerFinder(),
-    now: () => now, holdMs, sampling: true, quiet, onQuiet: (proto, failed) => quietCalls.push([proto, failed]),
+    now: () => now, holdMs, quiet, onQuiet: (proto, failed) => quietCalls.push([proto, failed]),
   });
   return { s, published, quietCalls, advance: (ms: number) => (now += ms) };
 }
