@@ -92,6 +92,8 @@ interface Entry {
   /** The arguments as read (unredacted, for agent matching only; never output). */
   cmdArgs?: string[];
   state: 'waiting' | 'running' | 'done' | 'dropped';
+  /** Looked up since it was last considered for eviction. */
+  used: boolean;
   /** New facts arrived while running: enrich once more when done. */
   again?: boolean;
 }
@@ -155,14 +157,15 @@ export class IdentityResolver {
     const key = identityKey(facts.pid, facts.startTime);
     const known = this.entries.get(key);
     if (known) {
-      this.entries.delete(key); // most recently used last
-      this.entries.set(key, known);
+      // second chance: the entry moves behind the others only when it comes up for eviction (a
+      // delete and re-insert on every connection made V8 reallocate the map's table each time)
+      known.used = true;
       if (facts.exeIno !== known.facts.exeIno && facts.exeIno !== 0n) this.reexec(known, facts);
       return known.identity;
     }
-    const entry: Entry = { key, facts, identity: this.initial(facts), state: 'waiting' };
+    const entry: Entry = { key, facts, identity: this.initial(facts), state: 'waiting', used: false };
     this.entries.set(key, entry);
-    if (this.entries.size > this.opts.maxIdentities) this.drop(this.entries.keys().next().value!);
+    if (this.entries.size > this.opts.maxIdentities) this.evict();
     this.enqueue(entry);
     return entry.identity;
   }
@@ -237,6 +240,20 @@ export class IdentityResolver {
           this.pump();
           if (this.running === 0 && this.waiting.length === 0) this.idleWaiters.splice(0).forEach((r) => r());
         });
+    }
+  }
+
+  /** Drops the least recently looked up identity (approximately: those looked up since they came up last get a second chance). */
+  private evict(): void {
+    for (const [key, e] of this.entries) {
+      if (e.used) {
+        e.used = false;
+        this.entries.delete(key);
+        this.entries.set(key, e);
+        continue;
+      }
+      this.drop(key);
+      return;
     }
   }
 
