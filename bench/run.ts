@@ -48,6 +48,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CHURN_SRC = join(ROOT, 'bench', 'churn.c');
 const EXECS_SRC = join(ROOT, 'bench', 'execs.c');
+const FLOOR_SRC = join(ROOT, 'bench', 'floor.bpf.c');
 
 // ---------------------------------------------------------------------------------------------
 // options
@@ -742,6 +743,46 @@ function table(results: FigureResult[]): string {
   return [fmt(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(fmt)].join('\n');
 }
 
+/** Empty programs' ns/run under the churn: what --bpf-stats adds to every hook's figure here. */
+interface Floor {
+  /** per tracepoint (sock_send_length, sock_recv_length, inet_sock_set_state): runs and ns per run */
+  programs: { tracepoint: string; runs: number; nsPerRun: number }[];
+  /** why it was not measured */
+  skipped?: string;
+}
+
+/**
+ * --bpf-stats: bench/floor.bpf.c (empty tp_btf programs on busted's per-send, per-receive and
+ * state-change tracepoints), built with clang, attached by this process, timed over a churn run
+ * without busted. An empty program's ns/run is the statistics' own clock reads and the call.
+ */
+async function measureFloor(seconds: number): Promise<Floor> {
+  const obj = join(tmp, 'floor.bpf.o');
+  const cc = spawnSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-c', FLOOR_SRC, '-o', obj], { encoding: 'utf8' });
+  if (cc.error || cc.status !== 0) return { programs: [], skipped: `clang could not build ${FLOOR_SRC}: ${cc.error?.message ?? cc.stderr.trim()}` };
+  const { BpfObject } = await import('../src/bpf/object.js');
+  const bpf = BpfObject.open(obj);
+  try {
+    bpf.load();
+    for (const prog of bpf.programs()) bpf.attach(prog);
+    const before = progStats(process.pid);
+    await churn(seconds);
+    const after = progStats(process.pid);
+    const tracepoint = (name: string) => ({ floor_send: 'sock_send_length', floor_recv: 'sock_recv_length', floor_set_state: 'inet_sock_set_state' })[name] ?? name;
+    return {
+      programs: after.filter((p) => p.name.startsWith('floor_')).map((p) => {
+        const b = before.find((q) => q.id === p.id);
+        const runs = p.runs - (b?.runs ?? 0);
+        return { tracepoint: tracepoint(p.name), runs, nsPerRun: runs > 0 ? Math.round((p.ns - (b?.ns ?? 0)) / runs) : 0 };
+      }),
+    };
+  } catch (err) {
+    return { programs: [], skipped: (err as Error).message };
+  } finally {
+    bpf.close();
+  }
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const figures = FIGURES.filter((f) => !opts.only || opts.only.has(f.id));
@@ -760,14 +801,16 @@ async function main(): Promise<void> {
   tmp = await mkdtemp(join(tmpdir(), 'busted-bench-'));
   const started = new Date();
   const results: FigureResult[] = [];
+  let floor: Floor | null = null;
   if (opts.bpfStats) {
     enableBpfStats();
     log(`kernel.bpf_stats_enabled set to 1 for the bench (was ${bpfStatsBefore}); ratios from this run include its cost.`);
   }
   try {
-    if (figures.some((f) => f.id.startsWith('churn'))) await buildChurn();
+    if (figures.some((f) => f.id.startsWith('churn')) || opts.bpfStats) await buildChurn();
     if (figures.some((f) => f.id === 'exec')) await buildExecs();
     for (const fig of figures) results.push(await measure(fig, opts));
+    if (opts.bpfStats) floor = await measureFloor(Math.min(opts.seconds, 5));
   } finally {
     restoreBpfStats();
     await rm(tmp, { recursive: true, force: true });
@@ -777,6 +820,11 @@ async function main(): Promise<void> {
   log(`\n${table(results)}`);
   const kernelTable = bpfTable(results);
   if (kernelTable) log(`\nkernel time per program run (--bpf-stats; medians over the monitored runs, statistics overhead included):\n${kernelTable}`);
+  if (floor?.skipped) log(`\nthe statistics' floor was not measured: ${floor.skipped}`);
+  else if (floor) {
+    log(`\nthe statistics' floor: an empty program on the same tracepoints during the churn (without busted) took ${floor.programs.map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
+    log('that much of every ns/run above is the clock reads kernel.bpf_stats_enabled adds around each run, which no program can remove.');
+  }
   log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\` (churn-default and exec: \`busted --format json --metrics PORT\`).`);
   const json = {
     date: started.toISOString(),
@@ -784,6 +832,7 @@ async function main(): Promise<void> {
     mode: opts.quick ? 'quick' : 'full',
     bpfStats: opts.bpfStats,
     bpfObject: opts.bpfObject,
+    ...(floor ? { bpfFloor: floor } : {}),
     runs: opts.runs,
     seconds: opts.seconds,
     machine: { ...m, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim() },
