@@ -29,7 +29,8 @@ import { MODEL_PORTS } from '../src/bpf/abi.js';
 import type { Ptr } from '../src/bpf/libbpf.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
-import { OBJECT_PATH, PACKET_PROGRAMS, configureObject, isCgroupSection } from '../src/bpf/probe.js';
+import { Enforcer } from '../src/bpf/enforcer.js';
+import { OBJECT_PATH, PACKET_PROGRAMS, configureObject, enforcerMaps, isCgroupSection } from '../src/bpf/probe.js';
 import { RingBuffer } from '../src/bpf/ringbuf.js';
 import { loadCatalog } from '../src/core/catalog.js';
 
@@ -62,10 +63,8 @@ if (cgroup === null) {
   console.error('attach-cost: cgroup v2 is not mounted');
   process.exit(1);
 }
-const modelPorts = [...new Set(loadCatalog().entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
-
-
 const catalog = loadCatalog();
+const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
 
 /** Loads an object configured as busted configures it, its LLM address maps filled with the
  * catalog's ranges as busted fills them (quiet mode looks every connection up there). */
@@ -73,14 +72,8 @@ function load(path: string): BpfObject {
   const obj = BpfObject.open(path);
   configureObject(obj, { selfTgid: process.pid, quiet: values.all ? null : { modelPorts } });
   obj.load();
-  for (const c of catalog.cidrEntries({ v4Mapped: true })) {
-    const key = Buffer.alloc(4 + c.prefix.length);
-    key.writeUInt32LE(c.prefixLen, 0);
-    key.set(c.prefix, 4);
-    const value = Buffer.alloc(4);
-    value.writeUInt32LE(c.providerIndex, 0);
-    obj.map(c.family === 4 ? 'llm_v4' : 'llm_v6').update(key, value);
-  }
+  const enforcer = new Enforcer(enforcerMaps(obj));
+  for (const c of catalog.cidrEntries({ v4Mapped: true })) enforcer.addDestination(c.prefix, c.prefixLen, c.providerIndex);
   return obj;
 }
 

@@ -12,7 +12,7 @@ import { Action } from '../src/bpf/abi.js';
 import { Enforcer } from '../src/bpf/enforcer.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
-import { OBJECT_PATH } from '../src/bpf/probe.js';
+import { OBJECT_PATH, enforcerMaps } from '../src/bpf/probe.js';
 import { loadCatalog } from '../src/core/catalog.js';
 
 const pairs = Number(process.argv[2] ?? 5);
@@ -30,10 +30,7 @@ function attach(): BpfObject {
   const fd = openSync(findCgroup2Mount()!, 'r');
   for (const p of obj.programs()) if (PROGS.has(p.name)) obj.attachCgroup(p, fd);
   closeSync(fd);
-  const enforcer = new Enforcer({
-    llmV4: obj.map('llm_v4'), llmV6: obj.map('llm_v6'), policy: obj.map('policy'), rules: obj.map('rules'),
-    procVerdicts: obj.map('proc_verdicts'), hashedExes: obj.map('hashed_exes'), cutSocks: obj.map('cut_socks'),
-  });
+  const enforcer = new Enforcer(enforcerMaps(obj));
   for (const c of loadCatalog().cidrEntries({ v4Mapped: true })) enforcer.addDestination(c.prefix, c.prefixLen, c.providerIndex);
   // an active policy: one rule, so every connect is looked up in the LLM destinations
   enforcer.setPolicy({ rules: [{ action: Action.BLOCK, providers: null, exes: null, uids: [4242424], comms: null, cgroups: null, hash: false, never: false }], defaultAction: Action.ALLOW, enforce: true });

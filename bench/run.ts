@@ -44,6 +44,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { BpfObject } from '../src/bpf/object.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CHURN_SRC = join(ROOT, 'bench', 'churn.c');
@@ -760,7 +761,6 @@ async function measureFloor(seconds: number): Promise<Floor> {
   const obj = join(tmp, 'floor.bpf.o');
   const cc = spawnSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-c', FLOOR_SRC, '-o', obj], { encoding: 'utf8' });
   if (cc.error || cc.status !== 0) return { programs: [], skipped: `clang could not build ${FLOOR_SRC}: ${cc.error?.message ?? cc.stderr.trim()}` };
-  const { BpfObject } = await import('../src/bpf/object.js');
   const bpf = BpfObject.open(obj);
   try {
     bpf.load();

@@ -33,7 +33,7 @@ const RETENTION_MS = 10_000;
  */
 const SETTLE_MS = RETENTION_MS + 6000;
 const PORT = 19_000 + (process.pid % 1000);
-const MAPS = ['sockets', 'traffic', 'hellos', 'cut_socks', 'proc_verdicts', 'hashed_exes'] as const;
+const MAPS = ['sockets', 'traffic', 'cut_socks', 'proc_verdicts', 'hashed_exes'] as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (s: string) => process.stdout.write(`${s}\n`);

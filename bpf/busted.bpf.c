@@ -93,14 +93,6 @@ struct {
  * the hash: untracked sockets that have a cookie pay K compares and no hash lookup. */
 __u64 overflow_entries = 0;
 
-/* LRU: a flow that never sends (an idle pooled connection) must not keep a newer flow from
- * being sampled; the flows evicted first are the ones that stayed silent longest. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* socket cookie of a flow whose first payload is not yet sampled */
-	__type(value, struct busted_hello);
-} hellos SEC(".maps");
 
 /* Unconnected UDP sockets that sent to port 53 (cgroup/sendmsg): their reads are DNS answers. */
 struct {
@@ -407,11 +399,9 @@ static __always_inline int take(__u64 cookie, struct tracked *x, struct busted_s
 	return 1;
 }
 
-/* Frees what take() took, and the socket's `hellos` entry if it made one. */
+/* Frees what take() took. */
 static __always_inline void give_back(__u64 cookie, const struct tracked *x)
 {
-	if (x->s->hello)
-		bpf_map_delete_elem(&hellos, &cookie);
 	if (x->slot) {
 		__sync_lock_test_and_set(&x->slot->cookie, 0); /* xchg: after every read of the slot */
 		return;
@@ -679,16 +669,13 @@ static __always_inline int syscall_args(struct task_struct *task, long *nr, __u6
 
 	if (bpf_rdonly_cast && off) {
 		regs = bpf_rdonly_cast((void *)((__u64)task->stack + off), bpf_core_type_id_kernel(struct pt_regs));
-		*nr = SYSCALL_NR(regs);
-		*a2 = PT_REGS_PARM2_SYSCALL(regs);
-		*a3 = PT_REGS_PARM3_SYSCALL(regs);
-		return 0;
+	} else {
+		regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		if (!regs)
+			return -1;
+		if (bpf_rdonly_cast)
+			regs_offset = (__s64)regs - (__s64)task->stack;
 	}
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	if (!regs)
-		return -1;
-	if (bpf_rdonly_cast)
-		regs_offset = (__s64)regs - (__s64)task->stack;
 	*nr = SYSCALL_NR(regs);
 	*a2 = PT_REGS_PARM2_SYSCALL(regs);
 	*a3 = PT_REGS_PARM3_SYSCALL(regs);
@@ -805,54 +792,35 @@ static __always_inline void promote_tls(__u64 cookie, const struct addrs *a)
 	emit(cookie, x.s, BUSTED_EV_CONNECT, a, 0, 0, 0);
 }
 
-/* Whether a tracked socket has a `hellos` entry, as its owner entry says. The entry is looked up
- * only then: the other sends of a stream's first BUSTED_HELLO_MAX bytes read the owner beside the
- * slot instead of a cold LRU bucket, and ending the socket deletes the entry only if it exists
- * (an LRU delete, even one that misses, takes the bucket's lock). */
-static __always_inline int has_hello(__u64 cookie)
+/* A ClientHello still being sampled after the stream's first send: its owner's hello_need. */
+static __always_inline __u32 hello_need(__u64 cookie)
 {
 	struct tracked x;
 
-	return find(cookie, &x) == 0 && x.s->hello;
+	return find(cookie, &x) == 0 ? x.s->hello_need : 0;
 }
 
-static __always_inline void set_hello(__u64 cookie, __u16 made)
+static __always_inline void set_hello_need(__u64 cookie, __u16 need)
 {
 	struct tracked x;
 
 	if (find(cookie, &x) == 0)
-		x.s->hello = made;
-}
-
-/* A `hellos` entry for a ClientHello longer than its first send, marked in the owner entry. */
-static __always_inline void remember_hello(__u64 cookie, __u32 need)
-{
-	struct busted_hello hello = { .need = need, .started = 1 };
-
-	set_hello(cookie, 1);
-	bpf_map_update_elem(&hellos, &cookie, &hello, BPF_ANY);
+		x.s->hello_need = need;
 }
 
 /*
  * A tracked TCP stream sent `ret` bytes at stream offset `off`: if the stream opens with a TLS
  * handshake record, its first BUSTED_HELLO_MAX bytes at most (the record: the ClientHello) are
- * sampled. A record longer than the first send gets a `hellos` entry, for the sends after it
- * (called for those only when has_hello()).
+ * sampled. A record longer than the first send is noted in the owner (hello_need), and the sends
+ * after it are sampled (called with `need`, for those, only while it is set) up to its end.
  */
-static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off, int ret)
+static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off, int ret, __u64 need)
 {
-	struct busted_hello *h = NULL;
 	struct ubufs u;
 	struct addrs a;
-	__u64 m, need;
+	__u64 m;
 	__u8 head[5];
 
-	if (off > 0) {
-		h = bpf_map_lookup_elem(&hellos, &cookie);
-		if (!h)
-			return;
-		need = h->need;
-	}
 	if (user_bufs(&u, 0))
 		return;
 	if (off == 0) {
@@ -873,15 +841,13 @@ static __always_inline void sample_tls(const struct sock *sk, __u64 cookie, __u6
 		m = ret;
 	emit_bufs(&u, m, cookie, BUSTED_PL_TLS, IPPROTO_TCP, &a, off, ret, bpf_ktime_get_ns());
 	if (off + ret < need) {
-		if (!h)
-			remember_hello(cookie, need);
+		if (off == 0)
+			set_hello_need(cookie, need);
 		return;
 	}
 done:
-	if (h) {
-		bpf_map_delete_elem(&hellos, &cookie);
-		set_hello(cookie, 0);
-	}
+	if (off > 0)
+		set_hello_need(cookie, 0);
 }
 
 /* dns_sync[BUSTED_DNS_SEEN] = max(itself, ts): compare-and-swap, retried once if another CPU
@@ -966,9 +932,12 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 		addrs_from_btf(&a, sk);
 		announce(cookie, x.s, x.t, &a);
 	}
-	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP &&
-	    (off == 0 || has_hello(cookie)))
-		sample_tls(sk, cookie, off, ret);
+	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP) {
+		__u32 need = off == 0 ? 0 : hello_need(cookie); /* off 0: read from the record */
+
+		if (off == 0 || need)
+			sample_tls(sk, cookie, off, ret, need);
+	}
 }
 
 SEC("tp_btf/sock_send_length")
@@ -1243,7 +1212,6 @@ int busted_connect6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* Unconnected UDP (sendto) to an LLM address: the same decision per send. */
 /* An unconnected UDP socket sending to port 53 is a resolver's: its reads are sampled. */
 static __always_inline void mark_dns(struct bpf_sock_addr *ctx)
 {
@@ -1256,6 +1224,7 @@ static __always_inline void mark_dns(struct bpf_sock_addr *ctx)
 		bpf_sk_storage_get(&dns_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 }
 
+/* Unconnected UDP (sendto) to an LLM address: the same decision per send. */
 SEC("cgroup/sendmsg4")
 int busted_sendmsg4(struct bpf_sock_addr *ctx)
 {
@@ -1335,7 +1304,7 @@ int BPF_PROG(busted_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	/* written in place (a hash update cost ~1 µs here, mostly cold memory). The writer takes the
 	 * slot by a compare-and-swap of seq from even to odd (another exec writing it, a tgid 8192
 	 * apart, keeps it and this path is not recorded) and gives it back by an exchange to the next
-	 * even value: both fully ordered, so a reader that copies the same even seq twice saw no write */
+	 * even value: both fully ordered, so a reader whose two copies match with an even seq saw no write */
 	e = bpf_map_lookup_elem(&execs, &slot);
 	if (e) {
 		__u64 seq = e->seq;

@@ -191,7 +191,8 @@ struct busted_sock {
 	struct busted_owner owner;
 	__u64 connect_ns; /* bpf_ktime_get_ns() when SYN_SENT was entered (UDP: connect()) */
 	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
-	__u16 hello;      /* 1 once a `hellos` entry was made for it (deleted with the socket) */
+	__u16 hello_need; /* a ClientHello record longer than the stream's first send: the stream
+			   * bytes to sample (at most BUSTED_HELLO_MAX), until they are; else 0 */
 	__u32 _pad1;
 };
 
@@ -200,12 +201,13 @@ struct busted_sock {
 /*
  * The `execs` array: the file each process last exec'd, in slot tgid & (BUSTED_EXEC_SLOTS - 1).
  * A plain array, not a hash: an exec writes its slot in place, with no lock, no allocation and
- * nothing to clean up; a newer exec whose tgid lands in the same slot overwrites it, like the
- * eviction of an LRU map (tgids are handed out in order, so that takes BUSTED_EXEC_SLOTS newer
- * pids). `seq` is odd while the slot is written (a writer takes it by compare-and-swap from even
- * to odd, and leaves it by an exchange to the next even value): a reader copies the slot, checks
- * that `seq` is even, `tgid` and `start_ns` are the process's, and that a second copy's `seq` is
- * the same. The path is a hint: user space checks it against the process's executable inode.
+ * nothing to clean up; an exec whose tgid lands in the same slot overwrites it (tgids are handed
+ * out in order, so a slot lasts BUSTED_EXEC_SLOTS newer pids, threads included, however recently
+ * it was read). `seq` is odd while the slot is written (a writer takes it by compare-and-swap
+ * from even to odd, and leaves it by an exchange to the next even value; an exec that finds the
+ * slot being written is not recorded): a reader copies the slot, checks that `seq` is even and
+ * `tgid` and `start_ns` are the process's, and that a second copy is the same byte for byte. The
+ * path is a hint: user space checks it against the process's executable inode.
  */
 #define BUSTED_EXEC_SLOTS 8192
 struct busted_exec {
@@ -214,14 +216,6 @@ struct busted_exec {
 	__u64 seq;        /* odd while the slot is written (64 bits: BPF's compare-and-swap size) */
 	__u64 start_ns;   /* the process's start_boottime, to tell a reused tgid */
 	char path[BUSTED_PATH_MAX]; /* as given to execve (after #! rewriting); may be relative */
-};
-
-/* Value of the `hellos` hash map: sampling state of a flow's first payload bytes. 16 bytes. */
-struct busted_hello {
-	__u32 _pad1;
-	__u32 need;       /* stream bytes to sample: the TLS record, capped at BUSTED_HELLO_MAX */
-	__u32 started;    /* first payload seen */
-	__u32 _pad0;
 };
 
 /* The `dns_sync` array (two __u64): [BUSTED_DNS_SEEN] is the time (bpf_ktime_get_ns) of the
@@ -252,7 +246,8 @@ struct busted_traffic {
  * BUSTED_SLOT_PROBES consecutive slots (wrapping) from cookie mod BUSTED_SLOTS: consecutive
  * sockets take neighbouring slots, so a connection's hooks find them in memory the previous
  * connections just touched (each CPU hands out cookies from its own batch of 4,096, so there are
- * as many such neighbourhoods as CPUs making connections). A socket that finds none of them free keeps its counters in the small
+ * as many such neighbourhoods as CPUs making connections, up to BUSTED_SLOTS / 4,096 = 16; with
+ * more CPUs, batches share slots and the probes meet more taken ones). A socket that finds none of them free keeps its counters in the small
  * `traffic` hash (keyed by cookie, value struct busted_traffic) and its owner in the `sockets`
  * hash, and is counted in BUSTED_STAT_OVERFLOW.
  *
@@ -271,7 +266,7 @@ struct busted_traffic {
  * while another CPU finishes that socket, and that acts on it without taking it, may act on the
  * next socket to claim the slot: add to its counters (which still only grow), set its
  * `announced` (a CONNECT for the old cookie carrying the new owner, the new one's not sent), or
- * mark its `hello` (a `hellos` entry left to the LRU). The slot must be freed and claimed again
+ * set its `hello_need` (ClientHello samples of the new one's sends past its first). The slot must be freed and claimed again
  * within those nanoseconds. 32 bytes.
  */
 /* Sizes: cookies are handed out to every socket that asks (busted asks at connect), so the slots

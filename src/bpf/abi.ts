@@ -154,10 +154,8 @@ export const EXEC = { size: 272, tgid: 0, seq: 8, start_ns: 16, path: 24 } as co
 export const EXEC_SLOTS = 8192;
 
 /** struct busted_sock */
-export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello: 74 } as const;
+export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello_need: 74 } as const;
 
-/** struct busted_hello */
-export const HELLO = { size: 16, need: 4, started: 8 } as const;
 
 /** struct busted_payload */
 export const PAYLOAD = {

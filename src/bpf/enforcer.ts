@@ -195,8 +195,9 @@ export class Enforcer {
   setCut(cookie: bigint, cut: boolean): void {
     const before = this.state.cuts;
     if (cut) {
+      const had = this.maps.cutSocks.lookup(u64(cookie), Buffer.alloc(1)); // cut twice: counted once
       this.maps.cutSocks.update(u64(cookie), Buffer.from([1]));
-      this.state.cuts++;
+      if (!had) this.state.cuts++;
     } else if (this.maps.cutSocks.delete(u64(cookie))) {
       this.state.cuts--;
     }

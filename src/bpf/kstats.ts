@@ -9,9 +9,9 @@ import koffi from 'koffi';
 import { BpfError, libbpf, libc, mmapReadOnly, munmap, strerror, type Ptr } from './libbpf.js';
 import type { BpfMap, Closable } from './object.js';
 
-/** The maps whose fill levels are reported (arrays, per-CPU arrays and the ring buffer are not counted). */
+/** The hash and LPM maps whose entries are counted here (arrays, per-CPU arrays and the ring buffer are not; the counter slots in use come from the counters' own scan, as `known`). */
 export const COUNTED_MAPS = [
-  'sockets', 'traffic', 'hellos', 'proc_verdicts', 'hashed_exes', 'cut_socks', 'llm_v4', 'llm_v6',
+  'sockets', 'traffic', 'proc_verdicts', 'hashed_exes', 'cut_socks', 'llm_v4', 'llm_v6',
 ] as const;
 
 export interface MapFill {

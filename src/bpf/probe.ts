@@ -9,7 +9,7 @@ import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
 import type { Ptr } from './libbpf.js';
-import { Enforcer } from './enforcer.js';
+import { Enforcer, type EnforcerMaps } from './enforcer.js';
 import { COUNTED_MAPS, KernelStatsReader, type KernelFill } from './kstats.js';
 
 export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/busted.bpf.o', import.meta.url));
@@ -33,8 +33,9 @@ export function readExecSlot(execs: BpfMap, tgid: number, startNs: bigint,
   const seq = scratch.readBigUInt64LE(EXEC.seq);
   if (seq % 2n === 1n) return null; // an exec is writing it now
   if (scratch.readUInt32LE(EXEC.tgid) !== tgid || scratch.readBigUInt64LE(EXEC.start_ns) !== startNs) return null;
-  // the copy is not atomic: a write that began during it shows as another seq in a second copy
-  if (!execs.lookup(key, again) || again.readBigUInt64LE(EXEC.seq) !== seq) return null;
+  // a copy is not atomic, and in no set byte order: a second copy must be the same, byte for byte
+  // (a write during either shows as another seq or other bytes)
+  if (!execs.lookup(key, again) || !again.equals(scratch)) return null;
   const path = decodeCString(scratch.subarray(EXEC.path));
   return path === '' ? null : path;
 }
@@ -70,6 +71,14 @@ export interface ProbeOptions {
   onBadRecord?: () => void;
   /** Something did not work but busted goes on (open flows could not be cut). */
   onWarning?: (message: string) => void;
+}
+
+/** The maps an Enforcer writes, from a loaded object. */
+export function enforcerMaps(obj: BpfObject): EnforcerMaps {
+  return {
+    llmV4: obj.map('llm_v4'), llmV6: obj.map('llm_v6'), policy: obj.map('policy'), rules: obj.map('rules'),
+    procVerdicts: obj.map('proc_verdicts'), hashedExes: obj.map('hashed_exes'), cutSocks: obj.map('cut_socks'),
+  };
 }
 
 /** Writes the object's `cfg` (.rodata) from the options; before load(). */
@@ -113,10 +122,7 @@ export class KernelProbe {
     this.counters = TrafficCounters.of(obj);
     this.stats = new PerCpuStats(obj.map('stats'));
     this.execs = obj.map('execs');
-    this.enforcer = new Enforcer({
-      llmV4: obj.map('llm_v4'), llmV6: obj.map('llm_v6'), policy: obj.map('policy'), rules: obj.map('rules'),
-      procVerdicts: obj.map('proc_verdicts'), hashedExes: obj.map('hashed_exes'), cutSocks: obj.map('cut_socks'),
-    }, (cutting) => {
+    this.enforcer = new Enforcer(enforcerMaps(obj), (cutting) => {
       try {
         this.setCutting(cutting, opts.cgroupPath);
       } catch (err) {

@@ -200,7 +200,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       if (factsByKey.size >= 16384) factsByKey.delete(factsByKey.keys().next().value!);
       factsByKey.set(factsKey, { uid: o.uid, comm: o.comm, exeDev: o.exeDev, exeIno: o.exeIno });
     }
-    // the kernel's exec path (one map lookup, a syscall) only matters to an identity the resolver
+    // the kernel's exec path (two copies of its slot, a syscall each) only matters to an identity the resolver
     // does not know yet, or one that exec'd since: not to every connection of a known process
     const needPath = knownFacts === undefined || knownFacts.exeIno !== o.exeIno || identities.get(factsKey) === null;
     const who = identities.lookup({

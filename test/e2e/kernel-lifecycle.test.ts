@@ -12,8 +12,6 @@ import { bpfIdsOf, packetAttached } from '../helpers/bpfmaps.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { BUSTED_BIN, ROOT, startBusted } from '../helpers/busted.js';
 
-/** prog_id and link_id of every BPF fd a process holds (from /proc/PID/fdinfo). */
-
 function stillExists(kind: 'prog' | 'link', id: number): boolean {
   const lib = libbpf();
   const fd = (kind === 'prog' ? lib.bpf_prog_get_fd_by_id(id) : lib.bpf_link_get_fd_by_id(id)) as number;

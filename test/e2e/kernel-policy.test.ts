@@ -32,8 +32,7 @@ function files(policy: string) {
 
 const port = (s: Server) => (s.address() as AddressInfo).port;
 
-/** Runs one connect attempt from `argv0` (a python binary), in an optional shell prefix. */
-/** Runs a client that connects once told to; `before` runs while it waits, connect not made yet. */
+/** One connect attempt by `python` (in an optional shell prefix); `before` runs while the client waits, before it connects. */
 async function tryConnect(python: string, host: string, p: number, prefix: string[] = [], before?: () => Promise<void>) {
   const child: ChildProcessWithoutNullStreams = spawn(prefix[0] ?? python, [...prefix.slice(1), ...(prefix.length ? [python] : []), CLIENT, 'wait-connect', host, String(p), '1']);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();

@@ -3,7 +3,7 @@
  * time, 10k connections each, paced so busted keeps up) while busted runs. Afterwards, once the
  * close records are drained and busted's retention (10 s for closed flows and idle processes) has
  * passed, everything per socket or per process must be gone again:
- * - busted's kernel maps `sockets`, `traffic`, `hellos`, `cut_socks`, `proc_verdicts` hold at most
+ * - busted's kernel maps `sockets`, `traffic`, `cut_socks`, `proc_verdicts` hold at most
  *   a handful of entries (counted with bpftool through busted's own map descriptors), and at most
  *   a handful of the counter slots (`traffic_slots`, mapped through its id) still hold a cookie;
  * - the metrics endpoint reports no open connections (the metrics sink's flow table is empty)

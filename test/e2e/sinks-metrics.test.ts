@@ -152,7 +152,7 @@ kernelTest('live: after a real client talks to a --providers range, the scrape s
 
 /** The kernel's map sizes (bpf/busted.bpf.c). */
 const MAP_MAX = {
-  traffic_slots: 65536, sockets: 16384, traffic: 16384, hellos: 16384, proc_verdicts: 16384, hashed_exes: 16384,
+  traffic_slots: 65536, sockets: 16384, traffic: 16384, proc_verdicts: 16384, hashed_exes: 16384,
   cut_socks: 16384, llm_v4: 65536, llm_v6: 65536,
 };
 

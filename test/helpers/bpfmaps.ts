@@ -61,7 +61,7 @@ export async function perCpuSum(id: number, index: number): Promise<number> {
 
 /** The maps whose entries belong to sockets or processes: they must empty again after a load
  * (`traffic` is the counters' overflow hash; the slots are counted with SlotsView). */
-export const SOCKET_MAPS = ['sockets', 'traffic', 'hellos', 'cut_socks', 'proc_verdicts'] as const;
+export const SOCKET_MAPS = ['sockets', 'traffic', 'cut_socks', 'proc_verdicts'] as const;
 
 /**
  * busted's `traffic_slots` array seen from outside: opened by map id and mapped writable, to count

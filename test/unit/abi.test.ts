@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, DnsSync, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, DnsSync, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -18,7 +18,6 @@ const LAYOUTS: Record<string, Record<string, number>> = {
   busted_traffic: TRAFFIC,
   busted_slot: SLOT,
   busted_event: EVENT,
-  busted_hello: HELLO,
   busted_exec: EXEC,
   busted_exe_id: EXE_ID,
   busted_cgroup_ref: CGROUP_REF,

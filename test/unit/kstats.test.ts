@@ -59,7 +59,7 @@ kernelTest('kstats: counts hash and LPM-trie entries exactly, reports the declar
       t.is(entriesOf(t, s.maps, 'sockets'), 0);
       const max = Object.fromEntries(s.maps.map((m) => [m.name, m.max]));
       t.deepEqual(max, {
-        sockets: 16384, traffic: 16384, hellos: 16384, proc_verdicts: 16384, hashed_exes: 16384,
+        sockets: 16384, traffic: 16384, proc_verdicts: 16384, hashed_exes: 16384,
         cut_socks: 16384, llm_v4: 65536, llm_v6: 65536,
       });
       t.is(s.ringbufSizeBytes, 4_194_304);
