@@ -8,7 +8,7 @@ import { hostname, release } from 'node:os';
 import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, OVERFLOW_MAX, PayloadWhat, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
-import { KernelProbe } from '../bpf/probe.js';
+import { KernelProbe, type ProbeOptions } from '../bpf/probe.js';
 import { libc } from '../bpf/libbpf.js';
 import { loadCatalog, type Catalog } from './catalog.js';
 import { ClassificationStage } from './classify-stage.js';
@@ -84,7 +84,15 @@ export interface EngineOptions {
    * memory stays bounded and what the kernel then cannot deliver is counted as `lost`.
    */
   backedUp?: () => boolean;
+  /**
+   * Benches and tests of the user-space pipeline: a stand-in for the kernel probe, called where
+   * KernelProbe.start would be (privileges and kernel BTF are then not checked).
+   */
+  startProbe?: (opts: ProbeOptions) => Probe;
 }
+
+/** What the engine uses of the kernel probe. */
+export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'close'>;
 
 export interface Engine {
   session: SessionRecord;
@@ -147,8 +155,10 @@ function processFields(who: Identity) {
 }
 
 export async function startEngine(store: Store, opts: EngineOptions): Promise<Engine> {
-  checkPrivileges();
-  checkBtf();
+  if (!opts.startProbe) {
+    checkPrivileges();
+    checkBtf();
+  }
   const catalog = opts.catalog ?? loadCatalog(); // before anything is attached: a bad file attaches nothing
   const providerIds = new Set(catalog.providers().map((p) => p.id));
   const compile = (): CompiledPolicy | null =>
@@ -207,10 +217,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       pid: o.tgid, startTime, exeDev: o.exeDev, exeIno: o.exeIno, uid: o.uid, gid: o.gid, cgroupId: o.cgroupId,
       comm: o.comm, ppid: o.ppid || null, execPath: needPath ? probe.execPath(o.tgid, o.startNs) : null,
     });
+    // one literal (a spread of identityFields made a second object per connection)
     const rec: ConnectRecord = {
-      type: 'connect', ts, flow, pid: ev.owner.tgid, tid: ev.owner.tid, comm: ev.owner.comm,
-      uid: ev.owner.uid, gid: ev.owner.gid, exe: who.exe, cgroup: who.cgroup, ...identityFields(who),
-      cgroupId: Number(ev.owner.cgroupId), startTime, proto: ev.proto === IPPROTO_UDP ? 'udp' : 'tcp',
+      type: 'connect', ts, flow, pid: o.tgid, tid: o.tid, comm: o.comm, uid: o.uid, gid: o.gid, exe: who.exe, cgroup: who.cgroup,
+      sha256: who.sha256, exeReplaced: who.exeReplaced, user: who.user, group: who.group, ppid: who.ppid,
+      container: who.container, pod: who.pod, agent: who.agent,
+      cgroupId: Number(o.cgroupId), startTime, proto: ev.proto === IPPROTO_UDP ? 'udp' : 'tcp',
       src: formatEndpoint(ev.family, ev.saddr, ev.sport), dst: formatEndpoint(ev.family, ev.daddr, ev.dport),
       provider: null, host: null, via: null,
       error: ev.kind === Kind.FAIL ? (ev.error > 0 ? errnoName(ev.error) : 'ECONNABORTED') : null,
@@ -241,13 +253,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     opts.onWarning?.(`the catalog names ${modelPorts.length} local model server ports, more than the kernel's table holds (${MODEL_PORTS}): every connection is read to judge it, which costs more CPU.`);
   }
   const startProbe = (cg: string | null) =>
-    KernelProbe.start({
+    (opts.startProbe ?? KernelProbe.start)({
       selfTgid: process.pid, cgroupPath: cg, quiet: kernelQuiet(cg), onEvent, onPayload, onBadRecord: () => badRecords++,
       onWarning: (m) => opts.onWarning?.(m),
       onPolicy: (d) => enforcement?.decision(d),
       onExec: (x) => void hashExec(x.tgid, x.exeDev, x.exeIno),
     });
-  let probe: KernelProbe;
+  let probe: Probe;
   let cgroupOn = cgroupPath !== null;
   let kernelQuietOn = kernelQuiet(cgroupPath) !== null;
   try {
@@ -322,7 +334,15 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       // in place: the record is the classification stage's own, published once
       rec.exe = who.exe ?? rec.exe;
       rec.cgroup = who.cgroup ?? rec.cgroup;
-      return Object.assign(rec, identityFields(who));
+      rec.sha256 = who.sha256;
+      rec.exeReplaced = who.exeReplaced;
+      rec.user = who.user;
+      rec.group = who.group;
+      rec.ppid = who.ppid;
+      rec.container = who.container;
+      rec.pod = who.pod;
+      rec.agent = who.agent;
+      return rec;
     },
   });
   const session: SessionRecord = {

@@ -100,8 +100,9 @@ export interface FlowTableOptions {
 }
 
 interface FlowEntry extends Flow {
-  txWindow: RateWindow;
-  rxWindow: RateWindow;
+  /** Made with the flow's first bytes: most short flows close first, and need none. */
+  txWindow: RateWindow | null;
+  rxWindow: RateWindow | null;
 }
 
 interface ProcEntry {
@@ -164,7 +165,7 @@ export class FlowTable {
       case 'close': {
         const f = this.flows.get(rec.flow);
         if (!f) return;
-        this.addBytes(f, Math.max(0, rec.tx - f.tx), Math.max(0, rec.rx - f.rx), nowMs);
+        this.addBytes(f, Math.max(0, rec.tx - f.tx), Math.max(0, rec.rx - f.rx), nowMs, true);
         this.finish(f, 'closed', nowMs);
         return;
       }
@@ -256,8 +257,8 @@ export class FlowTable {
     const procRates = new Map<string, { tx: number; rx: number; open: number }>();
     const totals: Totals = { processes: 0, open: 0, connections: 0, tx: 0, rx: 0, txRate: 0, rxRate: 0 };
     for (const f of this.flows.values()) {
-      f.txRate = f.txWindow.rate(nowMs, f.openedAt);
-      f.rxRate = f.rxWindow.rate(nowMs, f.openedAt);
+      f.txRate = f.txWindow?.rate(nowMs, f.openedAt) ?? 0;
+      f.rxRate = f.rxWindow?.rate(nowMs, f.openedAt) ?? 0;
       // an explicit literal: V8 builds it many times faster than a rest copy (10k flows a tick)
       flows.push({
         id: f.id, proc: f.proc, pid: f.pid, tid: f.tid, comm: f.comm, uid: f.uid, proto: f.proto, src: f.src, dst: f.dst,
@@ -332,7 +333,7 @@ export class FlowTable {
       src: rec.src, dst: rec.dst, provider: rec.provider, host: rec.host, via: rec.via,
       state: rec.error ? 'failed' : 'open', error: rec.error, openedAt: nowMs, closedAt: null,
       tx: 0, rx: 0, txRate: 0, rxRate: 0, lastActivity: nowMs,
-      txWindow: new RateWindow(this.rateWindowMs), rxWindow: new RateWindow(this.rateWindowMs),
+      txWindow: null, rxWindow: null,
     };
     this.flows.set(f.id, f);
     p.flows.add(f.id);
@@ -368,12 +369,15 @@ export class FlowTable {
     p.providers.set(f.provider, (p.providers.get(f.provider) ?? 0) + 1);
   }
 
-  private addBytes(f: FlowEntry, tx: number, rx: number, nowMs: number): void {
+  private addBytes(f: FlowEntry, tx: number, rx: number, nowMs: number, closing = false): void {
     if (tx <= 0 && rx <= 0) return;
     f.tx += tx;
     f.rx += rx;
-    f.txWindow.add(nowMs, tx);
-    f.rxWindow.add(nowMs, rx);
+    // a flow that leaves the table as it closes (closedMax 0) shows no rate after it
+    if (!closing || this.closedMax > 0) {
+      if (tx > 0) (f.txWindow ??= new RateWindow(this.rateWindowMs)).add(nowMs, tx);
+      if (rx > 0) (f.rxWindow ??= new RateWindow(this.rateWindowMs)).add(nowMs, rx);
+    }
     f.lastActivity = nowMs;
     const p = this.procs.get(f.proc);
     if (!p) return;

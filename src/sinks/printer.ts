@@ -37,7 +37,8 @@ export class Printer {
   }
 
   render(rec: EventRecord): string | null {
-    if (rec.type === 'connect') this.remember(rec);
+    // JSON lines of every flow need nothing remembered: a close line is the close record alone
+    if (rec.type === 'connect' && (this.opts.format === 'text' || !this.opts.all)) this.remember(rec);
     if (!this.shown(rec)) {
       if (rec.type === 'close') this.flows.delete(rec.flow);
       return null;

@@ -1,0 +1,80 @@
+/**
+ * The engine between a stand-in for the kernel probe and the store: what bench/pipeline.ts
+ * measures must be the pipeline busted runs (records in, the same event records out).
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { Kind, type KernelEvent } from '../../src/bpf/abi.js';
+import type { ProbeOptions } from '../../src/bpf/probe.js';
+import { startEngine, type Probe } from '../../src/core/engine.js';
+import { userDevToKernel } from '../../src/core/identity-proc.js';
+import type { EventRecord } from '../../src/core/records.js';
+import { Store, systemClock } from '../../src/core/store.js';
+
+/** A probe that hands the engine `queued` on its next poll. */
+function standIn(queued: KernelEvent[]): { start: (opts: ProbeOptions) => Probe; polls: () => number } {
+  let polls = 0;
+  return {
+    polls: () => polls,
+    start: (opts) => ({
+      counters: { readBatch: () => 0 } as unknown as Probe['counters'],
+      enforcer: null as unknown as Probe['enforcer'],
+      execPath: () => null,
+      lost: () => 0n,
+      untracked: () => 0n,
+      quiet: () => ({ closed: 0n, failed: 0n }),
+      dnsApplied: () => {},
+      kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
+      close: () => {},
+      poll() {
+        polls++;
+        const n = queued.length;
+        for (const ev of queued.splice(0)) opts.onEvent(ev);
+        return { handled: n, more: false };
+      },
+    }),
+  };
+}
+
+test('a connect and a close from the probe become connect and close records, in order, and a process record follows', async (t) => {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const pid = child.pid!;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const startTicks = BigInt(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!);
+    const exe = statSync(`/proc/${pid}/exe`, { bigint: true }); // what the kernel's owner record carries
+    const owner = {
+      tgid: pid, tid: pid, uid: process.getuid!(), gid: process.getgid!(), cgroupId: 1n, startNs: startTicks * 10_000_000n,
+      exeIno: exe.ino, exeDev: userDevToKernel(Number(exe.dev)), ppid: process.pid, comm: 'sleep',
+    };
+    const ev = (kind: typeof Kind.CONNECT | typeof Kind.CLOSE, tsNs: bigint, bytes: bigint): KernelEvent => ({
+      kind, family: 2, proto: 6, cookie: 77n, tsNs, owner, saddr: new Uint8Array([127, 0, 0, 1, ...new Array(12).fill(0)]),
+      daddr: new Uint8Array([127, 0, 0, 2, ...new Array(12).fill(0)]), sport: 40000, dport: 8443, error: 0,
+      connectNs: 1_000_000_000n, tx: bytes, rx: bytes * 2n,
+    });
+    const probe = standIn([ev(Kind.CONNECT, 1_000_000_000n, 0n), ev(Kind.CLOSE, 1_002_500_000n, 100n)]);
+    const store = new Store(systemClock, { closedMax: 0 });
+    const seen: EventRecord[] = [];
+    store.onRecord((r) => seen.push(r));
+    const engine = await startEngine(store, { all: true, intervalMs: 1000, verbose: false, cgroupPath: null, startProbe: probe.start });
+    const deadline = Date.now() + 3000;
+    const done = () => seen.some((r) => r.type === 'close') && seen.some((r) => r.type === 'process' && r.exe !== null);
+    while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await engine.stop();
+    t.true(probe.polls() > 0);
+    const flow = seen.filter((r) => r.type === 'connect' || r.type === 'close');
+    t.deepEqual(flow.map((r) => r.type), ['connect', 'close']);
+    const [c, cl] = flow;
+    if (c?.type !== 'connect' || cl?.type !== 'close') return t.fail();
+    t.like(c, { flow: '77', pid, tid: pid, comm: 'sleep', proto: 'tcp', src: '127.0.0.1:40000', dst: '127.0.0.2:8443', provider: null, error: null });
+    t.is(c.startTime, Number(startTicks));
+    t.like(cl, { flow: '77', pid, tx: 100, rx: 200, durationMs: 2.5 });
+    // the details read from /proc (after the connect went out) follow in process records
+    const proc = seen.find((r) => r.type === 'process' && r.exe !== null);
+    t.like(proc, { pid, startTime: Number(startTicks), exe: realpathSync(`/proc/${pid}/exe`) });
+  } finally {
+    child.kill();
+  }
+});
