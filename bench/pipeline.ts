@@ -11,9 +11,11 @@
  *
  * --rate R (default 10,000/s): records are handed over as the kernel would at R connections/s,
  * in the engine's own 10 ms polls; --rate 0: as fast as the engine takes them. Output: busted
- * --format json --all (--default: busted by default, LLM flows only, whose table of kept-back
- * connections the kernel keeps in quiet mode: here every connection is printed or counted) into
- * /dev/null. Printed: µs of CPU per connection and, at R/s, the share of one core it means.
+ * --format json --all into /dev/null (--default: LLM flows only, so nothing of the churn is
+ * printed; the stand-in has no kernel quiet mode, so every connection still goes through the
+ * engine, as it does by default where the cgroup programs cannot be attached). Printed: µs of CPU
+ * per connection and, at R/s, the share of one core it means, and the CPU of each thread. Needs
+ * no root.
  */
 import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
