@@ -16,7 +16,7 @@
  *
  * Target (issue 8): reading 16k flows' counters per tick <= 5 ms.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { SLOT, SLOT_PROBES, SLOTS, Stat, TRAFFIC } from '../src/bpf/abi.js';
 import { TrafficCounters } from '../src/bpf/counters.js';
 import { libbpf } from '../src/bpf/libbpf.js';
@@ -24,6 +24,8 @@ import { BpfObject } from '../src/bpf/object.js';
 import { OBJECT_PATH } from '../src/bpf/probe.js';
 
 const quick = process.argv.includes('--quick');
+/** --json FILE: the figures also as JSON (npm run bench reads them). */
+const jsonOut = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : undefined;
 const flowsArg = process.argv.indexOf('--flows');
 const FLOWS = flowsArg > 0 ? Number(process.argv[flowsArg + 1]) : 16_384;
 const ROUNDS = quick ? 5 : 25;
@@ -157,6 +159,7 @@ function main(): void {
         `  before, for comparison: bpf_map_lookup_batch over a ${OLD_HASH_ENTRIES.toLocaleString('en-US')}-entry hash: ${f(m.batch)}; one by one (get_next_key + lookup): ${f(m.single)}\n` +
         `  ratio old batch / mmap scan: ${(m.batch / m.steady).toFixed(1)}x   (checksum ${sink % 1000n})\n`,
     );
+    if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify({ flows: FLOWS, rounds: ROUNDS, targetMs: TARGET_MS, medianMs: m }, null, 2)}\n`);
   } finally {
     obj.close();
     old.close();

@@ -3,8 +3,8 @@
  * without it. Not a test: it prints numbers (and writes bench/results.json); the targets are
  * printed next to them.
  *
- *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~9 min)
- *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~1 min)
+ *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~13 min)
+ *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~4 min)
  *
  * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-default,churn-shared,exec,
  * --busted PATH (the busted.js to run; default bin/busted.js of this checkout), --bpf-object PATH
@@ -27,6 +27,13 @@
  *     busted as by default: with --bpf-stats, the exec hook's time over thousands of runs.
  * With --bpf-stats, a program that ran fewer than 100 times in a figure (a load's own setup, cold
  * caches) is shown but not judged against its target.
+ * After those, the figures of issue 8 that are not ratios (--only picks them too):
+ *   hooks: kernel time per hook run: one churn pair in each mode with kernel.bpf_stats_enabled on
+ *     (only for this figure; with --bpf-stats the figures above give it), and the floor.
+ *   cpu: bench/cpu.ts (busted's own CPU at 10k connections/s and idle, both modes).
+ *   counters: bench/counters.ts (reading 16k flows' counters in one tick).
+ *   tui: bench/tui-frame.tsx (busted-top's frame with 1,000 processes and 10,000 flows).
+ * Each prints its own lines as it runs, and a row in a last table.
  * Each figure: one discarded warm-up run, then N pairs of (baseline, monitored) runs, alternating.
  * A monitored run starts `node bin/busted.js --format json --all` (churn-default: without --all,
  * with --metrics on a free loopback port), waits for its first line (the
@@ -68,9 +75,17 @@ interface Options {
 
 const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-default', 'churn-shared', 'exec'] as const;
 type FigureId = (typeof FIGURE_IDS)[number];
+/**
+ * The figures of issue 8 that are not a load's ratio, run after those: the kernel time per hook
+ * run (one churn pair in each mode with kernel.bpf_stats_enabled, and the floor; from the figures
+ * themselves with --bpf-stats), and the separate scripts bench/cpu.ts, bench/counters.ts and
+ * bench/tui-frame.tsx (quick modes with --quick).
+ */
+const EXTRA_IDS = ['hooks', 'cpu', 'counters', 'tui'] as const;
+type ExtraId = (typeof EXTRA_IDS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${FIGURE_IDS.join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${[...FIGURE_IDS, ...EXTRA_IDS].join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats]\n`);
   process.exit(2);
 }
 
@@ -102,7 +117,7 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--out') opts.out = value();
     else if (a === '--only') {
       opts.only = new Set(value().split(','));
-      for (const id of opts.only) if (!(FIGURE_IDS as readonly string[]).includes(id)) usage(`unknown figure ${id}`);
+      for (const id of opts.only) if (![...FIGURE_IDS, ...EXTRA_IDS].includes(id as FigureId & ExtraId)) usage(`unknown figure ${id}`);
     } else usage(`unknown option ${a}`);
   }
   if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 50) usage('--runs must be an integer in 1..50');
@@ -794,9 +809,65 @@ async function measureFloor(seconds: number): Promise<Floor> {
   }
 }
 
+/** Runs one of the separate bench scripts (its lines shown as they come) and reads its --json file. */
+async function runScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<unknown> {
+  const json = join(tmp, `${script.replace(/\W/g, '-')}.json`);
+  const child = track(spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script), ...args, '--json', json], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
+  }));
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const lines = createInterface({ input: child.stdout! });
+  lines.on('line', (l) => log(`  ${l}`));
+  const [code] = (await once(child, 'close')) as [number | null];
+  if (code !== 0) throw new Error(`bench/${script} failed (exit ${code}): ${stderr.trim() || 'no message'}`);
+  return JSON.parse(await readFile(json, 'utf8')) as unknown;
+}
+
+interface CpuFigure {
+  mode: 'json' | 'default';
+  what: string;
+  pct: number;
+  target: number;
+  extra: string;
+}
+interface Extras {
+  hooks?: FigureResult[];
+  cpu?: { figures: CpuFigure[] };
+  counters?: { flows: number; targetMs: number; medianMs: { steady: number; batch: number; single: number } };
+  tui?: { processes: number; flows: number; targetMs: number; screens: { columns: number; rows: number; frameMs: { median: number; p95: number; max: number } }[] };
+}
+
+/** The figures of `extras` that are not ratios, one row each. */
+function extraTable(x: Extras): string | null {
+  const rows = [['figure', 'value', 'target', 'verdict']];
+  for (const f of x.cpu?.figures ?? []) {
+    const who = f.mode === 'json' ? 'busted --format json --all' : 'busted (default)';
+    rows.push([`busted's CPU, ${who}, ${f.what}`, `${f.pct.toFixed(2)} % of a core`, `<= ${f.target} %`, f.pct <= f.target ? 'meets' : 'MISSES']);
+  }
+  if (x.counters) {
+    const m = x.counters.medianMs;
+    rows.push([`reading ${x.counters.flows.toLocaleString('en-US')} flows' counters, batch (mmap scan)`, `${m.steady.toFixed(2)} ms`, `<= ${x.counters.targetMs} ms`, m.steady <= x.counters.targetMs ? 'meets' : 'MISSES']);
+    rows.push(['  the same one by one (the former hash: get_next_key + lookup)', `${m.single.toFixed(2)} ms`, '-', 'info']);
+  }
+  for (const sc of x.tui?.screens ?? []) {
+    const judged = sc.columns === 80 && sc.rows === 24;
+    rows.push([
+      `busted-top frame, ${x.tui!.processes.toLocaleString('en-US')} processes / ${x.tui!.flows.toLocaleString('en-US')} flows, ${sc.columns}x${sc.rows} (median)`,
+      `${sc.frameMs.median.toFixed(1)} ms`, judged ? `<= ${x.tui!.targetMs} ms` : '-', judged ? (sc.frameMs.median <= x.tui!.targetMs ? 'meets' : 'MISSES') : 'info',
+    ]);
+  }
+  if (rows.length === 1) return null;
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const fmt = (row: string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ');
+  return [fmt(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(fmt)].join('\n');
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const figures = FIGURES.filter((f) => !opts.only || opts.only.has(f.id));
+  const extraIds = EXTRA_IDS.filter((id) => !opts.only || opts.only.has(id));
+  const extras: Extras = {};
   preflight(opts, new Set(figures.map((f) => f.id)));
   const m = machine(opts.busted);
   log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure)`);
@@ -818,25 +889,53 @@ async function main(): Promise<void> {
     log(`kernel.bpf_stats_enabled set to 1 for the bench (was ${bpfStatsBefore}); ratios from this run include its cost.`);
   }
   try {
-    if (figures.some((f) => f.id.startsWith('churn')) || opts.bpfStats) await buildChurn();
+    if (figures.some((f) => f.id.startsWith('churn')) || opts.bpfStats || extraIds.includes('hooks')) await buildChurn();
     if (figures.some((f) => f.id === 'exec')) await buildExecs();
     for (const fig of figures) results.push(await measure(fig, opts));
     if (opts.bpfStats) floor = await measureFloor(Math.min(opts.seconds, 5));
+    if (extraIds.includes('hooks') && !opts.bpfStats) {
+      // the ratios above ran without the statistics (they add to every run): the kernel time
+      // per hook run comes from one more pair in each churn mode with them on
+      enableBpfStats();
+      log(`\n== kernel time per hook run: one churn pair in each mode with kernel.bpf_stats_enabled (was ${bpfStatsBefore}), and the floor`);
+      try {
+        extras.hooks = [];
+        for (const id of ['churn-default', 'churn'] as const) extras.hooks.push(await measure(FIGURES.find((f) => f.id === id)!, { ...opts, runs: 1, bpfStats: true }));
+        floor = await measureFloor(Math.min(opts.seconds, 5));
+      } finally {
+        restoreBpfStats();
+      }
+    }
+    const quick = opts.quick ? ['--quick'] : [];
+    if (extraIds.includes('cpu')) {
+      log(`\n== busted's own CPU at 10,000 connections/s and idle (bench/cpu.ts${opts.quick ? ' --quick' : ''})`);
+      extras.cpu = (await runScript('cpu.ts', quick)) as Extras['cpu'];
+    }
+    if (extraIds.includes('counters')) {
+      log(`\n== reading 16,384 flows' counters in one tick (bench/counters.ts${opts.quick ? ' --quick' : ''})`);
+      extras.counters = (await runScript('counters.ts', quick)) as Extras['counters'];
+    }
+    if (extraIds.includes('tui')) {
+      log(`\n== busted-top frame time (bench/tui-frame.tsx, React's production build${opts.quick ? ', 20 frames' : ''})`);
+      extras.tui = (await runScript('tui-frame.tsx', opts.quick ? ['--frames', '20'] : [], { NODE_ENV: 'production' })) as Extras['tui'];
+    }
   } finally {
     restoreBpfStats();
     await rm(tmp, { recursive: true, force: true });
     tmp = '';
   }
 
-  log(`\n${table(results)}`);
-  const kernelTable = bpfTable(results, floor);
-  if (kernelTable) log(`\nkernel time per program run (--bpf-stats; medians over the monitored runs, statistics overhead included):\n${kernelTable}`);
+  if (results.length) log(`\n${table(results)}`);
+  const kernelTable = bpfTable([...results, ...(extras.hooks ?? [])], floor);
+  if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : 'one churn pair per mode with the statistics on'}, statistics overhead included):\n${kernelTable}`);
   if (floor?.skipped) log(`\nthe statistics' floor was not measured: ${floor.skipped}`);
   else if (floor) {
     log(`\nthe statistics' floor: an empty program on the same tracepoints during the churn (without busted) took ${floor.programs.map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
     log('that much of every ns/run above is the clock reads kernel.bpf_stats_enabled adds around each run, which no program can remove.');
   }
-  log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\` (churn-default and exec: \`busted --format json --metrics PORT\`).`);
+  const otherFigures = extraTable(extras);
+  if (otherFigures) log(`\n${otherFigures}`);
+  if (results.length) log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\` (churn-default and exec: \`busted --format json --metrics PORT\`).`);
   const json = {
     date: started.toISOString(),
     durationS: Math.round((Date.now() - started.getTime()) / 1000),
@@ -848,6 +947,7 @@ async function main(): Promise<void> {
     seconds: opts.seconds,
     machine: { ...m, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim() },
     figures: results,
+    ...extras,
   };
   await writeFile(opts.out, `${JSON.stringify(json, null, 2)}\n`);
   log(`results written to ${opts.out}`);

@@ -8,6 +8,7 @@
  *   (= NODE_ENV=production npx tsx bench/tui-frame.tsx: React's production build, as busted-top
  *   uses; the development build roughly doubles the frame time)
  */
+import { writeFileSync } from 'node:fs';
 import React from 'react';
 import { render } from 'ink-testing-library';
 import type { EventRecord } from '../src/core/records.js';
@@ -53,11 +54,18 @@ function trafficRound(round: number): void {
   }
 }
 
-const stats = (xs: number[]) => {
+const quantiles = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const q = (f: number) => s[Math.min(s.length - 1, Math.floor(f * s.length))]!;
-  return `median ${q(0.5).toFixed(1)} ms, p95 ${q(0.95).toFixed(1)} ms, max ${s[s.length - 1]!.toFixed(1)} ms`;
+  return { median: q(0.5), p95: q(0.95), max: s[s.length - 1]! };
 };
+const stats = (xs: number[]) => {
+  const q = quantiles(xs);
+  return `median ${q.median.toFixed(1)} ms, p95 ${q.p95.toFixed(1)} ms, max ${q.max.toFixed(1)} ms`;
+};
+/** --json FILE: the frame times also as JSON (npm run bench reads them). */
+const jsonOut = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : undefined;
+const screens: { columns: number; rows: number; frameMs: ReturnType<typeof quantiles> }[] = [];
 
 async function measure(columns: number, rows: number): Promise<void> {
   const app = render(
@@ -85,6 +93,7 @@ async function measure(columns: number, rows: number): Promise<void> {
   app.unmount();
   if (!last.includes('worker-')) throw new Error('the frame does not show the rows');
   console.log(`  ${columns}x${rows}: frame (tick → frame written) ${stats(frame)}; of which synchronous ${stats(storeTick)}`);
+  screens.push({ columns, rows, frameMs: quantiles(frame) });
 }
 
 populate();
@@ -112,3 +121,6 @@ console.log(`  UI reducer tick alone:            ${stats(reducerTimes)}`);
 await measure(80, 24);
 await measure(200, 60);
 console.log('  target: < 50 ms per frame');
+if (jsonOut) {
+  writeFileSync(jsonOut, `${JSON.stringify({ processes: s0.processes.length, flows: s0.flows.length, frames: FRAMES, targetMs: 50, screens }, null, 2)}\n`);
+}
