@@ -20,10 +20,10 @@
 import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { EVENT, Kind, OWNER, type KernelEvent, decodeEvent } from '../src/bpf/abi.js';
-import type { ProbeOptions } from '../src/bpf/probe.js';
-import { startEngine, type Probe } from '../src/core/engine.js';
+import { startEngine } from '../src/core/engine.js';
 import { Store, systemClock } from '../src/core/store.js';
 import { Printer } from '../src/sinks/printer.js';
+import { standInProbe } from '../test/helpers/standin-probe.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
@@ -130,28 +130,17 @@ async function main(): Promise<void> {
   let finished: () => void = () => {};
   const done = new Promise<void>((r) => (finished = r));
 
-  const stand = (opts: ProbeOptions): Probe => ({
-    counters: { readBatch: () => 0 } as unknown as Probe['counters'],
-    enforcer: null as unknown as Probe['enforcer'],
-    execPath: () => null,
-    lost: () => 0n,
-    untracked: () => 0n,
-    quiet: () => ({ closed: 0n, failed: 0n }),
-    dnsApplied: () => {},
-    kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
-    close: () => {},
-    poll(budget = Infinity) {
-      // at RATE, what the kernel would have written by now; records come two per connection
-      if (start === 0n) return { handled: 0, more: false };
-      const due = RATE > 0 ? Math.min(CONNECTIONS * 2, Number(process.hrtime.bigint() - start) / 1e9 * RATE * 2) : Infinity;
-      let handled = 0;
-      while (handled < budget && !records.done && records.handed < due) {
-        opts.onEvent(records.next());
-        handled++;
-      }
-      if (records.done) finished();
-      return { handled, more: !records.done && handled >= budget };
-    },
+  const stand = standInProbe((opts, budget) => {
+    if (start === 0n) return { handled: 0, more: false };
+    // at RATE, what the kernel would have written by now; records come two per connection
+    const due = RATE > 0 ? Math.min(CONNECTIONS * 2, Number(process.hrtime.bigint() - start) / 1e9 * RATE * 2) : Infinity;
+    let handled = 0;
+    while (handled < budget && !records.done && records.handed < due) {
+      opts.onEvent(records.next());
+      handled++;
+    }
+    if (records.done) finished();
+    return { handled, more: !records.done && handled >= budget };
   });
   const out = openSync('/dev/null', 'w');
   let pending: string[] = [];

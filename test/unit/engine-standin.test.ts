@@ -11,30 +11,18 @@ import { startEngine, type Probe } from '../../src/core/engine.js';
 import { userDevToKernel } from '../../src/core/identity-proc.js';
 import type { EventRecord } from '../../src/core/records.js';
 import { Store, systemClock } from '../../src/core/store.js';
+import { standInProbe } from '../helpers/standin-probe.js';
 
 /** A probe that hands the engine `queued` on its next poll. */
 function standIn(queued: KernelEvent[]): { start: (opts: ProbeOptions) => Probe; polls: () => number } {
   let polls = 0;
-  return {
-    polls: () => polls,
-    start: (opts) => ({
-      counters: { readBatch: () => 0 } as unknown as Probe['counters'],
-      enforcer: null as unknown as Probe['enforcer'],
-      execPath: () => null,
-      lost: () => 0n,
-      untracked: () => 0n,
-      quiet: () => ({ closed: 0n, failed: 0n }),
-      dnsApplied: () => {},
-      kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
-      close: () => {},
-      poll() {
-        polls++;
-        const n = queued.length;
-        for (const ev of queued.splice(0)) opts.onEvent(ev);
-        return { handled: n, more: false };
-      },
-    }),
-  };
+  const start = standInProbe((opts) => {
+    polls++;
+    const n = queued.length;
+    for (const ev of queued.splice(0)) opts.onEvent(ev);
+    return { handled: n, more: false };
+  });
+  return { start, polls: () => polls };
 }
 
 test('a connect and a close from the probe become connect and close records, in order, and a process record follows', async (t) => {

@@ -1,0 +1,22 @@
+/**
+ * A stand-in for the kernel probe (EngineOptions.startProbe): nothing is loaded or attached; the
+ * records are whatever `poll` hands the engine's onEvent. For the engine's unit test and for
+ * bench/pipeline.ts, which measures the user space alone.
+ */
+import type { ProbeOptions } from '../../src/bpf/probe.js';
+import type { Probe } from '../../src/core/engine.js';
+
+export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { handled: number; more: boolean }) {
+  return (opts: ProbeOptions): Probe => ({
+    counters: { readBatch: () => 0 } as unknown as Probe['counters'],
+    enforcer: null as unknown as Probe['enforcer'], // no cgroup programs (cgroupPath null): never used
+    execPath: () => null,
+    lost: () => 0n,
+    untracked: () => 0n,
+    quiet: () => ({ closed: 0n, failed: 0n }),
+    dnsApplied: () => {},
+    kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
+    close: () => {},
+    poll: (budget = Infinity) => poll(opts, budget),
+  });
+}
