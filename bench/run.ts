@@ -832,6 +832,8 @@ interface CpuFigure {
   extra: string;
 }
 interface Extras {
+  /** Figures that could not be measured, and why (the others are still printed and written). */
+  failed?: { id: ExtraId; error: string }[];
   hooks?: FigureResult[];
   cpu?: { figures: CpuFigure[] };
   counters?: { flows: number; targetMs: number; medianMs: { steady: number; batch: number; single: number } };
@@ -907,17 +909,27 @@ async function main(): Promise<void> {
       }
     }
     const quick = opts.quick ? ['--quick'] : [];
+    // a script that fails (a missing compiler, a busy port) costs its own figure, not the run's
+    const script = async (id: ExtraId, go: () => Promise<unknown>): Promise<unknown> => {
+      try {
+        return await go();
+      } catch (err) {
+        (extras.failed ??= []).push({ id, error: (err as Error).message });
+        log(`  not measured: ${(err as Error).message}`);
+        return undefined;
+      }
+    };
     if (extraIds.includes('cpu')) {
       log(`\n== busted's own CPU at 10,000 connections/s and idle (bench/cpu.ts${opts.quick ? ' --quick' : ''})`);
-      extras.cpu = (await runScript('cpu.ts', quick)) as Extras['cpu'];
+      extras.cpu = (await script('cpu', () => runScript('cpu.ts', quick))) as Extras['cpu'];
     }
     if (extraIds.includes('counters')) {
       log(`\n== reading 16,384 flows' counters in one tick (bench/counters.ts${opts.quick ? ' --quick' : ''})`);
-      extras.counters = (await runScript('counters.ts', quick)) as Extras['counters'];
+      extras.counters = (await script('counters', () => runScript('counters.ts', quick))) as Extras['counters'];
     }
     if (extraIds.includes('tui')) {
       log(`\n== busted-top frame time (bench/tui-frame.tsx, React's production build${opts.quick ? ', 20 frames' : ''})`);
-      extras.tui = (await runScript('tui-frame.tsx', opts.quick ? ['--frames', '20'] : [], { NODE_ENV: 'production' })) as Extras['tui'];
+      extras.tui = (await script('tui', () => runScript('tui-frame.tsx', opts.quick ? ['--frames', '20'] : [], { NODE_ENV: 'production' }))) as Extras['tui'];
     }
   } finally {
     restoreBpfStats();
@@ -935,6 +947,7 @@ async function main(): Promise<void> {
   }
   const otherFigures = extraTable(extras);
   if (otherFigures) log(`\n${otherFigures}`);
+  for (const f of extras.failed ?? []) log(`not measured: ${f.id} (${f.error})`);
   if (results.length) log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\` (churn-default and exec: \`busted --format json --metrics PORT\`).`);
   const json = {
     date: started.toISOString(),
