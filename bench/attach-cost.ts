@@ -7,7 +7,7 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [LABEL=OBJECT[:prog,prog…] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
  *
  * The LLM address maps are filled with the catalog's ranges, as busted fills them.
  * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
@@ -21,7 +21,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,7 +35,10 @@ import { RingBuffer } from '../src/bpf/ringbuf.js';
 import { loadCatalog } from '../src/core/catalog.js';
 
 const { values, positionals } = parseArgs({
-  options: { rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' }, all: { type: 'boolean', default: false } },
+  options: {
+    rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' }, all: { type: 'boolean', default: false },
+    json: { type: 'string' }, // FILE: the medians also as JSON (npm run bench reads them)
+  },
   allowPositionals: true,
 });
 const rounds = Number(values.rounds);
@@ -143,11 +146,13 @@ try {
   }
   const base = median(none);
   console.log(`\nnothing attached: median ${base.toFixed(0)} conn/s over ${none.length} windows of ${seconds} s`);
-  for (const s of subjects) {
+  const out = subjects.map((s) => {
     const pairs = s.rates.map((x, i) => x / none[i]!);
     const recs = s.ring ? `; ${s.records} ring records drained` : '';
     console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
-  }
+    return { label: s.label, median: median(s.rates), ratio: median(s.rates) / base, roundRatio: median(pairs) };
+  });
+  if (values.json) writeFileSync(values.json, `${JSON.stringify({ rounds, seconds, all: values.all, none: base, subjects: out }, null, 2)}\n`);
 } finally {
   closeSync(cg);
   for (const s of subjects) {

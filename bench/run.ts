@@ -30,6 +30,10 @@
  * After those, the figures of issue 8 that are not ratios (--only picks them too):
  *   hooks: kernel time per hook run: one churn pair in each mode with kernel.bpf_stats_enabled on
  *     (only for this figure; with --bpf-stats the figures above give it), and the floor.
+ *   kernel: bench/attach-cost.ts (the churn with busted's kernel programs alone, configured as by
+ *     default, in 1 s windows interleaved with windows where nothing is attached: 20 rounds, 8
+ *     with --quick); judged on the median of the per-round ratios, which the VM's drift over
+ *     minutes does not move as it moves the churn figures above.
  *   cpu: bench/cpu.ts (busted's own CPU at 10k connections/s and idle, both modes).
  *   counters: bench/counters.ts (reading 16k flows' counters in one tick).
  *   tui: bench/tui-frame.tsx (busted-top's frame with 1,000 processes and 10,000 flows).
@@ -81,7 +85,7 @@ type FigureId = (typeof FIGURE_IDS)[number];
  * themselves with --bpf-stats), and the separate scripts bench/cpu.ts, bench/counters.ts and
  * bench/tui-frame.tsx (quick modes with --quick).
  */
-const EXTRA_IDS = ['hooks', 'cpu', 'counters', 'tui'] as const;
+const EXTRA_IDS = ['hooks', 'kernel', 'cpu', 'counters', 'tui'] as const;
 type ExtraId = (typeof EXTRA_IDS)[number];
 
 function usage(msg: string): never {
@@ -835,6 +839,7 @@ interface Extras {
   /** Figures that could not be measured, and why (the others are still printed and written). */
   failed?: { id: ExtraId; error: string }[];
   hooks?: FigureResult[];
+  kernel?: { rounds: number; seconds: number; none: number; subjects: { label: string; median: number; ratio: number; roundRatio: number }[] };
   cpu?: { figures: CpuFigure[] };
   counters?: { flows: number; targetMs: number; medianMs: { steady: number; batch: number; single: number } };
   tui?: { processes: number; flows: number; targetMs: number; screens: { columns: number; rows: number; frameMs: { median: number; p95: number; max: number } }[] };
@@ -843,6 +848,12 @@ interface Extras {
 /** The figures of `extras` that are not ratios, one row each. */
 function extraTable(x: Extras): string | null {
   const rows = [['figure', 'value', 'target', 'verdict']];
+  for (const k of x.kernel?.subjects ?? []) {
+    rows.push([
+      `churn with busted's kernel programs alone (${x.kernel!.rounds} interleaved rounds of ${x.kernel!.seconds} s windows)`,
+      `${k.roundRatio.toFixed(3)} (median ratio ${k.ratio.toFixed(3)})`, '>= 0.95', k.roundRatio >= 0.95 ? 'meets' : 'MISSES',
+    ]);
+  }
   for (const f of x.cpu?.figures ?? []) {
     const who = f.mode === 'json' ? 'busted --format json --all' : 'busted (default)';
     rows.push([`busted's CPU, ${who}, ${f.what}`, `${f.pct.toFixed(2)} % of a core`, `<= ${f.target} %`, f.pct <= f.target ? 'meets' : 'MISSES']);
@@ -919,6 +930,11 @@ async function main(): Promise<void> {
         return undefined;
       }
     };
+    if (extraIds.includes('kernel')) {
+      const rounds = opts.quick ? 8 : 20;
+      log(`\n== the churn with busted's kernel programs alone, interleaved 1 s windows (bench/attach-cost.ts --rounds ${rounds})`);
+      extras.kernel = (await script('kernel', () => runScript('attach-cost.ts', ['--rounds', String(rounds), ...(opts.bpfObject ? [`busted=${opts.bpfObject}`] : [])]))) as Extras['kernel'];
+    }
     if (extraIds.includes('cpu')) {
       log(`\n== busted's own CPU at 10,000 connections/s and idle (bench/cpu.ts${opts.quick ? ' --quick' : ''})`);
       extras.cpu = (await script('cpu', () => runScript('cpu.ts', quick))) as Extras['cpu'];
