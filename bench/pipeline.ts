@@ -21,6 +21,8 @@ import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { EVENT, Kind, OWNER, type KernelEvent, decodeEvent } from '../src/bpf/abi.js';
 import { startEngine } from '../src/core/engine.js';
+import { CLOCK_TICKS } from '../src/core/identity.js';
+import { parseStat } from '../src/core/identity-proc.js';
 import { Store, systemClock } from '../src/core/store.js';
 import { Printer } from '../src/sinks/printer.js';
 import { standInProbe } from '../test/helpers/standin-probe.js';
@@ -36,17 +38,13 @@ const CONNECTIONS = arg('--connections', 200_000);
 const RATE = arg('--rate', 10_000);
 const ALL = !process.argv.includes('--default');
 const OPEN = 4;
-const CLOCK_TICKS = 100;
 
 /** The kernel's view of a live process (a child `sleep`), as busted's owner records carry it. */
 function owner(pid: number) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const startTicks = BigInt(f[19]!);
-  const ppid = Number(f[1]);
-  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const id = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)![1]);
-  return { pid, ppid, uid: id('Uid'), gid: id('Gid'), startNs: startTicks * BigInt(1e9 / CLOCK_TICKS) };
+  const stat = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  if (!stat) throw new Error(`cannot read /proc/${pid}/stat`);
+  // our own child: our uid and gid
+  return { pid, ppid: stat.ppid, uid: process.getuid!(), gid: process.getgid!(), startNs: BigInt(stat.startTime) * BigInt(1e9 / CLOCK_TICKS) };
 }
 
 /** Ring-buffer records of `n` connections (connect, then the close of the one OPEN before it). */

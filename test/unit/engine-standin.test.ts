@@ -4,11 +4,12 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { Kind, type KernelEvent } from '../../src/bpf/abi.js';
 import type { ProbeOptions } from '../../src/bpf/probe.js';
 import { startEngine, type Probe } from '../../src/core/engine.js';
-import { userDevToKernel } from '../../src/core/identity-proc.js';
+import { CLOCK_TICKS } from '../../src/core/identity.js';
+import { readStartTime, userDevToKernel } from '../../src/core/identity-proc.js';
 import type { EventRecord } from '../../src/core/records.js';
 import { Store, systemClock } from '../../src/core/store.js';
 import { standInProbe } from '../helpers/standin-probe.js';
@@ -30,11 +31,10 @@ test('a connect and a close from the probe become connect and close records, in 
   try {
     await new Promise((r) => setTimeout(r, 100));
     const pid = child.pid!;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const startTicks = BigInt(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!);
+    const startTicks = BigInt(readStartTime(pid)!);
     const exe = statSync(`/proc/${pid}/exe`, { bigint: true }); // what the kernel's owner record carries
     const owner = {
-      tgid: pid, tid: pid, uid: process.getuid!(), gid: process.getgid!(), cgroupId: 1n, startNs: startTicks * 10_000_000n,
+      tgid: pid, tid: pid, uid: process.getuid!(), gid: process.getgid!(), cgroupId: 1n, startNs: startTicks * BigInt(1e9 / CLOCK_TICKS),
       exeIno: exe.ino, exeDev: userDevToKernel(Number(exe.dev)), ppid: process.pid, comm: 'sleep',
     };
     const ev = (kind: typeof Kind.CONNECT | typeof Kind.CLOSE, tsNs: bigint, bytes: bigint): KernelEvent => ({
