@@ -219,22 +219,32 @@ export interface Owner {
   comm: string;
 }
 
-export interface KernelEvent {
-  kind: typeof Kind.CONNECT | typeof Kind.FAIL | typeof Kind.CLOSE;
-  family: number;
+/** A CONNECT or FAIL record: who made the connection, from where to where. */
+export interface ConnectEvent {
+  kind: typeof Kind.CONNECT | typeof Kind.FAIL;
   proto: number;
   cookie: bigint;
   tsNs: bigint;
   owner: Owner;
-  saddr: Uint8Array;
-  daddr: Uint8Array;
-  sport: number;
-  dport: number;
+  /** `ip:port` as busted's records write it (formatEndpoint). */
+  src: string;
+  dst: string;
+  /** FAIL: the socket's error (positive errno), or 0 when none was set. */
   error: number;
+}
+
+/** A CLOSE record: the flow's totals. The owner and addresses are the connect's; not decoded again. */
+export interface CloseEvent {
+  kind: typeof Kind.CLOSE;
+  cookie: bigint;
+  tsNs: bigint;
+  pid: number;
   connectNs: bigint;
   tx: bigint;
   rx: bigint;
 }
+
+export type KernelEvent = ConnectEvent | CloseEvent;
 
 const utf8 = new TextDecoder('utf-8');
 
@@ -348,23 +358,45 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
   if (!fits(view, offset, length, EVENT.size)) return null;
   const o = offset;
   const kind = view.getUint32(o + EVENT.kind, true);
-  if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.CLOSE) return null;
+  if (kind === Kind.CLOSE) {
+    // two records per connection: the close carries only what the connect did not
+    return {
+      kind, cookie: view.getBigUint64(o + EVENT.cookie, true), tsNs: view.getBigUint64(o + EVENT.ts_ns, true),
+      pid: view.getUint32(o + EVENT.owner + OWNER.tgid, true), connectNs: view.getBigUint64(o + EVENT.connect_ns, true),
+      tx: view.getBigUint64(o + EVENT.tx, true), rx: view.getBigUint64(o + EVENT.rx, true),
+    };
+  }
+  if (kind !== Kind.CONNECT && kind !== Kind.FAIL) return null;
+  const family = view.getUint16(o + EVENT.family, true);
   return {
     kind,
-    family: view.getUint16(o + EVENT.family, true),
     proto: view.getUint16(o + EVENT.proto, true),
     cookie: view.getBigUint64(o + EVENT.cookie, true),
     tsNs: view.getBigUint64(o + EVENT.ts_ns, true),
     owner: decodeOwner(view, o + EVENT.owner),
-    saddr: copyBytes(view, o + EVENT.saddr, 16),
-    daddr: copyBytes(view, o + EVENT.daddr, 16),
-    sport: view.getUint16(o + EVENT.sport, true),
-    dport: view.getUint16(o + EVENT.dport, true),
+    src: endpointAt(view, o + EVENT.saddr, family, view.getUint16(o + EVENT.sport, true)),
+    dst: endpointAt(view, o + EVENT.daddr, family, view.getUint16(o + EVENT.dport, true)),
     error: view.getInt32(o + EVENT.error, true),
-    connectNs: view.getBigUint64(o + EVENT.connect_ns, true),
-    tx: view.getBigUint64(o + EVENT.tx, true),
-    rx: view.getBigUint64(o + EVENT.rx, true),
   };
+}
+
+/** IPv4 addresses as text, by their 32 bits: connections go to few addresses, each written once. */
+const v4Text = new Map<number, string>();
+
+/** The endpoint whose 16 address bytes are at `off` of `view`, as formatEndpoint writes it. */
+function endpointAt(view: DataView, off: number, family: number, port: number): string {
+  let v4 = -1;
+  if (family === AF_INET) v4 = off;
+  else if (view.getUint32(off, true) === 0 && view.getUint32(off + 4, true) === 0 && view.getUint32(off + 8, false) === 0xffff) v4 = off + 12;
+  if (v4 < 0) return formatEndpoint(family, copyBytes(view, off, 16), port);
+  const key = view.getUint32(v4, false);
+  let ip = v4Text.get(key);
+  if (ip === undefined) {
+    if (v4Text.size >= 4096) v4Text.clear();
+    ip = `${view.getUint8(v4)}.${view.getUint8(v4 + 1)}.${view.getUint8(v4 + 2)}.${view.getUint8(v4 + 3)}`;
+    v4Text.set(key, ip);
+  }
+  return `${ip}:${port}`;
 }
 
 /** Formats an address as busted's records do: `ip:port`, IPv6 as `[ip]:port`, v4-mapped v6 as v4. */

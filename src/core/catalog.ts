@@ -218,6 +218,8 @@ export class Catalog {
   private readonly v6 = new PrefixTable();
   private readonly cidrs: CidrEntry[] = [];
   private readonly locals: { exe: Set<string>; comm: Set<string>; ports: Set<number>; index: number }[] = [];
+  /** matchIp's answers by address text: connections go to few addresses (bounded; the catalog never changes). */
+  private readonly byText = new Map<string, CatalogMatch | null>();
 
   constructor(entries: readonly ProviderEntry[]) {
     this.entries = entries;
@@ -271,7 +273,17 @@ export class Catalog {
 
   /** The provider whose published range holds `ip` (longest prefix wins). */
   matchIp(ip: string | IpAddress): CatalogMatch | null {
-    const raw = typeof ip === 'string' ? parseIp(ip) : ip;
+    if (typeof ip !== 'string') return this.matchParsed(ip);
+    let m = this.byText.get(ip);
+    if (m === undefined) {
+      if (this.byText.size >= 4096) this.byText.clear();
+      m = this.matchParsed(parseIp(ip));
+      this.byText.set(ip, m);
+    }
+    return m;
+  }
+
+  private matchParsed(raw: IpAddress | null): CatalogMatch | null {
     if (!raw) return null;
     const addr = unmapIp(raw);
     const hit = (addr.family === 4 ? this.v4.lookup(addr.bytes) : null)

@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, OVERFLOW_MAX, PayloadWhat, formatEndpoint, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, OVERFLOW_MAX, PayloadWhat, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe, type ProbeOptions } from '../bpf/probe.js';
@@ -197,7 +197,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       // `lost` count is exactly the records missing
       if (lf) enforcement?.closed(lf.proc, ev.cookie);
       publish({
-        type: 'close', ts, flow, pid: ev.owner.tgid, tx: Number(ev.tx), rx: Number(ev.rx),
+        type: 'close', ts, flow, pid: ev.pid, tx: Number(ev.tx), rx: Number(ev.rx),
         durationMs: Math.round(Number(ev.tsNs - ev.connectNs) / 1e3) / 1e3,
       });
       return;
@@ -223,7 +223,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       sha256: who.sha256, exeReplaced: who.exeReplaced, user: who.user, group: who.group, ppid: who.ppid,
       container: who.container, pod: who.pod, agent: who.agent,
       cgroupId: Number(o.cgroupId), startTime, proto: ev.proto === IPPROTO_UDP ? 'udp' : 'tcp',
-      src: formatEndpoint(ev.family, ev.saddr, ev.sport), dst: formatEndpoint(ev.family, ev.daddr, ev.dport),
+      src: ev.src, dst: ev.dst,
       provider: null, host: null, via: null,
       error: ev.kind === Kind.FAIL ? (ev.error > 0 ? errnoName(ev.error) : 'ECONNABORTED') : null,
     };

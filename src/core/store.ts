@@ -24,7 +24,8 @@ export const systemClock: Clock = { now: () => Date.now() };
 
 export class Store {
   readonly table: FlowTable;
-  private readonly recordListeners = new Set<RecordListener>();
+  /** Replaced, never changed in place, so a listener may unsubscribe while records go out. */
+  private recordListeners: readonly RecordListener[] = [];
   private readonly snapshotListeners = new Set<SnapshotListener>();
   private readonly quietListeners = new Set<QuietListener>();
   private session: SessionRecord | null = null;
@@ -42,7 +43,8 @@ export class Store {
   publish(rec: EventRecord): void {
     if (rec.type === 'session') this.session = rec;
     this.table.apply(rec, this.clock.now());
-    for (const l of this.recordListeners) l(rec);
+    const ls = this.recordListeners;
+    for (let i = 0; i < ls.length; i++) ls[i]!(rec);
     if (rec.type === 'lost') this.advanceSoon();
   }
 
@@ -72,8 +74,12 @@ export class Store {
   }
 
   onRecord(listener: RecordListener): () => void {
-    this.recordListeners.add(listener);
-    return () => this.recordListeners.delete(listener);
+    this.recordListeners = [...this.recordListeners, listener];
+    return () => {
+      const had = this.recordListeners.includes(listener);
+      this.recordListeners = this.recordListeners.filter((l) => l !== listener);
+      return had;
+    };
   }
 
   /**

@@ -90,28 +90,60 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   const buf = new ArrayBuffer(EVENT.size);
   const v = new DataView(buf);
   const bytes = new Uint8Array(buf);
-  v.setUint32(EVENT.kind, Kind.CLOSE, true);
+  v.setUint32(EVENT.kind, Kind.CONNECT, true);
   v.setUint16(EVENT.family, 2, true);
+  v.setUint16(EVENT.proto, 6, true);
   v.setBigUint64(EVENT.cookie, 0x1234_5678_9abcn, true);
   v.setBigUint64(EVENT.ts_ns, 99n, true);
   v.setUint32(EVENT.owner + OWNER.tgid, 4242, true);
   v.setUint32(EVENT.owner + OWNER.uid, 1000, true);
   v.setBigUint64(EVENT.owner + OWNER.start_ns, 12_340_000_000n, true);
   bytes.set(new TextEncoder().encode('python3'), EVENT.owner + OWNER.comm);
+  bytes.set([10, 1, 2, 3], EVENT.saddr);
   bytes.set([127, 0, 0, 1], EVENT.daddr);
+  v.setUint16(EVENT.sport, 50_000, true);
   v.setUint16(EVENT.dport, 443, true);
   v.setBigUint64(EVENT.tx, 5n, true);
   v.setBigUint64(EVENT.rx, 7n, true);
   const ev = decodeEvent(v, 0, v.byteLength)!;
-  t.is(ev.kind, Kind.CLOSE);
+  if (ev.kind === Kind.CLOSE) return t.fail();
+  t.is(ev.kind, Kind.CONNECT);
   t.is(ev.cookie, 0x1234_5678_9abcn);
   t.is(ev.owner.tgid, 4242);
   t.is(ev.owner.uid, 1000);
   t.is(ev.owner.comm, 'python3');
   t.is(ev.owner.startNs, 12_340_000_000n);
-  t.is(formatEndpoint(ev.family, ev.daddr, ev.dport), '127.0.0.1:443');
-  t.is(ev.tx, 5n);
-  t.is(ev.rx, 7n);
+  t.is(ev.src, '10.1.2.3:50000');
+  t.is(ev.dst, '127.0.0.1:443');
+  // the same bytes as a close: its totals and pid, nothing of the connect's
+  v.setUint32(EVENT.kind, Kind.CLOSE, true);
+  v.setBigUint64(EVENT.connect_ns, 42n, true);
+  t.deepEqual(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, cookie: 0x1234_5678_9abcn, tsNs: 99n, pid: 4242, connectNs: 42n, tx: 5n, rx: 7n });
+});
+
+test('decodeEvent writes endpoints as formatEndpoint does: IPv4, IPv6, v4-mapped IPv6', (t) => {
+  const v = new DataView(new ArrayBuffer(EVENT.size));
+  const bytes = new Uint8Array(v.buffer);
+  v.setUint32(EVENT.kind, Kind.FAIL, true);
+  const cases: [number, number[], number, string][] = [
+    [2, [192, 0, 2, 200], 1, '192.0.2.200:1'],
+    [2, [255, 255, 255, 255], 65535, '255.255.255.255:65535'],
+    [10, [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 443, '[2001:db8::1]:443'],
+    [10, [...new Array(15).fill(0), 1], 11434, '[::1]:11434'],
+    [10, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 9], 8080, '10.0.0.9:8080'],
+    // not v4-mapped: a v4-compatible form stays IPv6
+    [10, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 9], 8080, '[::a00:9]:8080'],
+  ];
+  for (const [family, addr, port, text] of cases) {
+    bytes.fill(0, EVENT.daddr, EVENT.daddr + 16);
+    bytes.set(addr, EVENT.daddr);
+    v.setUint16(EVENT.family, family, true);
+    v.setUint16(EVENT.dport, port, true);
+    const ev = decodeEvent(v, 0, EVENT.size)!;
+    if (ev.kind === Kind.CLOSE) return t.fail();
+    t.is(ev.dst, text);
+    t.is(ev.dst, formatEndpoint(family, Uint8Array.from({ length: 16 }, (_, i) => addr[i] ?? 0), port));
+  }
 });
 
 test('decodeRecord tells payload samples from lifecycle events and bounds len', (t) => {

@@ -37,12 +37,10 @@ test('a connect and a close from the probe become connect and close records, in 
       tgid: pid, tid: pid, uid: process.getuid!(), gid: process.getgid!(), cgroupId: 1n, startNs: startTicks * BigInt(1e9 / CLOCK_TICKS),
       exeIno: exe.ino, exeDev: userDevToKernel(Number(exe.dev)), ppid: process.pid, comm: 'sleep',
     };
-    const ev = (kind: typeof Kind.CONNECT | typeof Kind.CLOSE, tsNs: bigint, bytes: bigint): KernelEvent => ({
-      kind, family: 2, proto: 6, cookie: 77n, tsNs, owner, saddr: new Uint8Array([127, 0, 0, 1, ...new Array(12).fill(0)]),
-      daddr: new Uint8Array([127, 0, 0, 2, ...new Array(12).fill(0)]), sport: 40000, dport: 8443, error: 0,
-      connectNs: 1_000_000_000n, tx: bytes, rx: bytes * 2n,
-    });
-    const probe = standIn([ev(Kind.CONNECT, 1_000_000_000n, 0n), ev(Kind.CLOSE, 1_002_500_000n, 100n)]);
+    const probe = standIn([
+      { kind: Kind.CONNECT, proto: 6, cookie: 77n, tsNs: 1_000_000_000n, owner, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0 },
+      { kind: Kind.CLOSE, cookie: 77n, tsNs: 1_002_500_000n, pid, connectNs: 1_000_000_000n, tx: 100n, rx: 200n },
+    ]);
     const store = new Store(systemClock, { closedMax: 0 });
     const seen: EventRecord[] = [];
     store.onRecord((r) => seen.push(r));

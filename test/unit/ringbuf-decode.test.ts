@@ -24,7 +24,7 @@ const ascii = (s: string) => new TextEncoder().encode(s);
 test('a connect/close event decodes at any offset; addresses and comm are copies', (t) => {
   const { view, bytes } = ringView();
   const o = 40_008;
-  view.setUint32(o + EVENT.kind, Kind.CLOSE, true);
+  view.setUint32(o + EVENT.kind, Kind.FAIL, true);
   view.setUint16(o + EVENT.family, 2, true);
   view.setUint16(o + EVENT.proto, 6, true);
   view.setBigUint64(o + EVENT.cookie, 0xdead_beef_0042n, true);
@@ -50,12 +50,19 @@ test('a connect/close event decodes at any offset; addresses and comm are copies
   const ev = decodeRecord(view, o, EVENT.size);
   bytes.fill(0xee, o, o + EVENT.size); // the ring moves on
   t.deepEqual(ev, {
-    kind: Kind.CLOSE, family: 2, proto: 6, cookie: 0xdead_beef_0042n, tsNs: 123n,
+    kind: Kind.FAIL, proto: 6, cookie: 0xdead_beef_0042n, tsNs: 123n,
     owner: { tgid: 4242, tid: 4243, uid: 1000, gid: 1001, cgroupId: 77n, startNs: 5_000n, exeIno: 99n, exeDev: 0x801, ppid: 1, comm: 'python3' },
-    saddr: new Uint8Array([10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    daddr: new Uint8Array([127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    sport: 40_000, dport: 443, error: -111, connectNs: 100n, tx: 5n, rx: 7n,
+    src: '10.0.0.1:40000', dst: '127.0.0.1:443', error: -111,
   });
+  view.setUint32(o + EVENT.kind, Kind.CLOSE, true);
+  view.setUint32(o + EVENT.owner + OWNER.tgid, 4242, true);
+  view.setBigUint64(o + EVENT.cookie, 0xdead_beef_0043n, true);
+  view.setBigUint64(o + EVENT.connect_ns, 100n, true);
+  view.setBigUint64(o + EVENT.tx, 5n, true);
+  view.setBigUint64(o + EVENT.rx, 7n, true);
+  const close = decodeRecord(view, o, EVENT.size);
+  bytes.fill(0xee, o, o + EVENT.size);
+  t.deepEqual(close, { kind: Kind.CLOSE, cookie: 0xdead_beef_0043n, tsNs: 0xeeee_eeee_eeee_eeeen, pid: 4242, connectNs: 100n, tx: 5n, rx: 7n });
 });
 
 test('payload samples decode at any offset, small and large, and their bytes are copies', (t) => {
