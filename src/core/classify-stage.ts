@@ -9,6 +9,7 @@ import type { Classification, Classifier } from './classifier.js';
 import { parseDnsResponse, parseDnsTcpResponse } from './dns.js';
 import { listenerNames, type ListenerFinder } from './listeners.js';
 import type { ConnectRecord, EventRecord } from './records.js';
+import { ChurnMap } from './churn-map.js';
 import { ClientHelloAssembler } from './tls.js';
 
 export interface StageOptions {
@@ -61,9 +62,9 @@ const MAX_FLOWS = 65536;
 const SNI_TTL_S = 3600;
 
 export class ClassificationStage {
-  private readonly flows = new Map<string, FlowState>();
+  private readonly flows = new ChurnMap<string, FlowState>();
   /** The held ones, in the order they were held: the order their holds expire in. */
-  private readonly holding = new Map<string, FlowState>();
+  private readonly holding = new ChurnMap<string, FlowState>();
   private readonly holdMs: number;
   private readonly localPorts: Set<number>;
   private localAddrs: { at: number; set: Set<string> } = { at: -Infinity, set: new Set() };
@@ -91,7 +92,7 @@ export class ClassificationStage {
       this.emit(st);
       return;
     }
-    if (this.flows.size >= MAX_FLOWS) this.forget(this.flows.keys().next().value!);
+    if (this.flows.size >= MAX_FLOWS) this.forget(this.flows.first()!);
     this.flows.set(rec.flow, st);
     if (rec.proto === 'tcp' && this.holdMs > 0) {
       st.held = true;

@@ -40,6 +40,7 @@ function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] 
   }
   return ids;
 }
+import { ChurnMap } from './churn-map.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import type { Store } from './store.js';
 import { VERSION } from './version.js';
@@ -174,7 +175,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   identities.onChange((key) => {
     if (!changed.has(key)) changed.set(key, Date.now());
   });
-  const live = new Map<bigint, LiveFlow>();
+  const live = new ChurnMap<bigint, LiveFlow>();
   /** After a burst of records, one full GC gives the memory back. */
   const quiet = new QuietCollector({ trim: () => void libc().malloc_trim(0) });
   /** Kernel facts per process identity, for judging open flows when a reloaded policy blocks them. */

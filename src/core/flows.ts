@@ -3,6 +3,7 @@
  * (pid + start time). Fed only by event records, so a live session and a replay build the same
  * state. Time is always passed in, never read here.
  */
+import { ChurnMap } from './churn-map.js';
 import type { AgentRef, ConnectRecord, ContainerRef, EventRecord, ParentRef, PodRef, ProcessRecord, Proto, Via } from './records.js';
 import { RateWindow } from './rates.js';
 
@@ -116,7 +117,7 @@ interface ProcEntry {
 export const processKey = (pid: number, startTime: number): string => `${pid}:${startTime}`;
 
 export class FlowTable {
-  private readonly flows = new Map<string, FlowEntry>();
+  private readonly flows = new ChurnMap<string, FlowEntry>();
   private readonly procs = new Map<string, ProcEntry>();
   /** Closed flows in closing order; entries before `closedHead` are already gone (a queue without O(n) shifts). */
   private closedOrder: string[] = [];

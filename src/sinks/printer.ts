@@ -2,6 +2,7 @@
  * The headless printer: event records as text lines (the shape users know) or as JSON lines.
  * It remembers each open flow's connect record (bounded) so close lines can name the process.
  */
+import { ChurnMap } from '../core/churn-map.js';
 import type { CloseRecord, ConnectRecord, EventRecord, ProcessRecord, TrafficRecord } from '../core/records.js';
 import { formatBytes, formatDurationMs } from './format.js';
 
@@ -20,7 +21,7 @@ export interface PrinterOptions {
 const MAX_REMEMBERED = 65536;
 
 export class Printer {
-  private readonly flows = new Map<string, ConnectRecord>();
+  private readonly flows = new ChurnMap<string, ConnectRecord>();
   /** Process identities (pid:startTime) with a shown flow: their process records are shown too. */
   private readonly shownProcs = new Set<string>();
   private readonly providerName: (id: string) => string;
@@ -73,7 +74,7 @@ export class Printer {
 
   private remember(rec: ConnectRecord): void {
     if (rec.error !== null) return; // a failed connect has no close
-    if (this.flows.size >= MAX_REMEMBERED) this.flows.delete(this.flows.keys().next().value!);
+    if (this.flows.size >= MAX_REMEMBERED) this.flows.delete(this.flows.first()!);
     this.flows.set(rec.flow, rec);
   }
 
