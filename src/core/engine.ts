@@ -125,16 +125,22 @@ export class WallClock {
     this.offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   }
 
-  private lastMs = NaN;
+  /** The monotonic range [lo, hi) of the last string's millisecond. */
+  private lo = 0n;
+  private hi = 0n;
   private lastIso = '';
 
-  /** Records come in bursts from the same millisecond: the string is made once per millisecond. */
+  /**
+   * Records come in bursts from the same millisecond: the string is made once per millisecond,
+   * and a time within it is told by two comparisons (no BigInt arithmetic per record).
+   */
   iso(monoNs: bigint): string {
-    const ms = Number((monoNs + this.offsetNs) / 1_000_000n);
-    if (ms !== this.lastMs) {
-      this.lastMs = ms;
-      this.lastIso = new Date(ms).toISOString();
-    }
+    if (monoNs >= this.lo && monoNs < this.hi) return this.lastIso;
+    const wall = monoNs + this.offsetNs;
+    const ms = wall / 1_000_000n;
+    this.lo = ms * 1_000_000n - this.offsetNs;
+    this.hi = this.lo + 1_000_000n;
+    this.lastIso = new Date(Number(ms)).toISOString();
     return this.lastIso;
   }
 }
@@ -175,7 +181,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   identities.onChange((key) => {
     if (!changed.has(key)) changed.set(key, Date.now());
   });
-  const live = new ChurnMap<bigint, LiveFlow>();
+  /** Open flows whose counters are read, by flow id (the socket cookie in decimal). */
+  const live = new ChurnMap<string, LiveFlow>();
   /** After a burst of records, one full GC gives the memory back. */
   const quiet = new QuietCollector({ trim: () => void libc().malloc_trim(0) });
   /** Kernel facts per process identity, for judging open flows when a reloaded policy blocks them. */
@@ -186,26 +193,34 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const cgroupPath = opts.cgroupPath !== undefined ? opts.cgroupPath : findCgroup2Mount();
   let stage!: ClassificationStage; // made once the probe says whether payload samples come
 
+  /** The process of the last connect: its identity key, made once. */
+  let lastOwner: { tgid: number; startNs: bigint; startTime: number; key: string } | null = null;
   const onEvent = (ev: KernelEvent) => {
     const flow = ev.cookie.toString();
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
       // a held connect goes out before its close; a quiet flow's close stays back with it
       if (!stage.forget(flow)) return;
-      const lf = live.get(ev.cookie);
-      live.delete(ev.cookie);
+      const lf = live.get(flow);
+      live.delete(flow);
       // a close whose connect record was lost (ring buffer full) is still reported: then the
       // `lost` count is exactly the records missing
       if (lf) enforcement?.closed(lf.proc, ev.cookie);
       publish({
         type: 'close', ts, flow, pid: ev.pid, tx: Number(ev.tx), rx: Number(ev.rx),
-        durationMs: Math.round(Number(ev.tsNs - ev.connectNs) / 1e3) / 1e3,
+        durationMs: Math.round((Number(ev.tsNs) - Number(ev.connectNs)) / 1e3) / 1e3,
       });
       return;
     }
-    const startTime = nsToTicks(ev.owner.startNs);
     const o = ev.owner;
-    const factsKey = `${o.tgid}:${startTime}`; // == identityKey(pid, startTime)
+    // a burst of connects comes from one process: its key is not made again for each
+    let last = lastOwner;
+    if (last === null || last.tgid !== o.tgid || last.startNs !== o.startNs) {
+      const ticks = nsToTicks(o.startNs);
+      last = lastOwner = { tgid: o.tgid, startNs: o.startNs, startTime: ticks, key: `${o.tgid}:${ticks}` }; // == identityKey(pid, startTime)
+    }
+    const startTime = last.startTime;
+    const factsKey = last.key;
     const knownFacts = factsByKey.get(factsKey);
     if (!knownFacts) {
       if (factsByKey.size >= 16384) factsByKey.delete(factsByKey.keys().next().value!);
@@ -214,7 +229,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     // the kernel's exec path (two copies of its slot, a syscall each) only matters to an identity the resolver
     // does not know yet, or one that exec'd since: not to every connection of a known process
     const needPath = knownFacts === undefined || knownFacts.exeIno !== o.exeIno || identities.get(factsKey) === null;
-    const who = identities.lookup({
+    const who = (!needPath && identities.known(factsKey, o.exeIno)) || identities.lookup({
       pid: o.tgid, startTime, exeDev: o.exeDev, exeIno: o.exeIno, uid: o.uid, gid: o.gid, cgroupId: o.cgroupId,
       comm: o.comm, ppid: o.ppid || null, execPath: needPath ? probe.execPath(o.tgid, o.startNs) : null,
     });
@@ -319,9 +334,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     onQuiet: (proto, failed) => store.noteQuiet(proto, failed),
     finalize: (rec) => {
       // the identity as known when the connect goes out; later changes become process records
-      const key = `${rec.pid}:${rec.startTime}`;
+      const l = lastOwner;
+      const key = l !== null && l.tgid === rec.pid && l.startTime === rec.startTime ? l.key : `${rec.pid}:${rec.startTime}`;
       // its counters are read from now on (a held connect's deltas wait for it)
-      if (rec.error === null) live.set(BigInt(rec.flow), { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
+      if (rec.error === null) live.set(rec.flow, { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
       const who = identities.get(key);
       if (!who) return rec;
       if (!described.has(key)) {
@@ -425,9 +441,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     drain(); // connects first, so their counters have somewhere to go
     const ts = new Date().toISOString();
     probe.counters.readBatch((cookie, tx, rx) => {
-      const lf = live.get(cookie);
-      if (!lf || (tx === lf.tx && rx === lf.rx)) return;
       const flow = cookie.toString();
+      const lf = live.get(flow);
+      if (!lf || (tx === lf.tx && rx === lf.rx)) return;
       if (stage.isHeld(flow)) return; // its deltas wait for its connect record
       publish({ type: 'traffic', ts, flow, pid: lf.pid, tx: Number(tx - lf.tx), rx: Number(rx - lf.rx) });
       lf.tx = tx;

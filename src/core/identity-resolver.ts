@@ -170,6 +170,18 @@ export class IdentityResolver {
     return entry.identity;
   }
 
+  /**
+   * lookup() of an identity already known under `key` whose executable is still `exeIno`:
+   * the connection path's shortcut, which needs no facts object. Null when lookup() must run.
+   */
+  known(key: string, exeIno: bigint): Identity | null {
+    const e = this.entries.get(key);
+    if (!e || (exeIno !== e.facts.exeIno && exeIno !== 0n)) return null;
+    this.stats.lookups++;
+    e.used = true;
+    return e.identity;
+  }
+
   /** The identity if known, without starting anything. */
   get(key: string): Identity | null {
     return this.entries.get(key)?.identity ?? null;

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { Kind, type KernelEvent } from '../../src/bpf/abi.js';
 import type { ProbeOptions } from '../../src/bpf/probe.js';
-import { startEngine, type Probe } from '../../src/core/engine.js';
+import { WallClock, startEngine, type Probe } from '../../src/core/engine.js';
 import { CLOCK_TICKS } from '../../src/core/identity.js';
 import { readStartTime, userDevToKernel } from '../../src/core/identity-proc.js';
 import type { EventRecord } from '../../src/core/records.js';
@@ -63,4 +63,22 @@ test('a connect and a close from the probe become connect and close records, in 
   } finally {
     child.kill();
   }
+});
+
+test('WallClock writes kernel times as wall-clock ISO times, to the millisecond, in any order', (t) => {
+  const clock = new WallClock();
+  const nowNs = process.hrtime.bigint();
+  const at = (ns: bigint) => Date.parse(clock.iso(ns));
+  const base = at(nowNs);
+  t.true(Math.abs(base - Date.now()) < 50, 'now is now');
+  // the same millisecond gives the same string; its last nanosecond too; the next one moves on
+  const ms0 = clock.iso(nowNs);
+  let edge = nowNs;
+  while (clock.iso(edge + 1n) === ms0) edge += 1n; // the last nanosecond of ms0's millisecond (at most 1e6 steps)
+  t.is(at(edge + 1n), base + 1);
+  t.is(clock.iso(edge), ms0);
+  // backwards and far away: exact milliseconds, not the cached string
+  t.is(at(nowNs - 5_000_000n), base - 5);
+  t.is(at(nowNs + 86_400_000_000_000n), base + 86_400_000);
+  t.is(clock.iso(nowNs), ms0);
 });
