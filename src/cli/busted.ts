@@ -2,6 +2,7 @@
  * `busted`: the headless agent. Parses flags, wires the engine to the printer, and owns the
  * process: only this file exits. Exit codes: 0 done, 1 runtime failure, 2 usage error.
  */
+import { fstatSync, writeSync } from 'node:fs';
 import meow from 'meow';
 import { formatDoctor, runDoctor } from '../core/doctor.js';
 import { loadAgents, type AgentCatalog } from '../core/agents.js';
@@ -255,10 +256,45 @@ class StdoutLines {
   private readonly drain = (): void => {
     this.scheduled = false;
     if (this.broken || this.pending.length === 0) return;
-    const chunk = `${this.pending.join('\n')}\n`;
+    this.pending.push(''); // the last newline: join makes the whole chunk one flat string
+    const chunk = this.pending.join('\n');
     this.pending = [];
+    if (this.file) {
+      try {
+        const n = writeSync(1, chunk);
+        // bytes written: at least one per character when all went out; a short write (a disk
+        // filling up) goes on from where it stopped, and its error, if any, comes next
+        if (n < chunk.length || (n !== chunk.length && n !== Buffer.byteLength(chunk))) {
+          const rest = Buffer.from(chunk);
+          for (let off = n; off < rest.length; ) off += writeSync(1, rest, off);
+        }
+      } catch (err) {
+        this.fileFailed(err as NodeJS.ErrnoException);
+      }
+      return;
+    }
     process.stdout.write(chunk);
   };
+
+  /**
+   * stdout is a regular file: written with write(2) directly, as Node's stream for a file does
+   * anyway (synchronously), without making a Buffer of each chunk first.
+   */
+  private readonly file = (() => {
+    try {
+      return fstatSync(1).isFile();
+    } catch {
+      return false;
+    }
+  })();
+
+  private fileFailed(err: NodeJS.ErrnoException): void {
+    // the file cannot take more (a full disk, an I/O error): said once; the other outputs
+    // (--record, --metrics) and enforcement go on
+    this.broken = true;
+    this.pending = [];
+    process.stderr.write(`busted: writing to standard output failed (${err.code ?? err.message}); no more records are printed there.\n`);
+  }
 
   flush(): Promise<void> {
     this.drain();

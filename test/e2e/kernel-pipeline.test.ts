@@ -4,10 +4,14 @@
  */
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { exchangeServer } from '../helpers/servers.js';
-import { runClient, startBusted } from '../helpers/busted.js';
+import { BUSTED_BIN, runClient, startBusted } from '../helpers/busted.js';
 
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
 const isClose = (flow: string) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.flow === flow;
@@ -96,5 +100,47 @@ kernelTest('500 short connections from one client all appear exactly once and no
   } finally {
     await busted.stop();
     server.close();
+  }
+});
+
+kernelTest('stdout on a file system that fills up: said once on stderr, whole lines up to there, and busted goes on (its recording has every record)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-full-'));
+  const small = path.join(dir, 'small');
+  fs.mkdirSync(small);
+  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', small], { encoding: 'utf8' });
+  if (mount.status !== 0) return t.fail(`cannot mount a tmpfs: ${mount.stderr}`);
+  const server = createServer((s) => s.on('error', () => {}).end());
+  try {
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const out = path.join(small, 'out.jsonl');
+    const rec = path.join(dir, 'rec.jsonl');
+    const fd = fs.openSync(out, 'w');
+    const child = spawn(process.execPath, [BUSTED_BIN, '--format', 'json', '--all', '--record', rec, '--duration', '8'], { stdio: ['ignore', fd, 'pipe'] });
+    fs.closeSync(fd);
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = once(child, 'exit');
+    const deadline = Date.now() + 20_000;
+    while (!(fs.existsSync(out) && fs.readFileSync(out, 'utf8').includes('"type":"session"')) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const client = await runClient(['churn', '127.0.0.1', port, 300]); // ~150 KB of lines: far more than 16 KiB
+    const [code] = (await exited) as [number | null];
+    t.is(code, 0, err);
+    t.is(err.match(/writing to standard output failed \(ENOSPC\)/g)?.length, 1, err);
+    // what reached the file is lines as busted wrote them, then nothing: at most one cut line
+    const lines = fs.readFileSync(out, 'utf8').split('\n');
+    t.true(lines.length > 5);
+    for (const l of lines.slice(0, -1)) t.notThrows(() => JSON.parse(l));
+    // the recording is another output: every connection is there
+    const records = fs.readFileSync(rec, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as EventRecord);
+    t.is(records.filter((r) => r.type === 'connect' && r.pid === client.pid).length, 300);
+    t.is(records.filter((r) => r.type === 'close' && r.pid === client.pid).length, 300);
+  } finally {
+    server.close();
+    spawnSync('umount', [small]);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
