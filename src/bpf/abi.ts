@@ -373,11 +373,31 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
     proto: view.getUint16(o + EVENT.proto, true),
     cookie: view.getBigUint64(o + EVENT.cookie, true),
     tsNs: view.getBigUint64(o + EVENT.ts_ns, true),
-    owner: decodeOwner(view, o + EVENT.owner),
+    owner: ownerAt(view, o + EVENT.owner),
     src: endpointAt(view, o + EVENT.saddr, family, view.getUint16(o + EVENT.sport, true)),
     dst: endpointAt(view, o + EVENT.daddr, family, view.getUint16(o + EVENT.dport, true)),
     error: view.getInt32(o + EVENT.error, true),
   };
+}
+
+/** The last connect's owner, as decoded and as its 64 bytes: a burst of connects comes from one thread. */
+let lastOwner: Owner | null = null;
+const lastOwnerWords = new Uint32Array(OWNER.size / 4);
+
+/** decodeOwner, giving the previous record's Owner object again when the bytes are the same (it is never changed). */
+function ownerAt(view: DataView, base: number): Owner {
+  const w = lastOwnerWords;
+  let same = lastOwner !== null;
+  for (let i = 0; i < w.length; i++) {
+    const v = view.getUint32(base + i * 4, true);
+    if (v !== w[i]) {
+      same = false;
+      w[i] = v;
+    }
+  }
+  if (same) return lastOwner!;
+  lastOwner = decodeOwner(view, base);
+  return lastOwner;
 }
 
 /** IPv4 addresses as text, by their 32 bits: connections go to few addresses, each written once. */

@@ -70,6 +70,8 @@ export class ClassificationStage {
   private localAddrs: { at: number; set: Set<string> } = { at: -Infinity, set: new Set() };
   dnsAnswers = 0;
   badDns = 0;
+  private lastDst = '';
+  private lastSplit = { ip: '', port: 0 };
 
   constructor(private readonly opts: StageOptions) {
     this.holdMs = opts.holdMs ?? 250;
@@ -82,7 +84,12 @@ export class ClassificationStage {
 
   /** A new connect from the kernel: classified from what is known now, then published or held. */
   connect(rec: ConnectRecord): void {
-    const { ip, port } = splitEndpoint(rec.dst);
+    // connections go to few destinations: the last one's parts are kept
+    if (rec.dst !== this.lastDst) {
+      this.lastDst = rec.dst;
+      this.lastSplit = splitEndpoint(rec.dst);
+    }
+    const { ip, port } = this.lastSplit;
     const st: FlowState = {
       rec, cls: { provider: null, host: null, via: null }, dstIp: ip, dstPort: port, held: false, heldUntil: 0,
       hello: null, sni: null, ech: false, quiet: false,

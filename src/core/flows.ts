@@ -127,6 +127,9 @@ export class FlowTable {
   private readonly closedMax: number;
   private readonly processRetentionMs: number;
   private readonly rateWindowMs: number | undefined;
+  private lastPid = -1;
+  private lastStart = -1;
+  private lastKey = '';
 
   constructor(opts: FlowTableOptions = {}) {
     this.closedRetentionMs = opts.closedRetentionMs ?? 10_000;
@@ -297,7 +300,13 @@ export class FlowTable {
 
   private onConnect(rec: ConnectRecord, nowMs: number): void {
     if (this.flows.has(rec.flow)) return; // the same record twice: keep the first
-    const key = processKey(rec.pid, rec.startTime);
+    // a burst of connects comes from one process: its key is made once
+    if (rec.pid !== this.lastPid || rec.startTime !== this.lastStart) {
+      this.lastPid = rec.pid;
+      this.lastStart = rec.startTime;
+      this.lastKey = processKey(rec.pid, rec.startTime);
+    }
+    const key = this.lastKey;
     let p = this.procs.get(key);
     if (!p) {
       p = {

@@ -183,3 +183,29 @@ test('IPv6 endpoints are bracketed and compressed like the canonical form; v4-ma
   }
   t.pass();
 });
+
+test('decodeEvent: connects from the same thread share their owner; another thread or process gets its own, and earlier owners stay as they were', (t) => {
+  const v = new DataView(new ArrayBuffer(EVENT.size));
+  const bytes = new Uint8Array(v.buffer);
+  v.setUint32(EVENT.kind, Kind.CONNECT, true);
+  v.setUint16(EVENT.family, 2, true);
+  const set = (tgid: number, tid: number, comm: string) => {
+    bytes.fill(0, EVENT.owner, EVENT.owner + OWNER.size);
+    v.setUint32(EVENT.owner + OWNER.tgid, tgid, true);
+    v.setUint32(EVENT.owner + OWNER.tid, tid, true);
+    bytes.set(new TextEncoder().encode(comm), EVENT.owner + OWNER.comm);
+    const ev = decodeEvent(v, 0, EVENT.size)!;
+    if (ev.kind === Kind.CLOSE) throw new Error('not a connect');
+    return ev.owner;
+  };
+  const a = set(100, 100, 'python3');
+  const b = set(100, 100, 'python3');
+  t.is(b, a);
+  const c = set(100, 101, 'python3'); // another thread
+  const d = set(100, 101, 'python3.12'); // renamed (prctl)
+  const e = set(200, 100, 'python3'); // another process
+  t.deepEqual([c.tid, d.comm, e.tgid], [101, 'python3.12', 200]);
+  t.deepEqual([a.tgid, a.tid, a.comm, c.comm], [100, 100, 'python3', 'python3']);
+  t.not(c, a);
+  t.not(d, c);
+});
