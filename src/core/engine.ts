@@ -23,6 +23,11 @@ import { QuietCollector } from './memory.js';
 import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
 import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';
+import { ChurnMap } from './churn-map.js';
+import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
+import type { Store } from './store.js';
+import { VERSION } from './version.js';
+import type { KernelStats } from './kernel-stats.js';
 
 /** Ids (directory inodes) of a cgroup path's ancestors, root first, itself last. */
 function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] {
@@ -40,11 +45,6 @@ function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] 
   }
   return ids;
 }
-import { ChurnMap } from './churn-map.js';
-import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
-import type { Store } from './store.js';
-import { VERSION } from './version.js';
-import type { KernelStats } from './kernel-stats.js';
 
 /** Ring-buffer records handled per turn of the event loop. */
 const DRAIN_BUDGET = 2048;

@@ -3,6 +3,7 @@
  * It remembers each open flow's connect record (bounded) so close lines can name the process.
  */
 import { ChurnMap } from '../core/churn-map.js';
+import { JsonLines } from './json-lines.js';
 import type { CloseRecord, ConnectRecord, EventRecord, ProcessRecord, TrafficRecord } from '../core/records.js';
 import { formatBytes, formatDurationMs } from './format.js';
 
@@ -25,6 +26,7 @@ export class Printer {
   /** Process identities (pid:startTime) with a shown flow: their process records are shown too. */
   private readonly shownProcs = new Set<string>();
   private readonly providerName: (id: string) => string;
+  private readonly json = new JsonLines();
 
   constructor(private readonly opts: PrinterOptions) {
     this.providerName = opts.providerName ?? ((id) => id);
@@ -46,7 +48,7 @@ export class Printer {
     }
     if (this.opts.format === 'json') {
       if (rec.type === 'close') this.flows.delete(rec.flow);
-      return JSON.stringify(rec);
+      return this.json.line(rec);
     }
     return this.text(rec);
   }

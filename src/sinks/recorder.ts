@@ -19,6 +19,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { SCHEMA_VERSION, type EventRecord, type SessionRecord } from '../core/records.js';
+import { JsonLines } from './json-lines.js';
 import { openRegular, sameFile, shiftFiles } from './recorder-files.js';
 
 export { RecordError } from './recorder-files.js';
@@ -83,6 +84,7 @@ export class Recorder {
   readonly path: string;
   private fd: number | null;
   private buffer: string[] = [];
+  private readonly json = new JsonLines();
   private bufferedBytes = 0;
   /** Counted records among the buffered lines (copies of the session record are not counted). */
   private bufferedRecords = 0;
@@ -222,7 +224,7 @@ export class Recorder {
   }
 
   private append(rec: EventRecord): void {
-    const line = `${JSON.stringify(rec)}\n`;
+    const line = `${this.json.line(rec)}\n`;
     const bytes = Buffer.byteLength(line);
     if (this.maxBytes !== null && this.fileRecords > 0 && this.fileBytes + bytes > this.maxBytes) this.rotate();
     if (rec.type === 'session') this.needSession = false;
