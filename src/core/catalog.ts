@@ -23,6 +23,7 @@ import { basename } from 'node:path';
 import { isMap, isScalar, isSeq, type Node } from 'yaml';
 import { readYaml } from './yaml-doc.js';
 import { formatIp, normalizeHostname, parseIp, unmapIp, type IpAddress } from './dns.js';
+import { memo } from './memo.js';
 
 export interface LocalHint {
   /** Executable file names of the listening process (`ollama`, `llama-server`). */
@@ -218,8 +219,8 @@ export class Catalog {
   private readonly v6 = new PrefixTable();
   private readonly cidrs: CidrEntry[] = [];
   private readonly locals: { exe: Set<string>; comm: Set<string>; ports: Set<number>; index: number }[] = [];
-  /** matchIp's answers by address text: connections go to few addresses (bounded; the catalog never changes). */
-  private readonly byText = new Map<string, CatalogMatch | null>();
+  /** matchIp's answers by address text: connections go to few addresses (the catalog never changes). */
+  private readonly byText = memo((text: string) => this.matchParsed(parseIp(text)));
 
   constructor(entries: readonly ProviderEntry[]) {
     this.entries = entries;
@@ -273,14 +274,7 @@ export class Catalog {
 
   /** The provider whose published range holds `ip` (longest prefix wins). */
   matchIp(ip: string | IpAddress): CatalogMatch | null {
-    if (typeof ip !== 'string') return this.matchParsed(ip);
-    let m = this.byText.get(ip);
-    if (m === undefined) {
-      if (this.byText.size >= 4096) this.byText.clear();
-      m = this.matchParsed(parseIp(ip));
-      this.byText.set(ip, m);
-    }
-    return m;
+    return typeof ip === 'string' ? this.byText(ip) : this.matchParsed(ip);
   }
 
   private matchParsed(raw: IpAddress | null): CatalogMatch | null {

@@ -8,6 +8,7 @@
  * always compare equal.
  */
 import dnsPacket from 'dns-packet';
+import { memo } from './memo.js';
 
 // ---------------------------------------------------------------------------------------------
 // Addresses
@@ -123,17 +124,13 @@ export function formatIp(ip: IpAddress): string {
 
 /** One text form per address (v4-mapped IPv6 written as IPv4), or null when `text` is not an address. */
 export function canonicalIp(text: string): string | null {
-  let c = canonical.get(text);
-  if (c === undefined) {
-    const ip = parseIp(text);
-    c = ip ? formatIp(unmapIp(ip)) : null;
-    if (canonical.size >= 4096) canonical.clear();
-    canonical.set(text, c);
-  }
-  return c;
+  return canonical(text);
 }
-/** canonicalIp's answers: every connection's destination is looked up, and they go to few addresses. */
-const canonical = new Map<string, string | null>();
+/** Every connection's destination is looked up, and connections go to few addresses. */
+const canonical = memo((text: string): string | null => {
+  const ip = parseIp(text);
+  return ip ? formatIp(unmapIp(ip)) : null;
+});
 
 // ---------------------------------------------------------------------------------------------
 // Host names

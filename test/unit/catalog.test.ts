@@ -2,6 +2,7 @@ import test from 'ava';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { memo } from '../../src/core/memo.js';
 import {
   builtinCatalogPath, Catalog, CatalogError, hostPatternProblem, loadCatalog, mergeProviders, parseCidr,
   parseProviders, readProvidersFile, type ProviderEntry,
@@ -291,4 +292,18 @@ test('validation: empty file, wrong shapes, unreadable file', (t) => {
   const gone = t_throws(() => readProvidersFile(join(dir, 'missing.yaml')));
   t.is(gone.message, `providers file ${join(dir, 'missing.yaml')}: cannot be read (ENOENT); check the path given to --providers`);
   t.throws(() => loadCatalog(join(dir, 'missing.yaml')), { instanceOf: CatalogError });
+});
+
+test('memo keeps answers by argument, null ones too, and drops them all when full', (t) => {
+  let calls = 0;
+  const f = memo((x: number) => {
+    calls++;
+    return x % 2 === 0 ? null : x * 10;
+  }, 2);
+  t.deepEqual([f(1), f(1), f(2), f(2)], [10, 10, null, null]);
+  t.is(calls, 2);
+  t.is(f(3), 30); // full: 1 and 2 dropped
+  t.is(calls, 3);
+  t.is(f(1), 10);
+  t.is(calls, 4);
 });

@@ -76,7 +76,7 @@ test('close lines, records in another key order, with other keys or undefined va
   );
 });
 
-test('a process part changed in place is not written from the kept text: identity objects are compared by reference', (t) => {
+test('a process part with a new identity object is written anew, not from the kept text (objects are compared by reference)', (t) => {
   const j = new JsonLines();
   const a = connect({ container: { id: 'abc', runtime: 'docker' } });
   t.is(j.line(a), JSON.stringify(a));
