@@ -10,21 +10,23 @@
  *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default]
  *
  * --rate R (default 10,000/s): records are handed over as the kernel would at R connections/s,
- * in the engine's own 10 ms polls; --rate 0: as fast as the engine takes them. Output: busted
- * --format json --all into /dev/null (--default: LLM flows only, so nothing of the churn is
+ * in the engine's own polls (every 50 ms); --rate 0: as fast as the engine takes them. Output: busted
+ * --format json --all into /dev/null (through busted's StdoutLines) (--default: LLM flows only, so nothing of the churn is
  * printed; the stand-in has no kernel quiet mode, so every connection still goes through the
  * engine, as it does by default where the cgroup programs cannot be attached). Printed: µs of CPU
  * per connection and, at R/s, the share of one core it means, and the CPU of each thread. Needs
  * no root.
  */
 import { spawn } from 'node:child_process';
-import { openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { EVENT, Kind, OWNER, type KernelEvent, decodeEvent } from '../src/bpf/abi.js';
 import { startEngine } from '../src/core/engine.js';
 import { CLOCK_TICKS } from '../src/core/identity.js';
 import { parseStat } from '../src/core/identity-proc.js';
 import { Store, systemClock } from '../src/core/store.js';
+import type { EventRecord } from '../src/core/records.js';
 import { Printer } from '../src/sinks/printer.js';
+import { StdoutLines } from '../src/sinks/stdout-lines.js';
 import { standInProbe } from '../test/helpers/standin-probe.js';
 
 function arg(name: string, dflt: number): number {
@@ -140,27 +142,15 @@ async function main(): Promise<void> {
     if (records.done) finished();
     return { handled, more: !records.done && handled >= budget };
   });
-  const out = openSync('/dev/null', 'w');
-  let pending: string[] = [];
-  let scheduled = false;
-  let bytes = 0;
+  // busted's own output (stdout as a device: written with write(2)), into /dev/null
+  const out = new StdoutLines((m) => process.stderr.write(`pipeline: ${m}\n`), openSync('/dev/null', 'w'));
   let lines = 0;
-  const write = (line: string) => {
-    pending.push(line);
+  const writeRecord = (rec: EventRecord) => {
     lines++;
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(() => {
-        scheduled = false;
-        const chunk = `${pending.join('\n')}\n`;
-        pending = [];
-        bytes += chunk.length;
-        writeSync(out, chunk);
-      });
-    }
+    out.record(rec);
   };
   const store = new Store(systemClock, { closedMax: 0 });
-  const printer = new Printer({ format: 'json', verbose: false, all: ALL, write });
+  const printer = new Printer({ format: 'json', verbose: false, all: ALL, write: (l) => out.write(l), writeRecord });
   store.onRecord((rec) => printer.handle(rec));
   const engine = await startEngine(store, {
     all: ALL, quiet: !ALL, intervalMs: 1000, verbose: false, cgroupPath: null, startProbe: stand,
@@ -184,7 +174,7 @@ async function main(): Promise<void> {
   const us = (cpuS / records.connections) * 1e6;
   console.log(
     `${ALL ? 'busted --format json --all' : 'busted (default)'}: ${records.connections.toLocaleString('en-US')} connections in ${wall.toFixed(2)} s, ` +
-      `${lines.toLocaleString('en-US')} lines (${(bytes / 1e6).toFixed(1)} MB); CPU ${cpuS.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ` +
+      `${lines.toLocaleString('en-US')} lines (${(out.written / 1e6).toFixed(1)} MB); CPU ${cpuS.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ` +
       `${us.toFixed(1)} µs per connection${RATE > 0 ? `, ${((us * RATE) / 1e4).toFixed(1)} % of a core at ${RATE.toLocaleString('en-US')}/s` : ''}`,
   );
   console.log(`  by thread (CPU s): ${threads.map(([name, s]) => `${name} ${s.toFixed(2)}`).join(', ')}`);

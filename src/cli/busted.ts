@@ -2,7 +2,6 @@
  * `busted`: the headless agent. Parses flags, wires the engine to the printer, and owns the
  * process: only this file exits. Exit codes: 0 done, 1 runtime failure, 2 usage error.
  */
-import { fstatSync, writeSync } from 'node:fs';
 import meow from 'meow';
 import { formatDoctor, runDoctor } from '../core/doctor.js';
 import { loadAgents, type AgentCatalog } from '../core/agents.js';
@@ -12,6 +11,7 @@ import { Store, systemClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
 import { closeAllRecorders } from '../sinks/recorder.js';
+import { StdoutLines } from '../sinks/stdout-lines.js';
 import { attachSinks, parseSinkFlags, SINK_CLI_FLAGS, type KernelStats, type SinkFlags } from '../sinks/wire.js';
 import { describeProblems, readRecording, ReplayPlayer } from '../sinks/replay.js';
 import { describeError, usageError, type Flags, validateFlags } from './options.js';
@@ -153,15 +153,15 @@ function replaySource(flags: Flags, file: string, warn: (msg: string) => void): 
 }
 
 async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number> {
-  const out = new StdoutLines();
   const warn = (msg: string) => process.stderr.write(`busted: ${msg}\n`);
+  const out = new StdoutLines(warn);
   const catalog = loadCatalog(flags.providers ?? null);
   const agents = loadAgents(flags.agents ?? null);
   const source = flags.replay !== undefined ? replaySource(flags, flags.replay, warn) : liveSource(flags, catalog, agents, warn, () => out.backedUp());
   // nothing headless shows closed flows (busted-top does): they leave the table as they close
   const store = new Store(source.clock, { closedMax: 0 });
   const printer = new Printer({
-    format: flags.format, verbose: flags.verbose, all: flags.all, write: (l) => out.write(l),
+    format: flags.format, verbose: flags.verbose, all: flags.all, write: (l) => out.write(l), writeRecord: (rec) => out.record(rec),
     providerName: (id) => catalog.get(id)?.name ?? id,
   });
   store.onRecord((rec) => printer.handle(rec));
@@ -206,101 +206,6 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
   void source.ended.then(() => stop(0));
   if (flags.duration !== undefined) setTimeout(() => void stop(0), flags.duration * 1000).unref();
   return done;
-}
-
-/**
- * Line output to stdout that waits for the pipe to drain on exit and ends quietly on EPIPE.
- * Lines are joined and written once per event-loop turn: under load one write(2) carries
- * hundreds of records instead of one each (the order and content are unchanged).
- */
-/**
- * Bytes of output waiting for a slow reader before busted stops reading the kernel's records
- * (default 32 MiB; BUSTED_OUTPUT_BACKLOG changes it, e.g. for a test).
- */
-const OUTPUT_BACKLOG = Number(process.env.BUSTED_OUTPUT_BACKLOG) > 0 ? Number(process.env.BUSTED_OUTPUT_BACKLOG) : 32 << 20;
-
-class StdoutLines {
-  private broken = false;
-  private onBroken: () => void = () => {};
-  private pending: string[] = [];
-  private scheduled = false;
-
-  constructor() {
-    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') {
-        this.broken = true;
-        this.pending = [];
-        this.onBroken();
-      }
-    });
-  }
-
-  /** More than OUTPUT_BACKLOG bytes wait for a reader that does not keep up. */
-  backedUp(): boolean {
-    return !this.broken && process.stdout.writableLength > OUTPUT_BACKLOG;
-  }
-
-  onBrokenPipe(fn: () => void): void {
-    this.onBroken = fn;
-  }
-
-  write(line: string): void {
-    if (this.broken) return;
-    this.pending.push(line);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.drain);
-    }
-  }
-
-  private readonly drain = (): void => {
-    this.scheduled = false;
-    if (this.broken || this.pending.length === 0) return;
-    this.pending.push(''); // the last newline: join makes the whole chunk one flat string
-    const chunk = this.pending.join('\n');
-    this.pending = [];
-    if (this.file) {
-      try {
-        const n = writeSync(1, chunk);
-        // bytes written: at least one per character when all went out; a short write (a disk
-        // filling up) goes on from where it stopped, and its error, if any, comes next
-        if (n < chunk.length || (n !== chunk.length && n !== Buffer.byteLength(chunk))) {
-          const rest = Buffer.from(chunk);
-          for (let off = n; off < rest.length; ) off += writeSync(1, rest, off);
-        }
-      } catch (err) {
-        this.fileFailed(err as NodeJS.ErrnoException);
-      }
-      return;
-    }
-    process.stdout.write(chunk);
-  };
-
-  /**
-   * stdout is a regular file: written with write(2) directly, as Node's stream for a file does
-   * anyway (synchronously), without making a Buffer of each chunk first.
-   */
-  private readonly file = (() => {
-    try {
-      return fstatSync(1).isFile();
-    } catch {
-      return false;
-    }
-  })();
-
-  private fileFailed(err: NodeJS.ErrnoException): void {
-    // the file cannot take more (a full disk, an I/O error): said once; the other outputs
-    // (--record, --metrics) and enforcement go on
-    this.broken = true;
-    this.pending = [];
-    process.stderr.write(`busted: writing to standard output failed (${err.code ?? err.message}); no more records are printed there.\n`);
-  }
-
-  flush(): Promise<void> {
-    this.drain();
-    if (this.broken || process.stdout.writableLength === 0) return Promise.resolve();
-    return new Promise((resolve) => process.stdout.write('', () => resolve()));
-  }
 }
 
 main().then(

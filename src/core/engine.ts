@@ -50,8 +50,17 @@ function cgroupAncestorIds(mount: string | null, path: string | null): bigint[] 
 const DRAIN_BUDGET = 2048;
 /** ...and for at most this long, so a starved busted still runs its chores (lost counts) on time. */
 const DRAIN_MS = 20;
+/**
+ * The wait between ring reads while records come. Each read has a cost of its own besides its
+ * records' (waking up, the timers, caches the load has taken over in between): at 10k
+ * connections/s, busted --all took 11 % of a core reading every 10 ms and 8 % every 50 ms
+ * (bench/README.md, session 9). The ring holds ~27k records, 50 ms of 540k a second.
+ */
+const BUSY_POLL_MS = 50;
+/** ...while sha256 rules need each exec hashed before the new process's first connect. */
+const EXEC_POLL_MS = 10;
 /** The longest wait between ring reads while nothing comes. */
-const IDLE_POLL_MS = 80;
+const IDLE_POLL_MS = 100;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
 const STOP_DRAIN_MS = 2000;
 
@@ -73,7 +82,7 @@ export interface EngineOptions {
   /** Counter read and snapshot interval. */
   intervalMs: number;
   verbose: boolean;
-  /** Ring-buffer drain interval (default 10 ms). */
+  /** Ring-buffer drain interval while records come (default 50 ms; 10 ms with sha256 rules). */
   pollMs?: number;
   enforce?: boolean;
   /** cgroup v2 directory for the cgroup programs; default: the cgroup v2 root from /proc/mounts. */
@@ -474,19 +483,19 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
 
-  // Every 10 ms while records come, so an exec reaches the hasher (sha256 rules) before a fresh
-  // process's first connect. When nothing came, the wait doubles up to 80 ms (idle CPU: a timer
-  // wakeup costs more than an empty ring read), except while sha256 rules need every exec at once.
-  const basePollMs = opts.pollMs ?? 10;
-  let pollDelay = basePollMs;
+  // Every 50 ms while records come, every 10 ms while sha256 rules need each exec to reach the
+  // hasher before a fresh process's first connect. When nothing came, the wait doubles up to
+  // 100 ms (idle CPU: a timer wakeup costs more than an empty ring read).
+  const busyPollMs = () => opts.pollMs ?? ((policy?.hashRules.size ?? 0) > 0 ? EXEC_POLL_MS : BUSY_POLL_MS);
+  let pollDelay = busyPollMs();
   let pollTimer: ReturnType<typeof setTimeout> | null = null;
   const pollLoop = () => {
     guard(drain);
     const eager = !idle || (policy?.hashRules.size ?? 0) > 0;
-    pollDelay = eager ? basePollMs : Math.min(pollDelay * 2, IDLE_POLL_MS);
+    pollDelay = eager ? busyPollMs() : Math.min(pollDelay * 2, Math.max(IDLE_POLL_MS, busyPollMs()));
     if (!stopped) pollTimer = setTimeout(pollLoop, pollDelay);
   };
-  pollTimer = setTimeout(pollLoop, basePollMs);
+  pollTimer = setTimeout(pollLoop, pollDelay);
   const counterTimer = setInterval(() => guard(readCounters), opts.intervalMs);
   const guard = (fn: () => void) => {
     try {

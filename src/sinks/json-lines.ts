@@ -1,31 +1,44 @@
 /**
- * A record's JSON line: always exactly `JSON.stringify(rec)`, made faster for the two records
+ * A record's JSON line: always exactly `JSON.stringify(rec)`, written faster for the two records
  * every connection of `--all` produces.
  *
  * `JSON.stringify` of a connect record (27 fields) was a third of busted's CPU with `--all` at
  * 10k connections/s. Most of that record is the process's part (comm to startTime), the same for
- * every connection of a process, so its text is kept and only the connection's fields are written
- * around it. Records whose keys are not the live engine's, in its order (a recording from another
- * version, a record made by hand), or whose values could need escaping where the text is written
- * directly, go through `JSON.stringify`; the process part and anything that may hold arbitrary
- * text always do. bench/README.md (session 8) has the measurements.
+ * every connection of a process, so its bytes are kept and only the connection's fields are
+ * written around them, straight into the output's bytes (LineBytes). Records whose keys are not
+ * the live engine's, in its order (a recording from another version, a record made by hand), or
+ * whose values are not plain ASCII where they are written directly, go through `JSON.stringify`;
+ * the process part and anything that may hold arbitrary text always do. bench/README.md
+ * (sessions 8 and 9) has the measurements.
  */
 import type { CloseRecord, ConnectRecord, EventRecord } from '../core/records.js';
+import { LineBytes } from './line-bytes.js';
 
 /** The live engine's connect record keys, in order (src/core/engine.ts makes it as one literal). */
 const CONNECT_KEYS = [
   'type', 'ts', 'flow', 'pid', 'tid', 'comm', 'uid', 'gid', 'exe', 'cgroup', 'sha256', 'exeReplaced', 'user', 'group',
   'ppid', 'container', 'pod', 'agent', 'cgroupId', 'startTime', 'proto', 'src', 'dst', 'provider', 'host', 'via', 'error',
 ] as const;
-/** The process part: from comm to startTime. */
-const PROCESS_KEYS = CONNECT_KEYS.slice(5, 20) as readonly (keyof ConnectRecord)[];
 const CLOSE_KEYS = ['type', 'ts', 'flow', 'pid', 'tx', 'rx', 'durationMs'] as const;
 
-/** Characters JSON.stringify writes other than as themselves (and lone surrogates). */
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/** The process part of a connect record: from comm to startTime. */
+type ProcessPart = Pick<ConnectRecord, 'comm' | 'uid' | 'gid' | 'exe' | 'cgroup' | 'sha256' | 'exeReplaced' | 'user' | 'group'
+  | 'ppid' | 'container' | 'pod' | 'agent' | 'cgroupId' | 'startTime'>;
 
-const plain = (s: unknown): s is string => typeof s === 'string' && !NEEDS_ESCAPE.test(s);
-const finite = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
+const processPart = (r: ConnectRecord): ProcessPart => ({
+  comm: r.comm, uid: r.uid, gid: r.gid, exe: r.exe, cgroup: r.cgroup, sha256: r.sha256, exeReplaced: r.exeReplaced,
+  user: r.user, group: r.group, ppid: r.ppid, container: r.container, pod: r.pod, agent: r.agent, cgroupId: r.cgroupId,
+  startTime: r.startTime,
+});
+
+/**
+ * Whether `r` has the process part `p`. Objects (container, pod, agent) are compared by
+ * reference: identities are replaced, never changed in place (IdentityResolver).
+ */
+const sameProcess = (r: ConnectRecord, p: ProcessPart): boolean =>
+  r.comm === p.comm && r.uid === p.uid && r.gid === p.gid && r.exe === p.exe && r.cgroup === p.cgroup && r.sha256 === p.sha256
+  && r.exeReplaced === p.exeReplaced && r.user === p.user && r.group === p.group && r.ppid === p.ppid && r.container === p.container
+  && r.pod === p.pod && r.agent === p.agent && r.cgroupId === p.cgroupId && r.startTime === p.startTime;
 
 /** Whether `rec`'s own enumerable keys are exactly `keys`, in order. */
 function hasKeys(rec: object, keys: readonly string[]): boolean {
@@ -37,46 +50,85 @@ function hasKeys(rec: object, keys: readonly string[]): boolean {
   return i === keys.length;
 }
 
-export class JsonLines {
-  /** The last connect's process part: its values (compared by ===) and its JSON text. */
-  private processValues: unknown[] = [];
-  private processText = '';
+const NO_CLASS = ',"provider":null,"host":null,"via":null,"error":null}';
 
-  line(rec: EventRecord): string {
-    if (rec.type === 'connect') return this.connect(rec);
-    if (rec.type === 'close') return close(rec);
-    return JSON.stringify(rec);
+export class JsonLines {
+  /** The last connect's process part and its JSON text's bytes (without the braces). */
+  private process: ProcessPart | null = null;
+  private processBytes: Uint8Array = new Uint8Array(0);
+  private scratch: LineBytes | null = null;
+
+  /** Appends `rec`'s JSON line and a newline to `out`. */
+  append(rec: EventRecord, out: LineBytes): void {
+    const start = out.length;
+    const done = rec.type === 'connect' ? this.connect(rec, out) : rec.type === 'close' && close(rec, out);
+    if (!done) {
+      out.cut(start);
+      out.text(JSON.stringify(rec));
+    }
+    out.newline();
   }
 
-  private connect(r: ConnectRecord): string {
-    if (!hasKeys(r, CONNECT_KEYS) || !plain(r.ts) || !plain(r.flow) || !finite(r.pid) || !finite(r.tid)
-      || !plain(r.proto) || !plain(r.src) || !plain(r.dst)) {
-      return JSON.stringify(r);
+  /** `rec`'s JSON line as a string, without the newline. */
+  line(rec: EventRecord): string {
+    const s = (this.scratch ??= new LineBytes(1024));
+    s.clear();
+    this.append(rec, s);
+    return s.view(0).toString('utf8', 0, s.length - 1);
+  }
+
+  private connect(r: ConnectRecord, out: LineBytes): boolean {
+    if (!hasKeys(r, CONNECT_KEYS)) return false;
+    if (this.process === null || !sameProcess(r, this.process)) {
+      const text = JSON.stringify(processPart(r)).slice(1, -1);
+      if (text === '') return false; // nothing of it is written: the commas around it are wrong
+      this.process = processPart(r);
+      this.processBytes = Buffer.from(text, 'utf8');
     }
-    const last = this.processValues;
-    let same = last.length === PROCESS_KEYS.length;
-    for (let i = 0; same && i < PROCESS_KEYS.length; i++) same = last[i] === r[PROCESS_KEYS[i]!];
-    if (!same) {
-      // objects (container, pod, agent) are compared by reference: identities are replaced, never
-      // changed in place (IdentityResolver)
-      const part: Record<string, unknown> = {};
-      for (const k of PROCESS_KEYS) part[k] = r[k];
-      this.processValues = PROCESS_KEYS.map((k) => r[k]);
-      this.processText = JSON.stringify(part).slice(1, -1);
+    out.ascii('{"type":"connect","ts":"');
+    if (!out.plain(r.ts)) return false;
+    out.ascii('","flow":"');
+    if (!out.plain(r.flow)) return false;
+    out.ascii('","pid":');
+    if (!out.number(r.pid)) return false;
+    out.ascii(',"tid":');
+    if (!out.number(r.tid)) return false;
+    out.ascii(',');
+    out.bytes(this.processBytes);
+    out.ascii(',"proto":"');
+    if (!out.plain(r.proto)) return false;
+    out.ascii('","src":"');
+    if (!out.plain(r.src)) return false;
+    out.ascii('","dst":"');
+    if (!out.plain(r.dst)) return false;
+    out.ascii('"');
+    if (r.provider === null && r.host === null && r.via === null && r.error === null) {
+      out.ascii(NO_CLASS);
+      return true;
     }
     // undefined values are left out, as JSON.stringify leaves them out: nothing may be left of a part
-    const tail = r.provider === null && r.host === null && r.via === null && r.error === null
-      ? '"provider":null,"host":null,"via":null,"error":null'
-      : JSON.stringify({ provider: r.provider, host: r.host, via: r.via, error: r.error }).slice(1, -1);
-    const processText = this.processText;
-    if (processText === '') return JSON.stringify(r);
-    return `{"type":"connect","ts":"${r.ts}","flow":"${r.flow}","pid":${r.pid},"tid":${r.tid},${processText},"proto":"${r.proto}","src":"${r.src}","dst":"${r.dst}"${tail === '' ? '' : `,${tail}`}}`;
+    const tail = JSON.stringify({ provider: r.provider, host: r.host, via: r.via, error: r.error }).slice(1, -1);
+    if (tail !== '') out.ascii(',');
+    out.text(tail);
+    out.ascii('}');
+    return true;
   }
 }
 
-function close(r: CloseRecord): string {
-  if (!hasKeys(r, CLOSE_KEYS) || !plain(r.ts) || !plain(r.flow) || !finite(r.pid) || !finite(r.tx) || !finite(r.rx) || !finite(r.durationMs)) {
-    return JSON.stringify(r);
-  }
-  return `{"type":"close","ts":"${r.ts}","flow":"${r.flow}","pid":${r.pid},"tx":${r.tx},"rx":${r.rx},"durationMs":${r.durationMs}}`;
+function close(r: CloseRecord, out: LineBytes): boolean {
+  if (!hasKeys(r, CLOSE_KEYS)) return false;
+  out.ascii('{"type":"close","ts":"');
+  if (!out.plain(r.ts)) return false;
+  out.ascii('","flow":"');
+  if (!out.plain(r.flow)) return false;
+  out.ascii('","pid":');
+  if (!out.number(r.pid)) return false;
+  out.ascii(',"tx":');
+  if (!out.number(r.tx)) return false;
+  out.ascii(',"rx":');
+  if (!out.number(r.rx)) return false;
+  out.ascii(',"durationMs":');
+  if (!out.number(r.durationMs)) return false;
+  out.ascii('}');
+  return true;
 }

@@ -15,6 +15,11 @@ export interface PrinterOptions {
   /** Show flows whose provider is unknown (non-LLM traffic). */
   all: boolean;
   write: (line: string) => void;
+  /**
+   * JSON lines: records shown go here instead of through `write`, for an output that writes
+   * their lines itself (StdoutLines, straight into its bytes). Default: `write` of each line.
+   */
+  writeRecord?: (rec: EventRecord) => void;
   /** Display name of a provider id; the id itself when unknown. */
   providerName?: (id: string) => string;
 }
@@ -32,25 +37,33 @@ export class Printer {
     this.providerName = opts.providerName ?? ((id) => id);
   }
 
-  /** Handles one record; returns the line written, or null when the record is not shown. */
-  handle(rec: EventRecord): string | null {
+  /** Handles one record: writes its line when it is shown. */
+  handle(rec: EventRecord): void {
+    if (this.opts.format === 'json' && this.opts.writeRecord) {
+      if (this.pass(rec)) this.opts.writeRecord(rec);
+      return;
+    }
     const line = this.render(rec);
     if (line !== null) this.opts.write(line);
-    return line;
   }
 
+  /** The line of a record, or null when the record is not shown. */
   render(rec: EventRecord): string | null {
+    if (!this.pass(rec)) return null;
+    return this.opts.format === 'json' ? this.json.line(rec) : this.text(rec);
+  }
+
+  /** Whether a record is shown; keeps what later lines need of it. */
+  private pass(rec: EventRecord): boolean {
     // JSON lines of every flow need nothing remembered: a close line is the close record alone
     if (rec.type === 'connect' && (this.opts.format === 'text' || !this.opts.all)) this.remember(rec);
     if (!this.shown(rec)) {
       if (rec.type === 'close') this.flows.delete(rec.flow);
-      return null;
+      return false;
     }
-    if (this.opts.format === 'json') {
-      if (rec.type === 'close') this.flows.delete(rec.flow);
-      return this.json.line(rec);
-    }
-    return this.text(rec);
+    // a text close line still needs its connect (closeLine forgets it)
+    if (this.opts.format === 'json' && rec.type === 'close') this.flows.delete(rec.flow);
+    return true;
   }
 
   private shown(rec: EventRecord): boolean {

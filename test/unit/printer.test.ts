@@ -85,3 +85,23 @@ test('without --all, process records are shown only for processes with a shown L
   ]);
   t.deepEqual(out.map((l) => JSON.parse(l).type + ':' + JSON.parse(l).pid), ['connect:7', 'process:7']);
 });
+
+test('JSON records go to writeRecord when given (the output writes their lines), filtered as lines are', (t) => {
+  const llm = { ...connect, flow: '5', provider: 'anthropic' };
+  const recs: EventRecord[] = [
+    connect,
+    { type: 'close', ts: connect.ts, flow: '77', pid: 1, tx: 0, rx: 0, durationMs: 1 },
+    llm,
+    { type: 'close', ts: connect.ts, flow: '5', pid: 1, tx: 0, rx: 0, durationMs: 1 },
+  ];
+  const run = (all: boolean) => {
+    const got: EventRecord[] = [];
+    const lines: string[] = [];
+    const p = new Printer({ format: 'json', verbose: false, all, write: (l) => lines.push(l), writeRecord: (r) => got.push(r) });
+    for (const r of recs) p.handle(r);
+    t.deepEqual(lines, []);
+    return got;
+  };
+  t.deepEqual(run(false), [recs[2], recs[3]]);
+  t.deepEqual(run(true), recs);
+});
