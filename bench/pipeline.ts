@@ -23,7 +23,7 @@ import { EVENT, Kind, OWNER, type KernelEvent, decodeEvent } from '../src/bpf/ab
 import { startEngine } from '../src/core/engine.js';
 import { CLOCK_TICKS } from '../src/core/identity.js';
 import { parseStat } from '../src/core/identity-proc.js';
-import { Store, systemClock } from '../src/core/store.js';
+import { Store, turnClock } from '../src/core/store.js';
 import type { EventRecord } from '../src/core/records.js';
 import { Printer } from '../src/sinks/printer.js';
 import { StdoutLines } from '../src/sinks/stdout-lines.js';
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
     lines++;
     out.record(rec);
   };
-  const store = new Store(systemClock, { closedMax: 0 });
+  const store = new Store(turnClock, { closedMax: 0 });
   const printer = new Printer({ format: 'json', verbose: false, all: ALL, write: (l) => out.write(l), writeRecord });
   store.onRecord((rec) => printer.handle(rec));
   const engine = await startEngine(store, {

@@ -7,7 +7,7 @@ import { formatDoctor, runDoctor } from '../core/doctor.js';
 import { loadAgents, type AgentCatalog } from '../core/agents.js';
 import { loadCatalog, type Catalog } from '../core/catalog.js';
 import { startEngine, type Engine } from '../core/engine.js';
-import { Store, systemClock, type Clock } from '../core/store.js';
+import { Store, turnClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
 import { closeAllRecorders } from '../sinks/recorder.js';
@@ -107,7 +107,7 @@ interface Source {
 function liveSource(flags: Flags, catalog: Catalog, agents: AgentCatalog, warn: (msg: string) => void, backedUp: () => boolean): Source {
   let engine: Engine | null = null;
   return {
-    clock: systemClock,
+    clock: turnClock,
     ended: new Promise<void>(() => {}),
     async start(store) {
       engine = await startEngine(store, { catalog, agents, policyFile: flags.policy ?? null, enforce: flags.enforce, all: flags.all, quiet: !flags.all, intervalMs: flags.interval, verbose: flags.verbose, onWarning: warn, backedUp });

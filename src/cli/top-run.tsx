@@ -11,7 +11,7 @@ import React from 'react';
 import { render, type Instance } from 'ink';
 import { readStartTime } from '../core/identity.js';
 import type { KillRecord } from '../core/records.js';
-import { Store, systemClock, type Clock } from '../core/store.js';
+import { Store, turnClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { closeAllRecorders, type Recorder } from '../sinks/recorder.js';
 import { attachSinks, type KernelStats, type SinkFlags } from '../sinks/wire.js';
@@ -80,7 +80,7 @@ function liveSource(flags: TopFlags, say: Say): Source {
   let publishKill: (rec: KillRecord) => void = () => {};
   return {
     options: { mode: 'live' },
-    clock: systemClock,
+    clock: turnClock,
     async start(store) {
       publishKill = (rec) => store.publish(rec);
       // Imported here so a replay never loads the kernel bindings.

@@ -25,7 +25,7 @@ import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';
 import { ChurnMap } from './churn-map.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
-import type { Store } from './store.js';
+import { turnClock, type Store } from './store.js';
 import { VERSION } from './version.js';
 import type { KernelStats } from './kernel-stats.js';
 
@@ -337,7 +337,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     classifier: new Classifier(catalog),
     publish,
     listeners: new ListenerFinder(),
-    now: () => Date.now(),
+    now: turnClock.now,
     holdMs: opts.holdMs,
     quiet: opts.quiet ?? false,
     onQuiet: (proto, failed) => store.noteQuiet(proto, failed),

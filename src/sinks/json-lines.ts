@@ -52,16 +52,59 @@ function hasKeys(rec: object, keys: readonly string[]): boolean {
 
 const NO_CLASS = ',"provider":null,"host":null,"via":null,"error":null}';
 
+/**
+ * Bytes of a line part made from a few values, kept while the values stay the same: a
+ * millisecond's records share their time, a process's connects their pid and process part, a
+ * destination's connects their end.
+ */
+class Kept {
+  private set_ = false;
+  private k0: unknown;
+  private k1: unknown;
+  private k2: unknown;
+  private k3: unknown;
+  bytes: Uint8Array = new Uint8Array(0);
+
+  /** Whether the kept bytes are those of these values (compared by ===; up to four). */
+  has(k0: unknown, k1?: unknown, k2?: unknown, k3?: unknown): boolean {
+    return this.set_ && k0 === this.k0 && k1 === this.k1 && k2 === this.k2 && k3 === this.k3;
+  }
+
+  keep(text: string, k0: unknown, k1?: unknown, k2?: unknown, k3?: unknown): void {
+    this.set_ = true;
+    this.k0 = k0;
+    this.k1 = k1;
+    this.k2 = k2;
+    this.k3 = k3;
+    this.bytes = Buffer.from(text, 'utf8');
+  }
+}
+
+/** Text JSON writes as it is, in ASCII (LineBytes.plain's test). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/;
+const plainText = (s: unknown): s is string => typeof s === 'string' && PLAIN.test(s);
+const numberText = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
+
 export class JsonLines {
-  /** The last connect's process part and its JSON text's bytes (without the braces). */
+  /** The last connect's process part and its JSON text (without the braces). */
   private process: ProcessPart | null = null;
-  private processBytes: Uint8Array = new Uint8Array(0);
+  private processText = '';
+  /** `{"type":"connect","ts":"…","flow":"` */
+  private readonly connectHead = new Kept();
+  /** `","pid":…,"tid":…,` the process part `,"proto":"…","src":"` */
+  private readonly connectMid = new Kept();
+  /** `","dst":"…"` and the null classification `}` */
+  private readonly connectTail = new Kept();
+  /** `{"type":"close","ts":"…","flow":"` */
+  private readonly closeHead = new Kept();
+  /** `","pid":…,"tx":` */
+  private readonly closeMid = new Kept();
   private scratch: LineBytes | null = null;
 
   /** Appends `rec`'s JSON line and a newline to `out`. */
   append(rec: EventRecord, out: LineBytes): void {
     const start = out.length;
-    const done = rec.type === 'connect' ? this.connect(rec, out) : rec.type === 'close' && close(rec, out);
+    const done = rec.type === 'connect' ? this.connect(rec, out) : rec.type === 'close' && this.close(rec, out);
     if (!done) {
       out.cut(start);
       out.text(JSON.stringify(rec));
@@ -83,29 +126,34 @@ export class JsonLines {
       const text = JSON.stringify(processPart(r)).slice(1, -1);
       if (text === '') return false; // nothing of it is written: the commas around it are wrong
       this.process = processPart(r);
-      this.processBytes = Buffer.from(text, 'utf8');
+      this.processText = text;
     }
-    out.ascii('{"type":"connect","ts":"');
-    if (!out.plain(r.ts)) return false;
-    out.ascii('","flow":"');
+    const ts = r.ts;
+    if (!this.connectHead.has(ts)) {
+      if (!plainText(ts)) return false;
+      this.connectHead.keep(`{"type":"connect","ts":"${ts}","flow":"`, ts);
+    }
+    out.bytes(this.connectHead.bytes);
     if (!out.plain(r.flow)) return false;
-    out.ascii('","pid":');
-    if (!out.number(r.pid)) return false;
-    out.ascii(',"tid":');
-    if (!out.number(r.tid)) return false;
-    out.ascii(',');
-    out.bytes(this.processBytes);
-    out.ascii(',"proto":"');
-    if (!out.plain(r.proto)) return false;
-    out.ascii('","src":"');
+    const { pid, tid, proto } = r;
+    if (!this.connectMid.has(pid, tid, this.processText, proto)) {
+      if (!numberText(pid) || !numberText(tid) || !plainText(proto)) return false;
+      this.connectMid.keep(`","pid":${JSON.stringify(pid)},"tid":${JSON.stringify(tid)},${this.processText},"proto":"${proto}","src":"`, pid, tid, this.processText, proto);
+    }
+    out.bytes(this.connectMid.bytes);
     if (!out.plain(r.src)) return false;
-    out.ascii('","dst":"');
-    if (!out.plain(r.dst)) return false;
-    out.ascii('"');
+    const dst = r.dst;
     if (r.provider === null && r.host === null && r.via === null && r.error === null) {
-      out.ascii(NO_CLASS);
+      if (!this.connectTail.has(dst)) {
+        if (!plainText(dst)) return false;
+        this.connectTail.keep(`","dst":"${dst}"${NO_CLASS}`, dst);
+      }
+      out.bytes(this.connectTail.bytes);
       return true;
     }
+    out.ascii('","dst":"');
+    if (!out.plain(dst)) return false;
+    out.ascii('"');
     // undefined values are left out, as JSON.stringify leaves them out: nothing may be left of a part
     const tail = JSON.stringify({ provider: r.provider, host: r.host, via: r.via, error: r.error }).slice(1, -1);
     if (tail !== '') out.ascii(',');
@@ -113,22 +161,28 @@ export class JsonLines {
     out.ascii('}');
     return true;
   }
-}
 
-function close(r: CloseRecord, out: LineBytes): boolean {
-  if (!hasKeys(r, CLOSE_KEYS)) return false;
-  out.ascii('{"type":"close","ts":"');
-  if (!out.plain(r.ts)) return false;
-  out.ascii('","flow":"');
-  if (!out.plain(r.flow)) return false;
-  out.ascii('","pid":');
-  if (!out.number(r.pid)) return false;
-  out.ascii(',"tx":');
-  if (!out.number(r.tx)) return false;
-  out.ascii(',"rx":');
-  if (!out.number(r.rx)) return false;
-  out.ascii(',"durationMs":');
-  if (!out.number(r.durationMs)) return false;
-  out.ascii('}');
-  return true;
+  private close(r: CloseRecord, out: LineBytes): boolean {
+    if (!hasKeys(r, CLOSE_KEYS)) return false;
+    const ts = r.ts;
+    if (!this.closeHead.has(ts)) {
+      if (!plainText(ts)) return false;
+      this.closeHead.keep(`{"type":"close","ts":"${ts}","flow":"`, ts);
+    }
+    out.bytes(this.closeHead.bytes);
+    if (!out.plain(r.flow)) return false;
+    const pid = r.pid;
+    if (!this.closeMid.has(pid)) {
+      if (!numberText(pid)) return false;
+      this.closeMid.keep(`","pid":${JSON.stringify(pid)},"tx":`, pid);
+    }
+    out.bytes(this.closeMid.bytes);
+    if (!out.number(r.tx)) return false;
+    out.ascii(',"rx":');
+    if (!out.number(r.rx)) return false;
+    out.ascii(',"durationMs":');
+    if (!out.number(r.durationMs)) return false;
+    out.ascii('}');
+    return true;
+  }
 }

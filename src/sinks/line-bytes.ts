@@ -63,24 +63,57 @@ export class LineBytes {
   number(n: unknown): boolean {
     if (typeof n !== 'number') return false;
     if (n >>> 0 === n) {
-      // an integer in 0..2^32-1 (or -0, which JSON writes as 0): its digits, without a string
-      let v = n >>> 0;
-      let digits = 1;
-      for (let d = v; d >= 10; d = (d / 10) >>> 0) digits++;
-      this.room(digits);
-      const b = this.buf;
-      let p = this.length + digits;
-      this.length = p;
-      do {
-        const q = (v / 10) >>> 0;
-        b[--p] = 0x30 + v - q * 10;
-        v = q;
-      } while (v > 0);
+      // an integer in 0..2^32-1 (or -0, which JSON writes as 0)
+      this.digits(n >>> 0);
       return true;
     }
     if (!Number.isFinite(n)) return false;
+    if (Number.isSafeInteger(n) && n > 0) {
+      this.digits(n);
+      return true;
+    }
+    const k = Math.round(n * 1000);
+    if (k > 0 && k < 1e15 && k / 1000 === n) {
+      // thousandths (durations in ms to the µs): an integer of up to 15 digits over 1000 is
+      // written by JavaScript as those digits with the point put back, trailing zeros dropped
+      let frac = k % 1000;
+      this.digits((k - frac) / 1000);
+      if (frac !== 0) {
+        let places = 3;
+        while (frac % 10 === 0) {
+          frac /= 10;
+          places--;
+        }
+        this.room(places + 1);
+        const b = this.buf;
+        let p = this.length + places + 1;
+        this.length = p;
+        for (let i = 0; i < places; i++) {
+          const q = Math.floor(frac / 10);
+          b[--p] = 0x30 + (frac - q * 10);
+          frac = q;
+        }
+        b[p - 1] = 0x2e;
+      }
+      return true;
+    }
     this.ascii(String(n)); // what JSON.stringify writes for a finite number
     return true;
+  }
+
+  /** A non-negative safe integer's digits, without a string. */
+  private digits(v: number): void {
+    let count = 1;
+    for (let d = v; d >= 10; d = Math.floor(d / 10)) count++;
+    this.room(count);
+    const b = this.buf;
+    let p = this.length + count;
+    this.length = p;
+    do {
+      const q = Math.floor(v / 10);
+      b[--p] = 0x30 + (v - q * 10);
+      v = q;
+    } while (v > 0);
   }
 
   /** Bytes already encoded (a kept part of a line). */

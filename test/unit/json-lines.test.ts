@@ -84,3 +84,25 @@ test('a process part with a new identity object is written anew, not from the ke
   t.is(j.line(b), JSON.stringify(b));
   t.true(j.line(b).includes('"id":"def"'));
 });
+
+test('lines of records that share their time, pid, process, protocol or destination with the last are JSON.stringify too (kept parts)', (t) => {
+  // few distinct values, so consecutive records often share them, and sometimes a value that must not be written directly
+  const few = <T>(...v: T[]) => fc.constantFrom(...v);
+  const ts = few('2026-11-27T14:00:00.123Z', '2026-11-27T14:00:00.124Z', 'a"b');
+  const pid = few(1, 4242, -0, 0, 2 ** 32, 1.5, Number.NaN);
+  const str = few('127.0.0.1:443', '[::1]:443', 'tcp', 'udp', 'é', '\n');
+  const rec = fc.oneof(
+    fc.record({ ts, flow: few('1', '22'), pid, tid: pid, comm: few('a', 'b'), proto: str, src: str, dst: str, provider: few(null, 'openai'), error: few(null, 'EPERM') })
+      .map((v) => connect(v as Partial<ConnectRecord>) as EventRecord),
+    fc.record({ ts, flow: few('1', '22'), pid, tx: pid, rx: few(0, 64, 1e21), durationMs: few(0.051, 12, -0, Number.POSITIVE_INFINITY) })
+      .map((v) => ({ type: 'close', ...v }) as EventRecord),
+  );
+  fc.assert(
+    fc.property(fc.array(rec, { minLength: 1, maxLength: 30 }), (recs) => {
+      const j = new JsonLines();
+      return recs.every((r) => j.line(r) === JSON.stringify(r));
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass();
+});

@@ -33,7 +33,8 @@ test('plain writes exactly the strings JSON writes as they are, in ASCII; anythi
 });
 
 test('number writes what JSON.stringify writes for it, and refuses what JSON writes as null', (t) => {
-  const num = fc.oneof(fc.integer(), fc.nat(), fc.maxSafeInteger(), fc.double(), fc.constantFrom(0, -0, 2 ** 32 - 1, 2 ** 32, 1e21, 0.051, 5e-324));
+  const thousandths = fc.oneof(fc.integer(), fc.integer({ min: 1, max: 1e15 + 10 }), fc.maxSafeInteger()).map((k) => k / 1000);
+  const num = fc.oneof(fc.integer(), fc.nat(), fc.maxSafeInteger(), fc.double(), thousandths, fc.constantFrom(0, -0, 2 ** 32 - 1, 2 ** 32, 1e21, 0.051, 0.001, 0.0005, 0.1 + 0.2, 1e12 - 0.001, 5e-324));
   fc.assert(
     fc.property(num, (n) => {
       const b = new LineBytes(2);
