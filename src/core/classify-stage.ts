@@ -63,8 +63,13 @@ const SNI_TTL_S = 3600;
 
 export class ClassificationStage {
   private readonly flows = new ChurnMap<string, FlowState>();
-  /** The held ones, in the order they were held: the order their holds expire in. */
-  private readonly holding = new ChurnMap<string, FlowState>();
+  /**
+   * The held ones, in the order they were held (the order their holds expire in), from
+   * `holdingHead` on. A released one stays in place with `held` false until the head passes it:
+   * a queue, not a map, so a hold costs no hash-table insert and delete (one each per TCP connect).
+   */
+  private holding: FlowState[] = [];
+  private holdingHead = 0;
   private readonly holdMs: number;
   private readonly localPorts: Set<number>;
   private localAddrs: { at: number; set: Set<string> } = { at: -Infinity, set: new Set() };
@@ -104,7 +109,7 @@ export class ClassificationStage {
     if (rec.proto === 'tcp' && this.holdMs > 0) {
       st.held = true;
       st.heldUntil = this.opts.now() + this.holdMs;
-      this.holding.set(rec.flow, st);
+      this.holding.push(st);
       return;
     }
     this.emit(st);
@@ -177,23 +182,38 @@ export class ClassificationStage {
 
   /** Releases every held connect now (the engine is stopping). */
   releaseAll(): void {
-    for (const st of this.holding.values()) this.release(st);
+    this.expire(Infinity);
   }
 
   /** Releases connects whose hold expired. */
   tick(): void {
-    const now = this.opts.now();
-    // only the held flows are visited, oldest first, up to the first whose hold still runs
-    for (const st of this.holding.values()) {
+    this.expire(this.opts.now());
+  }
+
+  /** Releases the held connects whose hold ends by `now`: the oldest first, up to the first still held. */
+  private expire(now: number): void {
+    const q = this.holding;
+    let i = this.holdingHead;
+    for (; i < q.length; i++) {
+      const st = q[i]!;
+      if (!st.held) continue; // released already (its ClientHello or close came)
       if (now < st.heldUntil) break;
       this.release(st);
+    }
+    if (i === q.length) {
+      this.holding = [];
+      this.holdingHead = 0;
+    } else if (i > 1024 && i * 2 > q.length) {
+      this.holding = q.slice(i); // now and then, not every tick
+      this.holdingHead = 0;
+    } else {
+      this.holdingHead = i;
     }
   }
 
   private release(st: FlowState): void {
     if (!st.held) return;
     st.held = false;
-    this.holding.delete(st.rec.flow);
     this.emit(st);
   }
 

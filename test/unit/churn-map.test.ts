@@ -45,3 +45,23 @@ test('a ChurnMap keeps working through a long churn of few keys', (t) => {
   t.is(m.size, 4);
   t.deepEqual([...m.keys()], [99_996n, 99_997n, 99_998n, 99_999n]);
 });
+
+test('a churn of 100k inserts and deletes (the Map is renewed along the way) keeps the same entries, in the same order, as a Map', (t) => {
+  const c = new ChurnMap<string, number>();
+  const m = new Map<string, number>();
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 100_000; i++) {
+    const k = String(Math.floor(rnd() * 300));
+    if (rnd() < 0.55) {
+      c.set(k, i);
+      m.set(k, i);
+    } else {
+      t.is(c.delete(k), m.delete(k));
+    }
+    if (i % 9973 === 0) t.deepEqual([...c.entries()], [...m.entries()]);
+  }
+  t.deepEqual([...c.entries()], [...m.entries()]);
+  t.is(c.size, m.size);
+  t.is(c.first(), m.keys().next().value);
+});
