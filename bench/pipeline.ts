@@ -10,12 +10,12 @@
  *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default]
  *
  * --rate R (default 10,000/s): records are handed over as the kernel would at R connections/s,
- * in the engine's own polls (every 50 ms); --rate 0: as fast as the engine takes them. Output: busted
- * --format json --all into /dev/null (through busted's StdoutLines) (--default: LLM flows only, so nothing of the churn is
- * printed; the stand-in has no kernel quiet mode, so every connection still goes through the
- * engine, as it does by default where the cgroup programs cannot be attached). Printed: µs of CPU
- * per connection and, at R/s, the share of one core it means, and the CPU of each thread. Needs
- * no root.
+ * in the engine's own polls (every 50 ms); --rate 0: as fast as the engine takes them. Output:
+ * busted --format json --all through busted's StdoutLines into /dev/null (--default: LLM flows
+ * only, so nothing of the churn is printed; the stand-in has no kernel quiet mode, so every
+ * connection still goes through the engine, as it does by default where the cgroup programs
+ * cannot be attached). Printed: µs of CPU per connection and, at R/s, the share of one core it
+ * means, and the CPU of each thread. Needs no root.
  */
 import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readFileSync } from 'node:fs';
