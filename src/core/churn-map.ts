@@ -16,6 +16,9 @@
  * where its tables then stay and die young while inserts keep coming) every so many inserts: at
  * 10k connections/s that halved what V8's full collections had to free (bench/README.md, session 9).
  *
+ * An insert while iterating may be the one that copies: the iteration then goes on over the old
+ * Map (busted's tables do not insert while iterating).
+ *
  * Only the Map methods busted's tables use are offered; iteration, `size` and `first()` skip the
  * placeholders (inserted first and never deleted, so always the first PAD entries in order).
  */

@@ -85,6 +85,17 @@ const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/;
 const plainText = (s: unknown): s is string => typeof s === 'string' && PLAIN.test(s);
 const numberText = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
 
+/** A line's start up to its flow id, and the flow id: `{"type":"…","ts":"…","flow":"…` */
+function head(kept: Kept, type: 'connect' | 'close', r: ConnectRecord | CloseRecord, out: LineBytes): boolean {
+  const ts = r.ts;
+  if (!kept.has(ts)) {
+    if (!plainText(ts)) return false;
+    kept.keep(`{"type":"${type}","ts":"${ts}","flow":"`, ts);
+  }
+  out.bytes(kept.bytes);
+  return out.plain(r.flow);
+}
+
 export class JsonLines {
   /** The last connect's process part and its JSON text (without the braces). */
   private process: ProcessPart | null = null;
@@ -128,13 +139,7 @@ export class JsonLines {
       this.process = processPart(r);
       this.processText = text;
     }
-    const ts = r.ts;
-    if (!this.connectHead.has(ts)) {
-      if (!plainText(ts)) return false;
-      this.connectHead.keep(`{"type":"connect","ts":"${ts}","flow":"`, ts);
-    }
-    out.bytes(this.connectHead.bytes);
-    if (!out.plain(r.flow)) return false;
+    if (!head(this.connectHead, 'connect', r, out)) return false;
     const { pid, tid, proto } = r;
     if (!this.connectMid.has(pid, tid, this.processText, proto)) {
       if (!numberText(pid) || !numberText(tid) || !plainText(proto)) return false;
@@ -164,13 +169,7 @@ export class JsonLines {
 
   private close(r: CloseRecord, out: LineBytes): boolean {
     if (!hasKeys(r, CLOSE_KEYS)) return false;
-    const ts = r.ts;
-    if (!this.closeHead.has(ts)) {
-      if (!plainText(ts)) return false;
-      this.closeHead.keep(`{"type":"close","ts":"${ts}","flow":"`, ts);
-    }
-    out.bytes(this.closeHead.bytes);
-    if (!out.plain(r.flow)) return false;
+    if (!head(this.closeHead, 'close', r, out)) return false;
     const pid = r.pid;
     if (!this.closeMid.has(pid)) {
       if (!numberText(pid)) return false;
