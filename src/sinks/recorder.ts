@@ -3,9 +3,9 @@
  *
  * The file is created with mode 0600 and is never opened through a symbolic link (O_NOFOLLOW);
  * an existing regular file with a single link is truncated, anything else is refused. Lines are
- * buffered and written whole, every `flushMs` (default 1 s) and synchronously on close, so after
- * a crash every complete line still parses and at most the last interval is lost; with `fsync`
- * every write is also synced to disk.
+ * buffered (as bytes, JSON lines written straight into them) and written whole, every `flushMs`
+ * (default 1 s) and synchronously on close, so after a crash every complete line still parses and
+ * at most the last interval is lost; with `fsync` every write is also synced to disk.
  *
  * Rotation (`maxBytes`): before a line would take the file past maxBytes, the file becomes
  * FILE.1 (FILE.1 becomes FILE.2, …, `keep` files in all, the current one included) and a new
@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { SCHEMA_VERSION, type EventRecord, type SessionRecord } from '../core/records.js';
 import { JsonLines } from './json-lines.js';
+import { LineBytes } from './line-bytes.js';
 import { openRegular, sameFile, shiftFiles } from './recorder-files.js';
 
 export { RecordError } from './recorder-files.js';
@@ -83,9 +84,9 @@ export function defaultSession(version = '0.0.0'): SessionRecord {
 export class Recorder {
   readonly path: string;
   private fd: number | null;
-  private buffer: string[] = [];
+  /** Lines waiting to be written, as bytes (JSON lines are written straight into it). */
+  private readonly buffer = new LineBytes();
   private readonly json = new JsonLines();
-  private bufferedBytes = 0;
   /** Counted records among the buffered lines (copies of the session record are not counted). */
   private bufferedRecords = 0;
   private held: EventRecord[] = [];
@@ -171,10 +172,8 @@ export class Recorder {
   /** Writes buffered lines now (whole lines only). A failed write is reported, never thrown. */
   flush(): void {
     if (this.fd === null || this.buffer.length === 0) return;
-    const data = Buffer.from(this.buffer.join(''), 'utf8');
+    const data = this.buffer.view();
     const records = this.bufferedRecords;
-    this.buffer = [];
-    this.bufferedBytes = 0;
     this.bufferedRecords = 0;
     let off = 0;
     try {
@@ -182,6 +181,8 @@ export class Recorder {
       if (this.fsync) this.io.fsyncSync(this.fd);
     } catch (e) {
       this.writeFailed(e as NodeJS.ErrnoException, off === data.length ? 0 : off, off === data.length ? 0 : records);
+    } finally {
+      this.buffer.clear();
     }
   }
 
@@ -224,28 +225,39 @@ export class Recorder {
   }
 
   private append(rec: EventRecord): void {
-    const line = `${this.json.line(rec)}\n`;
-    const bytes = Buffer.byteLength(line);
-    if (this.maxBytes !== null && this.fileRecords > 0 && this.fileBytes + bytes > this.maxBytes) this.rotate();
+    const start = this.buffer.length;
+    this.json.append(rec, this.buffer);
+    const bytes = this.buffer.length - start;
+    if (this.maxBytes !== null && this.fileRecords > 0 && this.fileBytes + bytes > this.maxBytes) {
+      // the line goes to the next file: taken out, the file rotated, then put back
+      const line = Buffer.from(this.buffer.view(start));
+      this.buffer.cut(start);
+      this.rotate();
+      this.buffer.bytes(line);
+    }
     if (rec.type === 'session') this.needSession = false;
-    if (this.needSession) this.pushSession();
-    this.buffer.push(line);
-    this.bufferedBytes += bytes;
+    if (this.needSession) {
+      // the session line goes before this line
+      const line = Buffer.from(this.buffer.view(this.buffer.length - bytes));
+      this.buffer.cut(this.buffer.length - bytes);
+      this.pushSession();
+      this.buffer.bytes(line);
+    }
     this.bufferedRecords++;
     this.fileBytes += bytes;
     if (rec.type !== 'session') this.fileRecords++;
     this.count++;
-    if (this.bufferedBytes >= this.maxBuffer) this.flush();
+    if (this.buffer.length >= this.maxBuffer) this.flush();
   }
 
   /** A copy of the session record at the top of a new file (not counted as a record). */
   private pushSession(): void {
     this.needSession = false;
     if (this.session === null) return;
-    const line = `${JSON.stringify(this.session)}\n`;
-    this.buffer.push(line);
-    this.bufferedBytes += Buffer.byteLength(line);
-    this.fileBytes += Buffer.byteLength(line);
+    const start = this.buffer.length;
+    this.buffer.text(JSON.stringify(this.session));
+    this.buffer.newline();
+    this.fileBytes += this.buffer.length - start;
   }
 
   private rotate(): void {
