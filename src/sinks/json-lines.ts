@@ -12,7 +12,7 @@
  * (sessions 8 and 9) has the measurements.
  */
 import type { CloseRecord, ConnectRecord, EventRecord } from '../core/records.js';
-import { LineBytes } from './line-bytes.js';
+import { isPlain, LineBytes } from './line-bytes.js';
 
 /** The live engine's connect record keys, in order (src/core/engine.ts makes it as one literal). */
 const CONNECT_KEYS = [
@@ -80,16 +80,13 @@ class Kept {
   }
 }
 
-/** Text JSON writes as it is, in ASCII (LineBytes.plain's test). */
-const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/;
-const plainText = (s: unknown): s is string => typeof s === 'string' && PLAIN.test(s);
 const numberText = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
 
 /** A line's start up to its flow id, and the flow id: `{"type":"…","ts":"…","flow":"…` */
 function head(kept: Kept, type: 'connect' | 'close', r: ConnectRecord | CloseRecord, out: LineBytes): boolean {
   const ts = r.ts;
   if (!kept.has(ts)) {
-    if (!plainText(ts)) return false;
+    if (!isPlain(ts)) return false;
     kept.keep(`{"type":"${type}","ts":"${ts}","flow":"`, ts);
   }
   out.bytes(kept.bytes);
@@ -142,7 +139,7 @@ export class JsonLines {
     if (!head(this.connectHead, 'connect', r, out)) return false;
     const { pid, tid, proto } = r;
     if (!this.connectMid.has(pid, tid, this.processText, proto)) {
-      if (!numberText(pid) || !numberText(tid) || !plainText(proto)) return false;
+      if (!numberText(pid) || !numberText(tid) || !isPlain(proto)) return false;
       this.connectMid.keep(`","pid":${JSON.stringify(pid)},"tid":${JSON.stringify(tid)},${this.processText},"proto":"${proto}","src":"`, pid, tid, this.processText, proto);
     }
     out.bytes(this.connectMid.bytes);
@@ -150,7 +147,7 @@ export class JsonLines {
     const dst = r.dst;
     if (r.provider === null && r.host === null && r.via === null && r.error === null) {
       if (!this.connectTail.has(dst)) {
-        if (!plainText(dst)) return false;
+        if (!isPlain(dst)) return false;
         this.connectTail.keep(`","dst":"${dst}"${NO_CLASS}`, dst);
       }
       out.bytes(this.connectTail.bytes);

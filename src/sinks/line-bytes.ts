@@ -11,6 +11,13 @@
  * its line began (`cut`) and writes the line another way.
  */
 
+/**
+ * Text JSON writes as it is and that is ASCII: no quote, backslash, control character or
+ * character past U+007F (what `LineBytes.plain` writes; this only tells).
+ */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/;
+export const isPlain = (s: unknown): s is string => typeof s === 'string' && PLAIN.test(s);
+
 /** Starting size; the buffer grows to hold a turn's lines and shrinks back after a burst. */
 const START_BYTES = 64 * 1024;
 const KEEP_BYTES = 1024 * 1024;
@@ -31,8 +38,8 @@ export class LineBytes {
   }
 
   /**
-   * Text JSON writes as it is and that is ASCII: no quote, backslash, control character or
-   * character past U+007F. Anything else (or a non-string) returns false, leaving a partial write.
+   * Text `isPlain` accepts, written as it is. Anything else (or a non-string) returns false,
+   * leaving a partial write.
    */
   plain(s: unknown): boolean {
     if (typeof s !== 'string') return false;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { LineBytes } from '../../src/sinks/line-bytes.js';
+import { isPlain, LineBytes } from '../../src/sinks/line-bytes.js';
 
 const text = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('"', '\\', '\n', '\u0000', '\u007f', '\u0080', '\ud800', 'a\udc00b', '😀'));
 
@@ -22,13 +22,14 @@ test('plain writes exactly the strings JSON writes as they are, in ASCII; anythi
       const b = new LineBytes(4);
       const ok = b.plain(s);
       const asIs = JSON.stringify(s) === `"${s}"` && /^[\x00-\x7f]*$/.test(s);
-      return ok === asIs && (!ok || b.view().toString('latin1') === s);
+      return ok === asIs && isPlain(s) === asIs && (!ok || b.view().toString('latin1') === s);
     }),
     { numRuns: 2000 },
   );
   const b = new LineBytes();
   t.false(b.plain(42));
   t.false(b.plain(null));
+  t.false(isPlain(42));
   t.true(b.plain('\u007f')); // JSON leaves DEL as it is
 });
 
