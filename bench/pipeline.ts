@@ -2,7 +2,7 @@
  * busted's user space alone: CPU per connection of the whole headless pipeline (ring record
  * decoding, identity, classification, the flow table, the printer and the output), fed by a
  * stand-in for the kernel probe that hands the engine the connect and close records of a churn
- * (one client process keeping 4 connections open, 64 bytes each way, to a loopback port, as
+ * (one client process of 4 threads keeping 4 connections open, 64 bytes each way, to a loopback port, as
  * bench/churn.c makes them). No eBPF program is loaded, so this measures what bench/cpu.ts
  * measures minus the kernel's side (ring reads, write(2) of the output), without its noise, and
  * is what to profile (`node --cpu-prof --import tsx bench/pipeline.ts`).
@@ -40,6 +40,8 @@ const CONNECTIONS = arg('--connections', 200_000);
 const RATE = arg('--rate', 10_000);
 const ALL = !process.argv.includes('--default');
 const OPEN = 4;
+/** Threads of the client process (bench/churn.c runs 4): its connections' thread ids take turns. */
+const THREADS = 4;
 
 /** The kernel's view of a live process (a child `sleep`), as busted's owner records carry it. */
 function owner(pid: number) {
@@ -63,7 +65,6 @@ class Records {
     v.setUint16(EVENT.proto, 6, true);
     const o = EVENT.owner;
     v.setUint32(o + OWNER.tgid, who.pid, true);
-    v.setUint32(o + OWNER.tid, who.pid, true);
     v.setUint32(o + OWNER.uid, who.uid, true);
     v.setUint32(o + OWNER.gid, who.gid, true);
     v.setBigUint64(o + OWNER.cgroup_id, 1n, true);
@@ -95,6 +96,7 @@ class Records {
     const connect = this.made < this.n && (this.made - this.closed < OPEN || this.closed >= this.n);
     const i = connect ? this.made++ : this.closed++;
     v.setUint32(EVENT.kind, connect ? Kind.CONNECT : Kind.CLOSE, true);
+    v.setUint32(EVENT.owner + OWNER.tid, this.who.pid + (i % THREADS), true);
     v.setBigUint64(EVENT.cookie, 4096n + BigInt(i), true);
     v.setBigUint64(EVENT.ts_ns, now, true);
     v.setUint16(EVENT.sport, 32768 + (i % 28000), true);

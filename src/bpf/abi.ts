@@ -220,11 +220,18 @@ export interface Owner {
 }
 
 /** A CONNECT or FAIL record: who made the connection, from where to where. */
+/**
+ * A socket cookie: a number while it is below 2^53 (always, in practice: the kernel counts
+ * sockets from 1), a bigint above. `String(cookie)` is the flow id either way.
+ */
+export type Cookie = number | bigint;
+
 export interface ConnectEvent {
   kind: typeof Kind.CONNECT | typeof Kind.FAIL;
   proto: number;
-  cookie: bigint;
-  tsNs: bigint;
+  cookie: Cookie;
+  /** Monotonic ns (a number: exact for 104 days after boot, within a few ns after that). */
+  tsNs: number;
   owner: Owner;
   /** `ip:port` as busted's records write it (formatEndpoint). */
   src: string;
@@ -236,12 +243,26 @@ export interface ConnectEvent {
 /** A CLOSE record: the flow's totals. The owner and addresses are the connect's; not decoded again. */
 export interface CloseEvent {
   kind: typeof Kind.CLOSE;
-  cookie: bigint;
-  tsNs: bigint;
+  cookie: Cookie;
+  tsNs: number;
   pid: number;
-  connectNs: bigint;
-  tx: bigint;
-  rx: bigint;
+  connectNs: number;
+  /** Bytes (exact up to 2^53, 9 PB). */
+  tx: number;
+  rx: number;
+}
+
+const TWO_32 = 4294967296;
+
+/** The u64 at `off` of `view` as a number (the nearest double above 2^53). No BigInt is made. */
+function u64At(view: DataView, off: number): number {
+  return view.getUint32(off + 4, true) * TWO_32 + view.getUint32(off, true);
+}
+
+/** The cookie at `off` of `view`: a number while exact, else a bigint. */
+function cookieAt(view: DataView, off: number): Cookie {
+  const hi = view.getUint32(off + 4, true);
+  return hi < 0x20_0000 ? hi * TWO_32 + view.getUint32(off, true) : view.getBigUint64(off, true);
 }
 
 export type KernelEvent = ConnectEvent | CloseEvent;
@@ -361,9 +382,9 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
   if (kind === Kind.CLOSE) {
     // two records per connection: the close carries only what the connect did not
     return {
-      kind, cookie: view.getBigUint64(o + EVENT.cookie, true), tsNs: view.getBigUint64(o + EVENT.ts_ns, true),
-      pid: view.getUint32(o + EVENT.owner + OWNER.tgid, true), connectNs: view.getBigUint64(o + EVENT.connect_ns, true),
-      tx: view.getBigUint64(o + EVENT.tx, true), rx: view.getBigUint64(o + EVENT.rx, true),
+      kind, cookie: cookieAt(view, o + EVENT.cookie), tsNs: u64At(view, o + EVENT.ts_ns),
+      pid: view.getUint32(o + EVENT.owner + OWNER.tgid, true), connectNs: u64At(view, o + EVENT.connect_ns),
+      tx: u64At(view, o + EVENT.tx), rx: u64At(view, o + EVENT.rx),
     };
   }
   if (kind !== Kind.CONNECT && kind !== Kind.FAIL) return null;
@@ -371,8 +392,8 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
   return {
     kind,
     proto: view.getUint16(o + EVENT.proto, true),
-    cookie: view.getBigUint64(o + EVENT.cookie, true),
-    tsNs: view.getBigUint64(o + EVENT.ts_ns, true),
+    cookie: cookieAt(view, o + EVENT.cookie),
+    tsNs: u64At(view, o + EVENT.ts_ns),
     owner: ownerAt(view, o + EVENT.owner),
     src: endpointAt(view, o + EVENT.saddr, family, view.getUint16(o + EVENT.sport, true)),
     dst: endpointAt(view, o + EVENT.daddr, family, view.getUint16(o + EVENT.dport, true)),

@@ -110,11 +110,13 @@ export class Enforcement {
   }
 
   /** A flow closed: it no longer needs cutting. */
-  closed(key: string, cookie: bigint): void {
+  closed(key: string, cookie: number | bigint): void {
     const list = this.cut.get(key);
-    if (!list || !list.includes(cookie)) return;
-    this.opts.enforcer.setCut(cookie, false);
-    this.cut.set(key, list.filter((c) => c !== cookie));
+    if (!list) return;
+    const c = BigInt(cookie);
+    if (!list.includes(c)) return;
+    this.opts.enforcer.setCut(c, false);
+    this.cut.set(key, list.filter((x) => x !== c));
   }
 
   /** A decision the kernel made on a connect or send. */

@@ -128,28 +128,38 @@ interface LiveFlow {
 
 /** Converts kernel monotonic nanoseconds to ISO wall-clock time. */
 export class WallClock {
-  private readonly offsetNs: bigint;
+  /** Wall-clock time minus monotonic time, as whole milliseconds and the nanoseconds left over. */
+  private readonly offsetMs: number;
+  private readonly offsetRestNs: number;
 
   constructor() {
-    this.offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+    const offsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+    const ms = offsetNs / 1_000_000n;
+    this.offsetMs = Number(ms);
+    this.offsetRestNs = Number(offsetNs - ms * 1_000_000n);
   }
 
   /** The monotonic range [lo, hi) of the last string's millisecond. */
-  private lo = 0n;
-  private hi = 0n;
+  private lo = 0;
+  private hi = 0;
   private lastIso = '';
 
   /**
    * Records come in bursts from the same millisecond: the string is made once per millisecond,
-   * and a time within it is told by two comparisons (no BigInt arithmetic per record).
+   * and a time within it is told by two comparisons. Times are numbers: exact to the nanosecond
+   * for 104 days after boot (2^53 ns), to a few nanoseconds after that.
    */
-  iso(monoNs: bigint): string {
-    if (monoNs >= this.lo && monoNs < this.hi) return this.lastIso;
-    const wall = monoNs + this.offsetNs;
-    const ms = wall / 1_000_000n;
-    this.lo = ms * 1_000_000n - this.offsetNs;
-    this.hi = this.lo + 1_000_000n;
-    this.lastIso = new Date(Number(ms)).toISOString();
+  iso(monoNs: number | bigint): string {
+    const ns = typeof monoNs === 'number' ? monoNs : Number(monoNs);
+    if (ns >= this.lo && ns < this.hi) return this.lastIso;
+    const x = ns + this.offsetRestNs;
+    let ms = Math.floor(x / 1e6);
+    // the division is rounded: put the millisecond right where it rounded across one
+    if (ms * 1e6 > x) ms--;
+    else if ((ms + 1) * 1e6 <= x) ms++;
+    this.lo = ms * 1e6 - this.offsetRestNs;
+    this.hi = this.lo + 1e6;
+    this.lastIso = new Date(ms + this.offsetMs).toISOString();
     return this.lastIso;
   }
 }
@@ -205,7 +215,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   /** The process of the last connect: its identity key, made once. */
   let lastOwner: { tgid: number; startNs: bigint; startTime: number; key: string } | null = null;
   const onEvent = (ev: KernelEvent) => {
-    const flow = ev.cookie.toString();
+    // one text per cookie while V8's number-to-string cache holds it: the connect's and the close's
+    // flow ids are then the same string, which the maps compare by reference
+    const flow = String(ev.cookie);
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
       // a held connect goes out before its close; a quiet flow's close stays back with it
@@ -216,8 +228,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       // `lost` count is exactly the records missing
       if (lf) enforcement?.closed(lf.proc, ev.cookie);
       publish({
-        type: 'close', ts, flow, pid: ev.pid, tx: Number(ev.tx), rx: Number(ev.rx),
-        durationMs: Math.round((Number(ev.tsNs) - Number(ev.connectNs)) / 1e3) / 1e3,
+        type: 'close', ts, flow, pid: ev.pid, tx: ev.tx, rx: ev.rx,
+        durationMs: Math.round((ev.tsNs - ev.connectNs) / 1e3) / 1e3,
       });
       return;
     }

@@ -99,7 +99,9 @@ export class JsonLines {
   private processText = '';
   /** `{"type":"connect","ts":"…","flow":"` */
   private readonly connectHead = new Kept();
-  /** `","pid":…,"tid":…,` the process part `,"proto":"…","src":"` */
+  /** `","pid":…,"tid":` */
+  private readonly connectPid = new Kept();
+  /** `,` the process part `,"proto":"…","src":"` */
   private readonly connectMid = new Kept();
   /** `","dst":"…"` and the null classification `}` */
   private readonly connectTail = new Kept();
@@ -137,10 +139,18 @@ export class JsonLines {
       this.processText = text;
     }
     if (!head(this.connectHead, 'connect', r, out)) return false;
-    const { pid, tid, proto } = r;
-    if (!this.connectMid.has(pid, tid, this.processText, proto)) {
-      if (!numberText(pid) || !numberText(tid) || !isPlain(proto)) return false;
-      this.connectMid.keep(`","pid":${JSON.stringify(pid)},"tid":${JSON.stringify(tid)},${this.processText},"proto":"${proto}","src":"`, pid, tid, this.processText, proto);
+    const pid = r.pid;
+    if (!this.connectPid.has(pid)) {
+      if (!numberText(pid)) return false;
+      this.connectPid.keep(`","pid":${JSON.stringify(pid)},"tid":`, pid);
+    }
+    out.bytes(this.connectPid.bytes);
+    // a process's threads take turns: the thread is written on its own, not kept with the rest
+    if (!out.number(r.tid)) return false;
+    const proto = r.proto;
+    if (!this.connectMid.has(this.processText, proto)) {
+      if (!isPlain(proto)) return false;
+      this.connectMid.keep(`,${this.processText},"proto":"${proto}","src":"`, this.processText, proto);
     }
     out.bytes(this.connectMid.bytes);
     if (!out.plain(r.src)) return false;

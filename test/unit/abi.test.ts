@@ -108,7 +108,7 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   const ev = decodeEvent(v, 0, v.byteLength)!;
   if (ev.kind === Kind.CLOSE) return t.fail();
   t.is(ev.kind, Kind.CONNECT);
-  t.is(ev.cookie, 0x1234_5678_9abcn);
+  t.is(ev.cookie, 0x1234_5678_9abc);
   t.is(ev.owner.tgid, 4242);
   t.is(ev.owner.uid, 1000);
   t.is(ev.owner.comm, 'python3');
@@ -118,7 +118,26 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   // the same bytes as a close: its totals and pid, nothing of the connect's
   v.setUint32(EVENT.kind, Kind.CLOSE, true);
   v.setBigUint64(EVENT.connect_ns, 42n, true);
-  t.deepEqual(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, cookie: 0x1234_5678_9abcn, tsNs: 99n, pid: 4242, connectNs: 42n, tx: 5n, rx: 7n });
+  t.deepEqual(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, cookie: 0x1234_5678_9abc, tsNs: 99, pid: 4242, connectNs: 42, tx: 5, rx: 7 });
+});
+
+test('a cookie is a number while it is exact (below 2^53), a bigint from there on; the flow id is its decimal either way', (t) => {
+  const v = new DataView(new ArrayBuffer(EVENT.size));
+  v.setUint32(EVENT.kind, Kind.CLOSE, true);
+  for (const [cookie, as] of [
+    [1n, 1], [0xffff_ffffn, 0xffff_ffff], [0x1_0000_0000n, 0x1_0000_0000], [2n ** 53n - 1n, Number.MAX_SAFE_INTEGER],
+    [2n ** 53n, 2n ** 53n], [2n ** 64n - 1n, 2n ** 64n - 1n],
+  ] as const) {
+    v.setBigUint64(EVENT.cookie, cookie, true);
+    const ev = decodeEvent(v, 0, v.byteLength)!;
+    t.is(ev.cookie, as);
+    t.is(String(ev.cookie), cookie.toString());
+  }
+  // byte counts and times: numbers, exact below 2^53
+  v.setBigUint64(EVENT.tx, 2n ** 53n - 1n, true);
+  v.setBigUint64(EVENT.rx, 0x1_0000_0001n, true);
+  const ev = decodeEvent(v, 0, v.byteLength);
+  t.like(ev, { tx: Number.MAX_SAFE_INTEGER, rx: 0x1_0000_0001 });
 });
 
 test('decodeEvent writes endpoints as formatEndpoint does: IPv4, IPv6, v4-mapped IPv6', (t) => {

@@ -38,8 +38,8 @@ test('a connect and a close from the probe become connect and close records, in 
       exeIno: exe.ino, exeDev: userDevToKernel(Number(exe.dev)), ppid: process.pid, comm: 'sleep',
     };
     const probe = standIn([
-      { kind: Kind.CONNECT, proto: 6, cookie: 77n, tsNs: 1_000_000_000n, owner, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0 },
-      { kind: Kind.CLOSE, cookie: 77n, tsNs: 1_002_500_000n, pid, connectNs: 1_000_000_000n, tx: 100n, rx: 200n },
+      { kind: Kind.CONNECT, proto: 6, cookie: 77, tsNs: 1_000_000_000, owner, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0 },
+      { kind: Kind.CLOSE, cookie: 77, tsNs: 1_002_500_000, pid, connectNs: 1_000_000_000, tx: 100, rx: 200 },
     ]);
     const store = new Store(systemClock, { closedMax: 0 });
     const seen: EventRecord[] = [];
@@ -81,4 +81,7 @@ test('WallClock writes kernel times as wall-clock ISO times, to the millisecond,
   t.is(at(nowNs - 5_000_000n), base - 5);
   t.is(at(nowNs + 86_400_000_000_000n), base + 86_400_000);
   t.is(clock.iso(nowNs), ms0);
+  // the ring's times come as numbers: the same strings, at the millisecond's edges too
+  for (const ns of [nowNs, edge, edge + 1n, nowNs - 5_000_000n]) t.is(clock.iso(Number(ns)), clock.iso(ns));
+  t.is(at(edge + 1n), base + 1);
 });
