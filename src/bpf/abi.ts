@@ -206,9 +206,9 @@ export const EVENT = {
   rx: 144,
 } as const;
 
+/** The process a connecting thread belongs to, as that thread saw it (its comm is the thread's). */
 export interface Owner {
   tgid: number;
-  tid: number;
   uid: number;
   gid: number;
   cgroupId: bigint;
@@ -233,6 +233,8 @@ export interface ConnectEvent {
   /** Monotonic ns (a number: exact for 104 days after boot, within a few ns after that). */
   tsNs: number;
   owner: Owner;
+  /** The connecting thread. */
+  tid: number;
   /** `ip:port` as busted's records write it (formatEndpoint). */
   src: string;
   dst: string;
@@ -296,7 +298,6 @@ export function decodeCStringAt(view: DataView, offset: number, size: number): s
 export function decodeOwner(view: DataView, base: number): Owner {
   return {
     tgid: view.getUint32(base + OWNER.tgid, true),
-    tid: view.getUint32(base + OWNER.tid, true),
     uid: view.getUint32(base + OWNER.uid, true),
     gid: view.getUint32(base + OWNER.gid, true),
     cgroupId: view.getBigUint64(base + OWNER.cgroup_id, true),
@@ -395,21 +396,27 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
     cookie: cookieAt(view, o + EVENT.cookie),
     tsNs: u64At(view, o + EVENT.ts_ns),
     owner: ownerAt(view, o + EVENT.owner),
+    tid: view.getUint32(o + EVENT.owner + OWNER.tid, true),
     src: endpointAt(view, o + EVENT.saddr, family, view.getUint16(o + EVENT.sport, true)),
     dst: endpointAt(view, o + EVENT.daddr, family, view.getUint16(o + EVENT.dport, true)),
     error: view.getInt32(o + EVENT.error, true),
   };
 }
 
-/** The last connect's owner, as decoded and as its 64 bytes: a burst of connects comes from one thread. */
+/**
+ * The last connect's owner, as decoded and as its 64 bytes: a burst of connects comes from one
+ * process, its threads taking turns (the thread id is not part of the owner).
+ */
 let lastOwner: Owner | null = null;
 const lastOwnerWords = new Uint32Array(OWNER.size / 4);
+const TID_WORD = OWNER.tid / 4;
 
 /** decodeOwner, giving the previous record's Owner object again when the bytes are the same (it is never changed). */
 function ownerAt(view: DataView, base: number): Owner {
   const w = lastOwnerWords;
   let same = lastOwner !== null;
   for (let i = 0; i < w.length; i++) {
+    if (i === TID_WORD) continue;
     const v = view.getUint32(base + i * 4, true);
     if (v !== w[i]) {
       same = false;

@@ -256,7 +256,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     });
     // one literal (a spread of identityFields made a second object per connection)
     const rec: ConnectRecord = {
-      type: 'connect', ts, flow, pid: o.tgid, tid: o.tid, comm: o.comm, uid: o.uid, gid: o.gid, exe: who.exe, cgroup: who.cgroup,
+      type: 'connect', ts, flow, pid: o.tgid, tid: ev.tid, comm: o.comm, uid: o.uid, gid: o.gid, exe: who.exe, cgroup: who.cgroup,
       sha256: who.sha256, exeReplaced: who.exeReplaced, user: who.user, group: who.group, ppid: who.ppid,
       container: who.container, pod: who.pod, agent: who.agent,
       cgroupId: Number(o.cgroupId), startTime, proto: ev.proto === IPPROTO_UDP ? 'udp' : 'tcp',

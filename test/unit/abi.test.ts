@@ -203,7 +203,7 @@ test('IPv6 endpoints are bracketed and compressed like the canonical form; v4-ma
   t.pass();
 });
 
-test('decodeEvent: connects from the same thread share their owner; another thread or process gets its own, and earlier owners stay as they were', (t) => {
+test('decodeEvent: connects from one process share their owner, whichever of its threads made them; a renamed thread or another process gets its own, and earlier owners stay as they were', (t) => {
   const v = new DataView(new ArrayBuffer(EVENT.size));
   const bytes = new Uint8Array(v.buffer);
   v.setUint32(EVENT.kind, Kind.CONNECT, true);
@@ -215,16 +215,19 @@ test('decodeEvent: connects from the same thread share their owner; another thre
     bytes.set(new TextEncoder().encode(comm), EVENT.owner + OWNER.comm);
     const ev = decodeEvent(v, 0, EVENT.size)!;
     if (ev.kind === Kind.CLOSE) throw new Error('not a connect');
-    return ev.owner;
+    return ev;
   };
   const a = set(100, 100, 'python3');
   const b = set(100, 100, 'python3');
-  t.is(b, a);
+  t.is(b.owner, a.owner);
   const c = set(100, 101, 'python3'); // another thread
+  t.is(c.owner, a.owner);
+  t.deepEqual([a.tid, c.tid], [100, 101]);
   const d = set(100, 101, 'python3.12'); // renamed (prctl)
   const e = set(200, 100, 'python3'); // another process
-  t.deepEqual([c.tid, d.comm, e.tgid], [101, 'python3.12', 200]);
-  t.deepEqual([a.tgid, a.tid, a.comm, c.comm], [100, 100, 'python3', 'python3']);
-  t.not(c, a);
-  t.not(d, c);
+  t.deepEqual([d.owner.comm, e.owner.tgid, d.tid, e.tid], ['python3.12', 200, 101, 100]);
+  t.deepEqual([a.owner.tgid, a.owner.comm, c.owner.comm], [100, 'python3', 'python3']);
+  t.not(d.owner, c.owner);
+  t.not(e.owner, d.owner);
+  t.false('tid' in a.owner);
 });
