@@ -2,20 +2,21 @@
  * busted's user space alone: CPU per connection of the whole headless pipeline (ring record
  * decoding, identity, classification, the flow table, the printer and the output), fed by a
  * stand-in for the kernel probe that hands the engine the connect and close records of a churn
- * (one client process of 4 threads keeping 4 connections open, 64 bytes each way, to a loopback port, as
+ * (one client process keeping 4 connections open, 64 bytes each way, to a loopback port, as
  * bench/churn.c makes them). No eBPF program is loaded, so this measures what bench/cpu.ts
  * measures minus the kernel's side (ring reads, write(2) of the output), without its noise, and
  * is what to profile (`node --cpu-prof --import tsx bench/pipeline.ts`).
  *
- *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default]
+ *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default] [--threads T]
  *
  * --rate R (default 10,000/s): records are handed over as the kernel would at R connections/s,
  * in the engine's own polls (every 50 ms); --rate 0: as fast as the engine takes them. Output:
  * busted --format json --all through busted's StdoutLines into /dev/null (--default: LLM flows
  * only, so nothing of the churn is printed; the stand-in has no kernel quiet mode, so every
  * connection still goes through the engine, as it does by default where the cgroup programs
- * cannot be attached). Printed: µs of CPU per connection and, at R/s, the share of one core it
- * means, and the CPU of each thread. Needs no root.
+ * cannot be attached). --threads T: the client's connects come from T threads taking turns (a
+ * thread pool's; default 1, as bench/churn.c's). Printed: µs of CPU per connection and, at R/s,
+ * the share of one core it means, and the CPU of each thread. Needs no root.
  */
 import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readFileSync } from 'node:fs';
@@ -40,8 +41,8 @@ const CONNECTIONS = arg('--connections', 200_000);
 const RATE = arg('--rate', 10_000);
 const ALL = !process.argv.includes('--default');
 const OPEN = 4;
-/** Threads of the client process (bench/churn.c runs 4): its connections' thread ids take turns. */
-const THREADS = 4;
+/** Threads of the client process whose connections' thread ids take turns (bench/churn.c connects from one). */
+const THREADS = arg('--threads', 1) || 1;
 
 /** The kernel's view of a live process (a child `sleep`), as busted's owner records carry it. */
 function owner(pid: number) {

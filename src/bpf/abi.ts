@@ -222,7 +222,7 @@ export interface Owner {
 /** A CONNECT or FAIL record: who made the connection, from where to where. */
 /**
  * A socket cookie: a number while it is below 2^53 (always, in practice: the kernel counts
- * sockets from 1), a bigint above. `String(cookie)` is the flow id either way.
+ * sockets from 1), a bigint above. `flowId(cookie)` is the flow id either way.
  */
 export type Cookie = number | bigint;
 
@@ -253,6 +253,14 @@ export interface CloseEvent {
   tx: number;
   rx: number;
 }
+
+/**
+ * A cookie's flow id (its decimal). Through a BigInt, not String(number): V8 keeps the strings
+ * String(number) makes in a cache of up to 16k numbers, and a new cookie every connection kept
+ * each flow id alive there past a young collection or two. That more than doubled what each
+ * collection copied, and the collections' CPU (measured with --trace-gc-nvp at 10k connections/s).
+ */
+export const flowId = (cookie: Cookie): string => BigInt(cookie).toString();
 
 const TWO_32 = 4294967296;
 

@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, OVERFLOW_MAX, PayloadWhat, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe, type ProbeOptions } from '../bpf/probe.js';
@@ -215,9 +215,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   /** The process of the last connect: its identity key, made once. */
   let lastOwner: { tgid: number; startNs: bigint; startTime: number; key: string } | null = null;
   const onEvent = (ev: KernelEvent) => {
-    // one text per cookie while V8's number-to-string cache holds it: the connect's and the close's
-    // flow ids are then the same string, which the maps compare by reference
-    const flow = String(ev.cookie);
+    const flow = flowId(ev.cookie);
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
       // a held connect goes out before its close; a quiet flow's close stays back with it
