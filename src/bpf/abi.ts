@@ -438,6 +438,35 @@ function ownerAt(view: DataView, base: number): Owner {
 
 /** IPv4 addresses as text, by their 32 bits: connections go to few addresses, each written once. */
 const v4Text = new Map<number, string>();
+/** The last two addresses looked up (a connect's source and destination), without the map. */
+let v4KeyA = -1;
+let v4IpA = '';
+let v4KeyB = -1;
+let v4IpB = '';
+
+/**
+ * `:port` for each port seen, made once: String(port) for a new source port every connection
+ * filled V8's number-to-string cache, which keeps what it holds alive past young collections
+ * (see flowId). At most 65,536 short strings.
+ */
+const portText: (string | undefined)[] = new Array(65536);
+
+/** The IPv4 address whose 32 bits (big-endian) are `key`, as text. */
+function v4At(view: DataView, off: number, key: number): string {
+  if (key === v4KeyA) return v4IpA;
+  if (key === v4KeyB) return v4IpB;
+  let ip = v4Text.get(key);
+  if (ip === undefined) {
+    if (v4Text.size >= 4096) v4Text.clear();
+    ip = `${view.getUint8(off)}.${view.getUint8(off + 1)}.${view.getUint8(off + 2)}.${view.getUint8(off + 3)}`;
+    v4Text.set(key, ip);
+  }
+  v4KeyB = v4KeyA;
+  v4IpB = v4IpA;
+  v4KeyA = key;
+  v4IpA = ip;
+  return ip;
+}
 
 /** The endpoint whose 16 address bytes are at `off` of `view`, as formatEndpoint writes it. */
 function endpointAt(view: DataView, off: number, family: number, port: number): string {
@@ -445,14 +474,7 @@ function endpointAt(view: DataView, off: number, family: number, port: number): 
   if (family === AF_INET) v4 = off;
   else if (view.getUint32(off, true) === 0 && view.getUint32(off + 4, true) === 0 && view.getUint32(off + 8, false) === 0xffff) v4 = off + 12;
   if (v4 < 0) return formatEndpoint(family, copyBytes(view, off, 16), port);
-  const key = view.getUint32(v4, false);
-  let ip = v4Text.get(key);
-  if (ip === undefined) {
-    if (v4Text.size >= 4096) v4Text.clear();
-    ip = `${view.getUint8(v4)}.${view.getUint8(v4 + 1)}.${view.getUint8(v4 + 2)}.${view.getUint8(v4 + 3)}`;
-    v4Text.set(key, ip);
-  }
-  return `${ip}:${port}`;
+  return v4At(view, v4, view.getUint32(v4, false)) + (portText[port] ??= `:${port}`);
 }
 
 /** Formats an address as busted's records do: `ip:port`, IPv6 as `[ip]:port`, v4-mapped v6 as v4. */

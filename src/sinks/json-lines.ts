@@ -64,6 +64,8 @@ class Kept {
   private k2: unknown;
   private k3: unknown;
   bytes: Uint8Array = new Uint8Array(0);
+  /** Where the bytes are written: reused, not a new Buffer each time (Buffer.from takes 8 KiB pools, which the collector then frees). */
+  private room = Buffer.allocUnsafeSlow(256);
 
   /** Whether the kept bytes are those of these values (compared by ===; up to four). */
   has(k0: unknown, k1?: unknown, k2?: unknown, k3?: unknown): boolean {
@@ -76,7 +78,8 @@ class Kept {
     this.k1 = k1;
     this.k2 = k2;
     this.k3 = k3;
-    this.bytes = Buffer.from(text, 'utf8');
+    if (text.length * 3 > this.room.length) this.room = Buffer.allocUnsafeSlow(text.length * 3);
+    this.bytes = this.room.subarray(0, this.room.write(text, 0, 'utf8'));
   }
 }
 

@@ -188,6 +188,31 @@ test('decodeEvent refuses short records and unknown kinds instead of misreading 
   t.is(decodeEvent(v, 0, v.byteLength), null);
 });
 
+test('decodeEvent: IPv4 endpoints stay right while sources and destinations of a few addresses take turns (the text kept for the last two)', (t) => {
+  const v = new DataView(new ArrayBuffer(EVENT.size));
+  const bytes = new Uint8Array(v.buffer);
+  v.setUint32(EVENT.kind, Kind.CONNECT, true);
+  v.setUint16(EVENT.family, 2, true);
+  const addrs = [[127, 0, 0, 1], [127, 0, 0, 2], [10, 1, 2, 3], [192, 168, 0, 1], [255, 255, 255, 255], [0, 0, 0, 0]];
+  let seed = 7;
+  const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+  for (let i = 0; i < 5000; i++) {
+    const src = addrs[rand(addrs.length)]!;
+    const dst = addrs[rand(3)]!; // a few destinations, more sources
+    const sport = rand(65536);
+    const dport = [443, 11434, 0, 65535][rand(4)]!;
+    bytes.set(src, EVENT.saddr);
+    bytes.set(dst, EVENT.daddr);
+    v.setUint16(EVENT.sport, sport, true);
+    v.setUint16(EVENT.dport, dport, true);
+    const ev = decodeEvent(v, 0, EVENT.size)!;
+    if (ev.kind === Kind.CLOSE) return t.fail();
+    const want = [`${src.join('.')}:${sport}`, `${dst.join('.')}:${dport}`];
+    if (ev.src !== want[0] || ev.dst !== want[1]) return t.deepEqual([ev.src, ev.dst], want);
+  }
+  t.pass();
+});
+
 test('IPv6 endpoints are bracketed and compressed like the canonical form; v4-mapped show as v4', (t) => {
   t.is(formatEndpoint(10, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), 80), '[::1]:80');
   t.is(formatEndpoint(10, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3]), 443), '10.1.2.3:443');
