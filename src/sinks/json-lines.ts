@@ -96,6 +96,16 @@ function head(kept: Kept, type: 'connect' | 'close', r: ConnectRecord | CloseRec
   return out.plain(r.flow);
 }
 
+/** After the flow id, the pid and the next key: `","pid":…,"<next>":` */
+function pidPart(kept: Kept, pid: unknown, next: 'tid' | 'tx', out: LineBytes): boolean {
+  if (!kept.has(pid)) {
+    if (!numberText(pid)) return false;
+    kept.keep(`","pid":${JSON.stringify(pid)},"${next}":`, pid);
+  }
+  out.bytes(kept.bytes);
+  return true;
+}
+
 export class JsonLines {
   /** The last connect's process part and its JSON text (without the braces). */
   private process: ProcessPart | null = null;
@@ -142,12 +152,7 @@ export class JsonLines {
       this.processText = text;
     }
     if (!head(this.connectHead, 'connect', r, out)) return false;
-    const pid = r.pid;
-    if (!this.connectPid.has(pid)) {
-      if (!numberText(pid)) return false;
-      this.connectPid.keep(`","pid":${JSON.stringify(pid)},"tid":`, pid);
-    }
-    out.bytes(this.connectPid.bytes);
+    if (!pidPart(this.connectPid, r.pid, 'tid', out)) return false;
     // a process's threads take turns: the thread is written on its own, not kept with the rest
     if (!out.number(r.tid)) return false;
     const proto = r.proto;
@@ -180,12 +185,7 @@ export class JsonLines {
   private close(r: CloseRecord, out: LineBytes): boolean {
     if (!hasKeys(r, CLOSE_KEYS)) return false;
     if (!head(this.closeHead, 'close', r, out)) return false;
-    const pid = r.pid;
-    if (!this.closeMid.has(pid)) {
-      if (!numberText(pid)) return false;
-      this.closeMid.keep(`","pid":${JSON.stringify(pid)},"tx":`, pid);
-    }
-    out.bytes(this.closeMid.bytes);
+    if (!pidPart(this.closeMid, r.pid, 'tx', out)) return false;
     if (!out.number(r.tx)) return false;
     out.ascii(',"rx":');
     if (!out.number(r.rx)) return false;
