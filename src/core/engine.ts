@@ -158,11 +158,8 @@ export class WallClock {
   iso(monoNs: number | bigint): string {
     const ns = typeof monoNs === 'number' ? monoNs : Number(monoNs);
     if (ns >= this.lo && ns < this.hi) return this.lastIso;
-    const x = ns + this.offsetRestNs;
-    let ms = Math.floor(x / 1e6);
-    // the division is rounded: put the millisecond right where it rounded across one
-    if (ms * 1e6 > x) ms--;
-    else if ((ms + 1) * 1e6 <= x) ms++;
+    // an integer below 2^53 over 1e6, rounded, never crosses an integer: floor is exact
+    const ms = Math.floor((ns + this.offsetRestNs) / 1e6);
     this.lo = ms * 1e6 - this.offsetRestNs;
     this.hi = this.lo + 1e6;
     this.lastIso = new Date(ms + this.offsetMs).toISOString();

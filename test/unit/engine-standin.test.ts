@@ -81,7 +81,32 @@ test('WallClock writes kernel times as wall-clock ISO times, to the millisecond,
   t.is(at(nowNs - 5_000_000n), base - 5);
   t.is(at(nowNs + 86_400_000_000_000n), base + 86_400_000);
   t.is(clock.iso(nowNs), ms0);
-  // the ring's times come as numbers: the same strings, at the millisecond's edges too
-  for (const ns of [nowNs, edge, edge + 1n, nowNs - 5_000_000n]) t.is(clock.iso(Number(ns)), clock.iso(ns));
-  t.is(at(edge + 1n), base + 1);
+});
+
+test('WallClock: every millisecond is exactly 1,000,000 ns of the kernel clock wide, now, 50 days and 104 days (2^53 ns) after boot', (t) => {
+  const clock = new WallClock();
+  /** The first ns after `from` whose string differs from from's (times are numbers, as the ring's). */
+  const nextEdge = (from: number) => {
+    const s = clock.iso(from);
+    let lo = from;
+    let hi = from + 2_000_000;
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (clock.iso(mid) === s) lo = mid;
+      else hi = mid;
+    }
+    return hi;
+  };
+  // now, 50 days, and just under 2^53 ns (104 days) after boot
+  for (const start of [Number(process.hrtime.bigint()), 50 * 86_400e9, 2 ** 53 - 20_000_000]) {
+    let e = nextEdge(start);
+    for (let k = 0; k < 8; k++) {
+      const next = nextEdge(e);
+      if (next - e !== 1_000_000) return t.fail(`a millisecond of ${next - e} ns at ${e}`);
+      if (Date.parse(clock.iso(next)) - Date.parse(clock.iso(e)) !== 1) return t.fail(`not the next millisecond at ${next}`);
+      if (clock.iso(next - 1) !== clock.iso(e)) return t.fail(`the millisecond's last ns is not in it at ${next - 1}`);
+      e = next;
+    }
+  }
+  t.pass();
 });
