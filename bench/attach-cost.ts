@@ -7,12 +7,17 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
  *
  * The LLM address maps are filled with the catalog's ranges, as busted fills them.
  * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
  * CONNECT and a CLOSE record on the ring), and this process drains each ring every 50 ms without
  * looking at the records: the kernel's share of --all, without busted's user space.
+ *
+ * --floor OBJECT adds a subject "empty": an object of programs that do nothing on the same hooks
+ * (bench/floor.bpf.c, built by `npm run bench`), loaded as it is and attached whole. Its windows
+ * show what the kernel's dispatch to a program on these hooks costs the churn by itself: the part
+ * of the objects' share that no change to their programs can remove.
  *
  * Default: one object, this checkout's bpf/busted.bpf.o with the programs busted attaches at
  * start (all but the packet programs). `:prog,…` names the programs to attach instead. Prints,
@@ -37,6 +42,7 @@ import { loadCatalog } from '../src/core/catalog.js';
 const { values, positionals } = parseArgs({
   options: {
     rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' }, all: { type: 'boolean', default: false },
+    floor: { type: 'string' }, // OBJECT: empty programs on the same hooks (bench/floor.bpf.c)
     json: { type: 'string' }, // FILE: the medians also as JSON (npm run bench reads them)
   },
   allowPositionals: true,
@@ -101,6 +107,12 @@ const subjects: Subject[] = specs.map((spec) => {
   if (values.all) subject.ring = new RingBuffer(obj.map('events'), () => void subject.records++);
   return subject;
 });
+if (values.floor) {
+  // nothing to configure and no maps: loaded as it is, every program attached
+  const obj = BpfObject.open(values.floor);
+  obj.load();
+  subjects.push({ label: 'empty', obj, ring: null, records: 0, progs: () => true, rates: [] });
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));
 const churn = join(dir, 'churn');

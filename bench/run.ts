@@ -33,12 +33,17 @@
  *   kernel: bench/attach-cost.ts (the churn with busted's kernel programs alone, configured as by
  *     default, in 1 s windows interleaved with windows where nothing is attached: 20 rounds, 8
  *     with --quick); judged on the median of the per-round ratios, which the VM's drift over
- *     minutes does not move as it moves the churn figures above.
+ *     minutes does not move as it moves the churn figures above. For information, in the same
+ *     windows: empty programs on the same hooks (bench/floor.bpf.c: the kernel's dispatch alone,
+ *     which no change to busted's programs can remove); then a second run with the programs
+ *     configured as by --all (a CONNECT and a CLOSE record per connection, drained unread).
  *   cpu: bench/cpu.ts (busted's own CPU at 10k connections/s and idle, both modes).
  *   counters: bench/counters.ts (reading 16k flows' counters in one tick).
  *   tui: bench/tui-frame.tsx (busted-top's frame with 1,000 processes and 10,000 flows).
  * Each prints its own lines as it runs, and a row in a last table.
- * Each figure: one discarded warm-up run, then N pairs of (baseline, monitored) runs, alternating.
+ * Each figure: one discarded warm-up run, then N pairs of runs, baseline and monitored alternating:
+ * the baseline first in odd pairs and second in even ones (B M M B B M …), so that a steady drift of
+ * the VM's speed over a figure favours neither side.
  * A monitored run starts `node bin/busted.js --format json --all` (churn-default: without --all,
  * with --metrics on a free loopback port), waits for its first line (the
  * `session` record: everything attached), runs the load, then stops busted with SIGINT. busted's
@@ -48,7 +53,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createReadStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -56,6 +61,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../src/bpf/object.js';
+import { findCgroup2Mount } from '../src/bpf/preflight.js';
+import { isCgroupSection } from '../src/bpf/probe.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CHURN_SRC = join(ROOT, 'bench', 'churn.c');
@@ -584,9 +591,11 @@ function hookTarget(name: string): { kind: string; ns: number } {
   return PER_DATA_HOOKS.has(name) ? { kind: 'per send/recv/packet', ns: 150 } : { kind: 'lifecycle', ns: 1000 };
 }
 
-/** The tracepoint of each busted program the floor measures (bench/floor.bpf.c). */
+/** The hook of each busted program the floor measures (bench/floor.bpf.c). */
 const FLOOR_TRACEPOINT: Record<string, string> = {
-  busted_send: 'sock_send_length', busted_recv: 'sock_recv_length', busted_set_state: 'inet_sock_set_state',
+  busted_send: 'sock_send_length', busted_recv: 'sock_recv_length', busted_set_state: 'inet_sock_set_state', busted_exec: 'sched_process_exec',
+  busted_connect4: 'cgroup/connect4', busted_connect6: 'cgroup/connect6', busted_sendmsg4: 'cgroup/sendmsg4', busted_sendmsg6: 'cgroup/sendmsg6',
+  busted_release: 'cgroup/sock_release',
 };
 
 function bpfTable(results: FigureResult[], floor: Floor | null): string | null {
@@ -646,9 +655,14 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
   const base: number[] = [];
   const mon: MonitoredRun[] = [];
   for (let i = 0; i < opts.runs; i++) {
-    const b = await fig.load(opts.seconds);
-    base.push(b.value);
-    log(`  run ${i + 1} baseline : ${fig.show(b.value)}`);
+    const baselineFirst = i % 2 === 0;
+    const baseline = async () => {
+      const b = await fig.load(opts.seconds);
+      base.push(b.value);
+      log(`  run ${i + 1} baseline : ${fig.show(b.value)}${baselineFirst ? '' : ' (run after the monitored one below)'}`);
+      return b;
+    };
+    const b = baselineFirst ? await baseline() : null;
 
     const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats, fig.all, opts.bpfObject);
     let m: LoadResult;
@@ -659,6 +673,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
       throw err;
     }
     const rep = await busted.stop(m.pid);
+    const bv = (b ?? (await baseline())).value;
     // --all: every connection printed; by default: none printed, every one counted as provider none
     const complete = fig.all
       ? rep.loadConnects === m.connections && rep.loadFailedConnects === m.failed && rep.lost === 0
@@ -667,7 +682,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     const perConn = rep.cpuSeconds !== null && m.connections > 2 ? `, ${Math.round((rep.cpuSeconds * 1e6) / m.connections)} µs/connection` : '';
     const cpu = rep.cpuSeconds === null ? '?' : `${rep.cpuSeconds.toFixed(2)} s${perConn}`;
     log(
-      `  run ${i + 1} monitored: ${fig.show(m.value)}  (ratio ${(m.value / b.value).toFixed(3)}; busted: ${rep.records.toLocaleString('en-US')} records, ` +
+      `  run ${i + 1} monitored: ${fig.show(m.value)}  (ratio ${(m.value / bv).toFixed(3)}; busted: ${rep.records.toLocaleString('en-US')} records, ` +
         `lost ${rep.lost}, cpu ${cpu}, attach ${Math.round(busted.startupMs)} ms)`,
     );
     log(fig.all
@@ -779,40 +794,62 @@ function table(results: FigureResult[]): string {
 
 /** Empty programs' ns/run under the churn: what --bpf-stats adds to every hook's figure here. */
 interface Floor {
-  /** per tracepoint (sock_send_length, sock_recv_length, inet_sock_set_state): runs and ns per run */
+  /** per hook (sock_send_length, …, cgroup/sock_release) that ran: runs and ns per run */
   programs: { tracepoint: string; runs: number; nsPerRun: number }[];
   /** why it was not measured */
   skipped?: string;
 }
 
+/** bench/floor.bpf.c built with clang into the bench's folder (once): its path, or why not. */
+let floorObject: { path: string } | { error: string } | null = null;
+function buildFloor(): { path: string } | { error: string } {
+  if (floorObject) return floorObject;
+  const path = join(tmp, 'floor.bpf.o');
+  const cc = spawnSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-c', FLOOR_SRC, '-o', path], { encoding: 'utf8' });
+  floorObject = cc.error || cc.status !== 0 ? { error: `clang could not build ${FLOOR_SRC}: ${cc.error?.message ?? cc.stderr.trim()}` } : { path };
+  return floorObject;
+}
+
+/** The hook of each empty program in bench/floor.bpf.c, named as FLOOR_TRACEPOINT names busted's. */
+const FLOOR_PROGRAM_HOOK: Record<string, string> = {
+  floor_send: 'sock_send_length', floor_recv: 'sock_recv_length', floor_set_state: 'inet_sock_set_state', floor_exec: 'sched_process_exec',
+  floor_connect4: 'cgroup/connect4', floor_connect6: 'cgroup/connect6', floor_sendmsg4: 'cgroup/sendmsg4', floor_sendmsg6: 'cgroup/sendmsg6',
+  floor_release: 'cgroup/sock_release',
+};
+
 /**
- * --bpf-stats: bench/floor.bpf.c (empty tp_btf programs on busted's per-send, per-receive and
- * state-change tracepoints), built with clang, attached by this process, timed over a churn run
- * without busted. An empty program's ns/run is the statistics' own clock reads and the call.
+ * --bpf-stats: bench/floor.bpf.c (empty programs on every hook busted attaches at start), built
+ * with clang, attached by this process (the cgroup ones to the cgroup v2 root), timed over a churn
+ * run without busted. An empty program's ns/run is the statistics' own clock reads and the call.
  */
 async function measureFloor(seconds: number): Promise<Floor> {
-  const obj = join(tmp, 'floor.bpf.o');
-  const cc = spawnSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-c', FLOOR_SRC, '-o', obj], { encoding: 'utf8' });
-  if (cc.error || cc.status !== 0) return { programs: [], skipped: `clang could not build ${FLOOR_SRC}: ${cc.error?.message ?? cc.stderr.trim()}` };
-  const bpf = BpfObject.open(obj);
+  const built = buildFloor();
+  if ('error' in built) return { programs: [], skipped: built.error };
+  const root = findCgroup2Mount();
+  if (root === null) return { programs: [], skipped: 'cgroup v2 is not mounted' };
+  const bpf = BpfObject.open(built.path);
+  const cg = openSync(root, 'r');
   try {
     bpf.load();
-    for (const prog of bpf.programs()) bpf.attach(prog);
+    for (const prog of bpf.programs()) {
+      if (isCgroupSection(prog.section)) bpf.attachCgroup(prog, cg);
+      else bpf.attach(prog);
+    }
     const before = progStats(process.pid);
     await churn(seconds);
     const after = progStats(process.pid);
-    const tracepoint = (name: string) => ({ floor_send: 'sock_send_length', floor_recv: 'sock_recv_length', floor_set_state: 'inet_sock_set_state' })[name] ?? name;
     return {
       programs: after.filter((p) => p.name.startsWith('floor_')).map((p) => {
         const b = before.find((q) => q.id === p.id);
         const runs = p.runs - (b?.runs ?? 0);
-        return { tracepoint: tracepoint(p.name), runs, nsPerRun: runs > 0 ? Math.round((p.ns - (b?.ns ?? 0)) / runs) : 0 };
-      }),
+        return { tracepoint: FLOOR_PROGRAM_HOOK[p.name] ?? p.name, runs, nsPerRun: runs > 0 ? Math.round((p.ns - (b?.ns ?? 0)) / runs) : 0 };
+      }).filter((p) => p.runs > 0),
     };
   } catch (err) {
     return { programs: [], skipped: (err as Error).message };
   } finally {
     bpf.close();
+    closeSync(cg);
   }
 }
 
@@ -840,11 +877,21 @@ interface CpuFigure {
   /** Loaded: the whole load's share, V8's warm-up for it included (bench/cpu.ts). */
   wholePct?: number;
 }
+interface KernelFigure {
+  rounds: number;
+  seconds: number;
+  all: boolean;
+  none: number;
+  subjects: { label: string; median: number; ratio: number; roundRatio: number }[];
+}
 interface Extras {
   /** Figures that could not be measured, and why (the others are still printed and written). */
   failed?: { id: ExtraId; error: string }[];
   hooks?: FigureResult[];
-  kernel?: { rounds: number; seconds: number; none: number; subjects: { label: string; median: number; ratio: number; roundRatio: number }[] };
+  /** bench/attach-cost.ts as busted configures its programs by default (and the empty programs) */
+  kernel?: KernelFigure;
+  /** the same as `busted --all` configures them */
+  kernelAll?: KernelFigure;
   cpu?: { figures: CpuFigure[] };
   counters?: { flows: number; targetMs: number; medianMs: { steady: number; batch: number; single: number } };
   tui?: { processes: number; flows: number; targetMs: number; screens: { columns: number; rows: number; frameMs: { median: number; p95: number; max: number } }[] };
@@ -853,11 +900,17 @@ interface Extras {
 /** The figures of `extras` that are not ratios, one row each. */
 function extraTable(x: Extras): string | null {
   const rows = [['figure', 'value', 'target', 'verdict']];
+  const value = (k: KernelFigure['subjects'][number]) => `${k.roundRatio.toFixed(3)} (median ratio ${k.ratio.toFixed(3)})`;
   for (const k of x.kernel?.subjects ?? []) {
+    if (k.label === 'empty') continue;
     rows.push([
-      `churn with busted's kernel programs alone (${x.kernel!.rounds} interleaved rounds of ${x.kernel!.seconds} s windows)`,
-      `${k.roundRatio.toFixed(3)} (median ratio ${k.ratio.toFixed(3)})`, '>= 0.95', k.roundRatio >= 0.95 ? 'meets' : 'MISSES',
+      `churn with busted's kernel programs alone, as by default (${x.kernel!.rounds} interleaved rounds of ${x.kernel!.seconds} s windows)`,
+      value(k), '>= 0.95', k.roundRatio >= 0.95 ? 'meets' : 'MISSES',
     ]);
+  }
+  for (const k of x.kernelAll?.subjects ?? []) rows.push(['  the same, configured as by --all (a CONNECT and a CLOSE record per connection)', value(k), '-', 'info']);
+  for (const k of x.kernel?.subjects ?? []) {
+    if (k.label === 'empty') rows.push(['  empty programs on the same hooks (the kernel\'s dispatch alone: bench/floor.bpf.c)', value(k), '-', 'info']);
   }
   for (const f of x.cpu?.figures ?? []) {
     const who = f.mode === 'json' ? 'busted --format json --all' : 'busted (default)';
@@ -938,8 +991,14 @@ async function main(): Promise<void> {
     };
     if (extraIds.includes('kernel')) {
       const rounds = opts.quick ? 8 : 20;
-      log(`\n== the churn with busted's kernel programs alone, interleaved 1 s windows (bench/attach-cost.ts --rounds ${rounds})`);
-      extras.kernel = (await script('kernel', () => runScript('attach-cost.ts', ['--rounds', String(rounds), ...(opts.bpfObject ? [`busted=${opts.bpfObject}`] : [])]))) as Extras['kernel'];
+      const object = opts.bpfObject ? [`busted=${opts.bpfObject}`] : [];
+      const built = buildFloor();
+      const floorArgs = 'path' in built ? ['--floor', built.path] : [];
+      if ('error' in built) log(`note: no empty programs to compare with: ${built.error}`);
+      log(`\n== the churn with busted's kernel programs alone, interleaved 1 s windows (bench/attach-cost.ts --rounds ${rounds}${floorArgs.length ? ' --floor' : ''})`);
+      extras.kernel = (await script('kernel', () => runScript('attach-cost.ts', ['--rounds', String(rounds), ...floorArgs, ...object]))) as Extras['kernel'];
+      log(`\n== the same, configured as busted --all configures them (bench/attach-cost.ts --rounds ${rounds} --all)`);
+      extras.kernelAll = (await script('kernel', () => runScript('attach-cost.ts', ['--rounds', String(rounds), '--all', ...object]))) as Extras['kernelAll'];
     }
     if (extraIds.includes('cpu')) {
       log(`\n== busted's own CPU at 10,000 connections/s and idle (bench/cpu.ts${opts.quick ? ' --quick' : ''})`);
@@ -957,6 +1016,7 @@ async function main(): Promise<void> {
     restoreBpfStats();
     await rm(tmp, { recursive: true, force: true });
     tmp = '';
+    floorObject = null;
   }
 
   if (results.length) log(`\n${table(results)}`);
@@ -964,7 +1024,7 @@ async function main(): Promise<void> {
   if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : 'one churn pair per mode with the statistics on'}, statistics overhead included):\n${kernelTable}`);
   if (floor?.skipped) log(`\nthe statistics' floor was not measured: ${floor.skipped}`);
   else if (floor) {
-    log(`\nthe statistics' floor: an empty program on the same tracepoints during the churn (without busted) took ${floor.programs.map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
+    log(`\nthe statistics' floor: an empty program on the same hooks during the churn (without busted) took ${floor.programs.filter((p) => p.runs >= MIN_JUDGED_RUNS).map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
     log('that much of every ns/run above is the clock reads kernel.bpf_stats_enabled adds around each run, which no program can remove.');
   }
   const otherFigures = extraTable(extras);
