@@ -591,12 +591,8 @@ function hookTarget(name: string): { kind: string; ns: number } {
   return PER_DATA_HOOKS.has(name) ? { kind: 'per send/recv/packet', ns: 150 } : { kind: 'lifecycle', ns: 1000 };
 }
 
-/** The hook of each busted program the floor measures (bench/floor.bpf.c). */
-const FLOOR_TRACEPOINT: Record<string, string> = {
-  busted_send: 'sock_send_length', busted_recv: 'sock_recv_length', busted_set_state: 'inet_sock_set_state', busted_exec: 'sched_process_exec',
-  busted_connect4: 'cgroup/connect4', busted_connect6: 'cgroup/connect6', busted_sendmsg4: 'cgroup/sendmsg4', busted_sendmsg6: 'cgroup/sendmsg6',
-  busted_release: 'cgroup/sock_release',
-};
+/** The hook of busted's program `name`, as the floor names it (bench/floor.bpf.c: busted_X's empty twin is floor_X). */
+const floorHook = (name: string): string | undefined => FLOOR_PROGRAM_HOOK[name.replace(/^busted_/, 'floor_')];
 
 function bpfTable(results: FigureResult[], floor: Floor | null): string | null {
   // the verdict is on ns/run as measured; "above floor" (ns/run less an empty program's on the
@@ -606,7 +602,7 @@ function bpfTable(results: FigureResult[], floor: Floor | null): string | null {
     for (const p of r.bpf ?? []) {
       if (p.runsPerSecond === 0 || p.runs < MIN_JUDGED_RUNS) continue;
       const target = hookTarget(p.name);
-      const empty = floor?.programs.find((f) => f.tracepoint === FLOOR_TRACEPOINT[p.name]);
+      const empty = floor?.programs.find((f) => f.tracepoint === floorHook(p.name));
       rows.push([
         r.id, p.name, p.runsPerSecond.toLocaleString('en-US'), String(p.nsPerRun), empty ? String(p.nsPerRun - empty.nsPerRun) : '-',
         `<= ${target.ns} ns (${target.kind})`, p.nsPerRun <= target.ns ? 'meets' : 'MISSES',
@@ -810,7 +806,7 @@ function buildFloor(): { path: string } | { error: string } {
   return floorObject;
 }
 
-/** The hook of each empty program in bench/floor.bpf.c, named as FLOOR_TRACEPOINT names busted's. */
+/** The hook of each empty program in bench/floor.bpf.c. */
 const FLOOR_PROGRAM_HOOK: Record<string, string> = {
   floor_send: 'sock_send_length', floor_recv: 'sock_recv_length', floor_set_state: 'inet_sock_set_state', floor_exec: 'sched_process_exec',
   floor_connect4: 'cgroup/connect4', floor_connect6: 'cgroup/connect6', floor_sendmsg4: 'cgroup/sendmsg4', floor_sendmsg6: 'cgroup/sendmsg6',

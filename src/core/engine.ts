@@ -69,6 +69,19 @@ const IDLE_POLL_MS = 100;
 const STATS_MS = 250;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
 const STOP_DRAIN_MS = 2000;
+/** How long the start waits for the scan of $PATH's executables (it goes on past that in the background). */
+const SEED_WAIT_MS = 2000;
+
+/** Resolves when `p` settles or after `ms`, whichever is first. */
+function settled(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void p.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 export interface EngineOptions {
   /** The provider catalog (built-in plus --providers); default: the built-in one. */
@@ -297,6 +310,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       onPolicy: (d) => enforcement?.decision(d),
       onExec: (x) => void hashExec(x.tgid, x.exeDev, x.exeIno),
     });
+  // paths of $PATH binaries, for processes gone before they are looked at: listed while the
+  // programs load, and finished before the session starts (not during the first records)
+  const seeding = identities.seedExecutables().catch(() => 0);
   let probe: Probe;
   let cgroupOn = cgroupPath !== null;
   let kernelQuietOn = kernelQuiet(cgroupPath) !== null;
@@ -388,8 +404,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     type: 'session', ts: new Date().toISOString(), v: SCHEMA_VERSION, host: hostname(), kernel: release(),
     version: VERSION, enforce: opts.enforce ?? false, source: 'live',
   };
+  await settled(seeding, SEED_WAIT_MS); // a $PATH directory that does not answer delays the start this long at most
   publish(session);
-  void identities.seedExecutables().catch(() => {}); // paths of $PATH binaries, for processes gone before we look
 
   let lostSeen = 0n;
   let quietSeen = { closed: 0n, failed: 0n };

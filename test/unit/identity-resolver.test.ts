@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadAgents } from '../../src/core/agents.js';
 import { FileHasher } from '../../src/core/hash.js';
 import { CgroupResolver } from '../../src/core/identity-cgroups.js';
-import { parseStat, userDevToKernel } from '../../src/core/identity-proc.js';
+import { parseStat, scanExecutables, userDevToKernel } from '../../src/core/identity-proc.js';
 import { IdentityResolver, identityKey, type Identity, type ProcessFacts } from '../../src/core/identity.js';
 import { NameDirectory } from '../../src/core/users.js';
 
@@ -192,6 +192,20 @@ test('seeded executables: a process never seen alive still gets the path and has
   t.is(id.exe, tool);
   t.is(id.sha256, sha('installed binary'));
   t.deepEqual(id.agent, { id: 'gemini', label: 'Gemini CLI' });
+});
+
+test('scanning executables: a directory of more files than one batch is read whole, up to the limit', async (t) => {
+  const dir = tempDir(t);
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  for (let i = 0; i < 700; i++) writeFileSync(join(bin, `tool-${i}`), '', { mode: 0o755 });
+  for (let i = 0; i < 10; i++) writeFileSync(join(bin, `notes-${i}`), '', { mode: 0o644 });
+  const executable = 700;
+  const files = await scanExecutables([bin]);
+  t.is(files.length, executable, 'every executable, none of the others: none lost at a batch boundary');
+  t.is(new Set(files.map((f) => f.path)).size, executable);
+  t.true(files.every((f) => f.path.startsWith(`${bin}/tool-`) && f.ino > 0n));
+  t.is((await scanExecutables([bin], 250)).length, 250, 'at most the limit');
 });
 
 test('new kernel facts for a known identity (it exec()ed): enriched again for the new program', async (t) => {
