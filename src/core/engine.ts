@@ -310,8 +310,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       onPolicy: (d) => enforcement?.decision(d),
       onExec: (x) => void hashExec(x.tgid, x.exeDev, x.exeIno),
     });
-  // paths of $PATH binaries, for processes gone before they are looked at: listed while the
-  // programs load, and finished before the session starts (not during the first records)
+  // paths of $PATH binaries, for processes gone before they are looked at: started before the
+  // programs load, finished before the session starts (not while the first records come)
   const seeding = identities.seedExecutables().catch(() => 0);
   let probe: Probe;
   let cgroupOn = cgroupPath !== null;
