@@ -28,8 +28,9 @@
  * With --bpf-stats, a program that ran fewer than 100 times in a figure (a load's own setup, cold
  * caches) is shown but not judged against its target.
  * After those, the figures of issue 8 that are not ratios (--only picks them too):
- *   hooks: kernel time per hook run: one churn pair in each mode with kernel.bpf_stats_enabled on
- *     (only for this figure; with --bpf-stats the figures above give it), and the floor.
+ *   hooks: kernel time per hook run: one churn pair in each mode and one iperf3 128 KiB pair with
+ *     kernel.bpf_stats_enabled on (only for this figure; with --bpf-stats the figures above give
+ *     it), and the floor; for iperf3, the programs' kernel time per second of the load.
  *   kernel: bench/attach-cost.ts (the churn with busted's kernel programs alone, configured as by
  *     default, in 1 s windows interleaved with windows where nothing is attached: 20 rounds, 8
  *     with --quick); judged on the median of the per-round ratios, which the VM's drift over
@@ -594,6 +595,11 @@ function hookTarget(name: string): { kind: string; ns: number } {
 /** The hook of busted's program `name`, as the floor names it (bench/floor.bpf.c: busted_X's empty twin is floor_X). */
 const floorHook = (name: string): string | undefined => FLOOR_PROGRAM_HOOK[name.replace(/^busted_/, 'floor_')];
 
+/** The kernel time of all of busted's programs per second of a figure's load (--bpf-stats), in ms. */
+function kernelMsPerSecond(r: FigureResult): number {
+  return (r.bpf ?? []).reduce((sum, p) => sum + p.nsPerRun * p.runsPerSecond, 0) / 1e6;
+}
+
 function bpfTable(results: FigureResult[], floor: Floor | null): string | null {
   // the verdict is on ns/run as measured; "above floor" (ns/run less an empty program's on the
   // same tracepoint) is the program's own share, shown beside it
@@ -888,6 +894,7 @@ interface Extras {
   kernel?: KernelFigure;
   /** the same as `busted --all` configures them */
   kernelAll?: KernelFigure;
+
   cpu?: { figures: CpuFigure[] };
   counters?: { flows: number; targetMs: number; medianMs: { steady: number; batch: number; single: number } };
   tui?: { processes: number; flows: number; targetMs: number; screens: { columns: number; rows: number; frameMs: { median: number; p95: number; max: number } }[] };
@@ -908,6 +915,7 @@ function extraTable(x: Extras): string | null {
   for (const k of x.kernel?.subjects ?? []) {
     if (k.label === 'empty') rows.push(['  empty programs on the same hooks (the kernel\'s dispatch alone: bench/floor.bpf.c)', value(k), '-', 'info']);
   }
+
   for (const f of x.cpu?.figures ?? []) {
     const who = f.mode === 'json' ? 'busted --format json --all' : 'busted (default)';
     rows.push([`busted's CPU, ${who}, ${f.what}${f.wholePct === undefined ? '' : ', steady'}`, `${f.pct.toFixed(2)} % of a core`, `<= ${f.target} %`, f.pct <= f.target ? 'meets' : 'MISSES']);
@@ -965,10 +973,13 @@ async function main(): Promise<void> {
       // the ratios above ran without the statistics (they add to every run): the kernel time
       // per hook run comes from one more pair in each churn mode with them on
       enableBpfStats();
-      log(`\n== kernel time per hook run: one churn pair in each mode with kernel.bpf_stats_enabled (was ${bpfStatsBefore}), and the floor`);
+      log(`\n== kernel time per hook run: one churn pair in each mode and one iperf3 128 KiB pair with kernel.bpf_stats_enabled (was ${bpfStatsBefore}), and the floor`);
       try {
         extras.hooks = [];
         for (const id of ['churn-default', 'churn'] as const) extras.hooks.push(await measure(FIGURES.find((f) => f.id === id)!, { ...opts, runs: 1, bpfStats: true }));
+        // and one iperf3 128 KiB pair: busted's kernel time per second of it, which its whole
+        // runs' ratio (pairs spread ±20 % here) cannot resolve
+        if (!spawnSync('iperf3', ['--version']).error) extras.hooks.push(await measure(FIGURES.find((f) => f.id === 'iperf-128k')!, { ...opts, runs: 1, bpfStats: true }));
         floor = await measureFloor(Math.min(opts.seconds, 5));
       } finally {
         restoreBpfStats();
@@ -1017,11 +1028,15 @@ async function main(): Promise<void> {
 
   if (results.length) log(`\n${table(results)}`);
   const kernelTable = bpfTable([...results, ...(extras.hooks ?? [])], floor);
-  if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : 'one churn pair per mode with the statistics on'}, statistics overhead included):\n${kernelTable}`);
+  if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : 'one churn pair per mode and one iperf3 128 KiB pair with the statistics on'}, statistics overhead included):\n${kernelTable}`);
   if (floor?.skipped) log(`\nthe statistics' floor was not measured: ${floor.skipped}`);
   else if (floor) {
     log(`\nthe statistics' floor: an empty program on the same hooks during the churn (without busted) took ${floor.programs.filter((p) => p.runs >= MIN_JUDGED_RUNS).map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
     log('that much of every ns/run above is the clock reads kernel.bpf_stats_enabled adds around each run, which no program can remove.');
+  }
+  for (const r of [...results, ...(extras.hooks ?? [])].filter((f) => f.id.startsWith('iperf') && f.bpf)) {
+    const ms = kernelMsPerSecond(r);
+    log(`\n${r.label}: busted's programs ran ${ms.toFixed(1)} ms per second of the load (statistics' clock reads included), ${(ms / 10 / availableParallelism()).toFixed(2)} % of the ${availableParallelism()} CPUs it keeps busy.`);
   }
   const otherFigures = extraTable(extras);
   if (otherFigures) log(`\n${otherFigures}`);
