@@ -10,7 +10,7 @@ import { UsageError } from '../cli/options.js';
 import type { Store } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { BustedMetrics, type KernelStats } from './metrics.js';
-import { OtlpSink } from './otlp.js';
+import type { OtlpSink } from './otlp.js';
 import { defaultSession, Recorder } from './recorder.js';
 
 export type { KernelStats } from './metrics.js';
@@ -220,6 +220,8 @@ export async function attachSinks(store: Store, opts: SinkOptions): Promise<Sink
       }).attach(store);
     }
     if (opts.otlp) {
+      // OpenTelemetry's SDK is loaded only for --otlp: loaded always, it held 16 MB of every busted's RSS
+      const { OtlpSink } = await import('./otlp.js');
       otlp = new OtlpSink({ url: opts.otlp, version: VERSION, onWarning: opts.onWarning });
       const sink = otlp;
       detach.push(store.onRecord((rec) => sink.handle(rec)));
