@@ -7,7 +7,7 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--load L] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
  *
  * The LLM address maps are filled with the catalog's ranges, as busted fills them.
  * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
@@ -19,20 +19,15 @@
  * show what the kernel's dispatch to a program on these hooks costs the churn by itself: the part
  * of the objects' share that no change to their programs can remove.
  *
- * --load iperf-128k or iperf-1k runs iperf3 in the windows instead of the churn: one iperf3 server
- * on 127.0.0.1 for the whole run, and per window `iperf3 -c … -t S -l 128K|1K -A 0,1` (the sender
- * on CPU 0, the receiver on CPU 1, as `npm run bench` runs it); the rate is the receiver's bit/s.
- *
  * Default: one object, this checkout's bpf/busted.bpf.o with the programs busted attaches at
  * start (all but the packet programs). `:prog,…` names the programs to attach instead. Prints,
  * per object, the median churn rate of its windows against the median of the windows with
  * nothing attached, and the median of the per-round ratios. Root; loopback only.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MODEL_PORTS } from '../src/bpf/abi.js';
@@ -48,7 +43,6 @@ const { values, positionals } = parseArgs({
   options: {
     rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' }, all: { type: 'boolean', default: false },
     floor: { type: 'string' }, // OBJECT: empty programs on the same hooks (bench/floor.bpf.c)
-    load: { type: 'string', default: 'churn' }, // churn | iperf-128k | iperf-1k
     json: { type: 'string' }, // FILE: the medians also as JSON (npm run bench reads them)
   },
   allowPositionals: true,
@@ -59,17 +53,6 @@ if (!(rounds > 0) || !(seconds > 0)) {
   console.error('attach-cost: --rounds and --seconds take positive numbers');
   process.exit(2);
 }
-const IPERF_LEN: Record<string, string> = { 'iperf-128k': '128K', 'iperf-1k': '1K' };
-const loadName = values.load!;
-if (loadName !== 'churn' && !(loadName in IPERF_LEN)) {
-  console.error(`attach-cost: --load takes churn, iperf-128k or iperf-1k, not ${loadName}`);
-  process.exit(2);
-}
-if (loadName !== 'churn' && seconds < 1) {
-  console.error('attach-cost: iperf3 windows are whole seconds: --seconds 1 or more');
-  process.exit(2);
-}
-const unit = loadName === 'churn' ? 'conn/s' : 'bit/s';
 if (process.getuid?.() !== 0) {
   console.error('attach-cost: run as root (it loads and attaches eBPF programs)');
   process.exit(1);
@@ -135,52 +118,11 @@ const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));
 const churn = join(dir, 'churn');
 execFileSync('cc', ['-O2', '-pthread', '-o', churn, new URL('./churn.c', import.meta.url).pathname]);
 const execFileAsync = promisify(execFile);
-let iperfServer: ChildProcess | null = null;
-let iperfPort = 0;
-if (loadName !== 'churn') ({ server: iperfServer, port: iperfPort } = await startIperfServer());
-const iperfAffinity = availableParallelism() >= 2 ? '0,1' : '0,0';
-/** One window of the load; the event loop stays free meanwhile (--all drains the rings on a timer). */
-const run = async (): Promise<number> => {
-  if (loadName === 'churn') {
-    const { stdout } = await execFileAsync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' });
-    return (JSON.parse(stdout.trim().split('\n').pop()!) as { cps: number }).cps;
-  }
-  const { stdout } = await execFileAsync('iperf3', ['-c', '127.0.0.1', '-p', String(iperfPort), '-t', String(Math.round(seconds)), '-l', IPERF_LEN[loadName]!, '-A', iperfAffinity, '--json'], { encoding: 'utf8' });
-  const out = JSON.parse(stdout) as { error?: string; end?: { sum_received?: { bits_per_second: number } } };
-  if (out.error || !out.end?.sum_received) throw new Error(`iperf3 client failed: ${out.error ?? 'no result'}`);
-  return out.end.sum_received.bits_per_second;
+/** One churn window; the event loop stays free meanwhile (--all drains the rings on a timer). */
+const run = async () => {
+  const { stdout } = await execFileAsync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' });
+  return (JSON.parse(stdout.trim().split('\n').pop()!) as { cps: number }).cps;
 };
-
-/** An iperf3 server on 127.0.0.1 for the whole run (it serves one test after another). */
-async function startIperfServer(): Promise<{ server: ChildProcess; port: number }> {
-  const port = await new Promise<number>((resolve, reject) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as AddressInfo).port;
-      probe.close(() => resolve(p));
-    }).on('error', reject);
-  });
-  const server = spawn('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  server.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const spawned = await new Promise<Error | null>((resolve) => {
-    server.once('error', resolve);
-    server.once('spawn', () => resolve(null));
-  });
-  if (spawned) throw new Error(`attach-cost: cannot run iperf3 (${spawned.message}): apt-get install -y iperf3`);
-  for (let i = 0; i < 250; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const c = connect(port, '127.0.0.1', () => {
-        c.destroy();
-        resolve(true);
-      }).on('error', () => resolve(false));
-    });
-    if (up) return { server, port };
-    if (server.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  server.kill();
-  throw new Error(`attach-cost: the iperf3 server did not listen on 127.0.0.1:${port}: ${err.trim()}`);
-}
 
 const cg = openSync(cgroup, 'r');
 async function attached(s: Subject): Promise<number> {
@@ -215,16 +157,15 @@ try {
     console.log(`round ${r + 1}: ${line.join('  ')}`);
   }
   const base = median(none);
-  console.log(`\nnothing attached: median ${base.toFixed(0)} ${unit} over ${none.length} windows of ${seconds} s`);
+  console.log(`\nnothing attached: median ${base.toFixed(0)} conn/s over ${none.length} windows of ${seconds} s`);
   const out = subjects.map((s) => {
     const pairs = s.rates.map((x, i) => x / none[i]!);
     const recs = s.ring ? `; ${s.records} ring records drained` : '';
-    console.log(`${s.label}: median ${median(s.rates).toFixed(0)} ${unit}, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
+    console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
     return { label: s.label, median: median(s.rates), ratio: median(s.rates) / base, roundRatio: median(pairs) };
   });
-  if (values.json) writeFileSync(values.json, `${JSON.stringify({ load: loadName, rounds, seconds, all: values.all, none: base, subjects: out }, null, 2)}\n`);
+  if (values.json) writeFileSync(values.json, `${JSON.stringify({ rounds, seconds, all: values.all, none: base, subjects: out }, null, 2)}\n`);
 } finally {
-  iperfServer?.kill();
   closeSync(cg);
   for (const s of subjects) {
     s.ring?.close();

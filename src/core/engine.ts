@@ -20,6 +20,7 @@ import { startKubePods } from './kube.js';
 import { Enforcement, runningExecutables, type VerdictAction } from './enforcement.js';
 import { loadPolicy } from './policy.js';
 import { QuietCollector } from './memory.js';
+import { settled } from './settled.js';
 import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
 import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';
@@ -71,17 +72,6 @@ const STATS_MS = 250;
 const STOP_DRAIN_MS = 2000;
 /** How long the start waits for the scan of $PATH's executables (it goes on past that in the background). */
 const SEED_WAIT_MS = 2000;
-
-/** Resolves when `p` settles or after `ms`, whichever is first. */
-function settled(p: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    void p.finally(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
 
 export interface EngineOptions {
   /** The provider catalog (built-in plus --providers); default: the built-in one. */

@@ -17,6 +17,7 @@ import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchLogRecordProcessor, LoggerProvider, type LogRecordExporter, type ReadableLogRecord } from '@opentelemetry/sdk-logs';
 import type { EventRecord } from '../core/records.js';
+import { settled } from '../core/settled.js';
 
 export interface OtlpOptions {
   /** Collector URL; a URL without a path gets the standard `/v1/logs`. */
@@ -213,13 +214,7 @@ export class OtlpSink {
   async close(timeoutMs = 3000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-      timer.unref();
-    });
-    await Promise.race([this.provider.shutdown().catch(() => {}), timeout]);
-    clearTimeout(timer);
+    await settled(this.provider.shutdown(), timeoutMs, { unref: true });
     // What the SDK still holds after the deadline is not sent (busted is stopping): the
     // remaining batches fail at once instead of each retrying for the full export timeout.
     this.exporter.abandoned = true;
