@@ -10,7 +10,7 @@
  *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default] [--threads T]
  *
  * --rate R (default 10,000/s): records are handed over as the kernel would at R connections/s,
- * in the engine's own polls (every 50 ms); --rate 0: as fast as the engine takes them. Output:
+ * in the engine's own polls (every 100 ms: the stand-in tells it the ring is nearly empty); --rate 0: as fast as the engine takes them. Output:
  * busted --format json --all through busted's StdoutLines into /dev/null (--default: LLM flows
  * only, so nothing of the churn is printed; the stand-in has no kernel quiet mode, so every
  * connection still goes through the engine, as it does by default where the cgroup programs

@@ -341,7 +341,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
     startupMs,
     async stop(loadPid: number) {
       const diedEarly = child.exitCode !== null || child.signalCode !== null;
-      // busted drains the ring buffer every 50 ms and once more when it stops; give it a moment
+      // busted drains the ring buffer every 100 ms and to its end when it stops; give it a moment
       if (!diedEarly) await sleep(250);
       const cpu1 = cpuSeconds(pid);
       // what the kernel kept back reaches the metrics with the next counter read (every 1 s)

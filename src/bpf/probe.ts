@@ -189,9 +189,13 @@ export class KernelProbe {
     }
   }
 
-  /** Drains the ring buffer (non-blocking), at most `budget` records; `more` when some are left. */
-  poll(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean } {
-    return this.ring.consume(budget, maxMs);
+  /**
+   * Drains the ring buffer (non-blocking), at most `budget` records; `more` when some are left;
+   * `fill`: the share of the ring the records read took up (0 to 1).
+   */
+  poll(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean; fill: number } {
+    const { handled, more, bytes } = this.ring.consume(budget, maxMs);
+    return { handled, more, fill: bytes / this.ring.size };
   }
 
   private fill: KernelStatsReader | null = null;

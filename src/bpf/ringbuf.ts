@@ -48,6 +48,7 @@ export class RingBuffer implements Closable {
 
   constructor(map: BpfMap, private readonly onRecord: RecordHandler) {
     const size = map.maxEntries;
+    this.size = size;
     const fd = map.fd;
     this.pageSize = libc().getpagesize() as number;
     this.dataLength = this.pageSize + 2 * size;
@@ -72,15 +73,19 @@ export class RingBuffer implements Closable {
     };
   }
 
+  /** The ring's data size in bytes. */
+  readonly size: number;
+
   /**
    * Consumes available records without waiting, at most `budget` of them and for about `maxMs`
-   * (the clock is read every 64 records); returns how many were handled and whether it stopped
-   * with records left. A handler's exception ends the call: the records up to and including the
-   * failing one count as consumed, and the exception is rethrown.
+   * (the clock is read every 64 records); returns how many were handled, whether it stopped
+   * with records left, and the ring bytes it gave back (headers and discarded records included).
+   * A handler's exception ends the call: the records up to and including the failing one count
+   * as consumed, and the exception is rethrown.
    */
-  consume(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean } {
+  consume(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean; bytes: number } {
     const m = this.mapped;
-    if (m === null) return { handled: 0, more: false };
+    if (m === null) return { handled: 0, more: false, bytes: 0 };
     const { consumerPos, producerPos, words, view } = m;
     const mask = this.mask;
     const deadline = maxMs === Infinity ? Infinity : performance.now() + maxMs;
@@ -122,7 +127,7 @@ export class RingBuffer implements Closable {
     } finally {
       if (done !== published) Atomics.store(consumerPos, 0, base + BigInt(done));
     }
-    return { handled, more };
+    return { handled, more, bytes: done };
   }
 
   close(): void {

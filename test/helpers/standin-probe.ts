@@ -6,7 +6,8 @@
 import type { ProbeOptions } from '../../src/bpf/probe.js';
 import type { Probe } from '../../src/core/engine.js';
 
-export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { handled: number; more: boolean }) {
+/** `poll`'s `fill` (the share of a ring its records took up) is 0 when left out. */
+export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { handled: number; more: boolean; fill?: number }) {
   return (opts: ProbeOptions): Probe => ({
     counters: { readBatch: () => 0 } as unknown as Probe['counters'],
     enforcer: null as unknown as Probe['enforcer'], // no cgroup programs (cgroupPath null): never used
@@ -17,6 +18,6 @@ export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { han
     dnsApplied: () => {},
     kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
     close: () => {},
-    poll: (budget = Infinity) => poll(opts, budget),
+    poll: (budget = Infinity) => ({ fill: 0, ...poll(opts, budget) }),
   });
 }

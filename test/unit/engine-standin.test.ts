@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { Kind, type KernelEvent } from '../../src/bpf/abi.js';
 import type { ProbeOptions } from '../../src/bpf/probe.js';
-import { WallClock, startEngine, type Probe } from '../../src/core/engine.js';
+import { WallClock, nextBusyPoll, startEngine, type Probe } from '../../src/core/engine.js';
 import { CLOCK_TICKS } from '../../src/core/identity.js';
 import { readStartTime, userDevToKernel } from '../../src/core/identity-proc.js';
 import type { EventRecord } from '../../src/core/records.js';
@@ -109,4 +109,44 @@ test('WallClock: every millisecond is exactly 1,000,000 ns of the kernel clock w
     }
   }
   t.pass();
+});
+
+test('nextBusyPoll: 100 ms between ring reads while little comes; shorter, down to 10 ms, while the ring fills fast', (t) => {
+  t.is(nextBusyPoll(100, 0), 100);
+  t.is(nextBusyPoll(100, 0.07), 100, "--all at 10k connections/s: 7 % of the ring per 100 ms");
+  t.is(nextBusyPoll(100, 0.3), 50);
+  t.is(nextBusyPoll(12.5, 0.9), 10, 'never below 10 ms');
+  t.is(nextBusyPoll(25, 0.1), 25, 'between the marks the wait stays');
+  t.is(nextBusyPoll(25, 0.01), 50, 'and grows back when little comes');
+  // records at a steady rate into a ring of 27k: the wait settles where at most a quarter of it
+  // fills between two reads, for any rate up to ~670k records a second
+  for (const perSecond of [1_000, 20_000, 100_000, 270_000, 400_000, 670_000]) {
+    let wait = 100;
+    const fill = (ms: number) => (perSecond * ms) / 1000 / 27_000;
+    for (let i = 0; i < 20; i++) wait = nextBusyPoll(wait, fill(wait));
+    t.true(fill(wait) <= 0.25, `${perSecond}/s: ${wait} ms fills ${(fill(wait) * 100).toFixed(0)} %`);
+    if (perSecond <= 20_000) t.is(wait, 100, `${perSecond}/s: every 100 ms`);
+  }
+});
+
+test('the engine reads the ring more often while it fills fast', async (t) => {
+  const pollsPerSecond = async (fill: number) => {
+    let polls = 0;
+    const start = standInProbe(() => {
+      polls++;
+      return { handled: 100, more: false, fill };
+    });
+    const engine = await startEngine(new Store(systemClock, { closedMax: 0 }), { all: true, intervalMs: 1000, verbose: false, cgroupPath: null, startProbe: start });
+    await new Promise((r) => setTimeout(r, 300)); // the wait settles
+    const before = polls;
+    await new Promise((r) => setTimeout(r, 1000));
+    const n = polls - before;
+    await engine.stop();
+    return n;
+  };
+  const slow = await pollsPerSecond(0.01);
+  const fast = await pollsPerSecond(0.5);
+  t.log(`reads in 1 s: ${slow} (ring 1 % full), ${fast} (50 %)`);
+  t.true(slow <= 15, `little in the ring: ${slow} reads in 1 s (every 100 ms, and the counters' read)`);
+  t.true(fast >= 3 * slow, `the ring half full at each read: ${fast} reads in 1 s, against ${slow}`);
 });

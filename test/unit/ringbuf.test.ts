@@ -134,8 +134,10 @@ test('every record is delivered once, in order and intact, over many laps of the
       for (let i = 0; i < want && next < N && k.push(recordOf(next)); i++) next++;
       const budget = budgets[round % budgets.length]!;
       const before = seen.length;
-      const { handled, more } = ring.consume(budget);
+      const from = k.consumer();
+      const { handled, more, bytes } = ring.consume(budget);
       t.is(handled, seen.length - before, 'handled counts the records handed over');
+      t.is(bytes, k.consumer() - from, 'bytes: how far the consumer position moved');
       t.true(handled <= budget);
       if (more) t.is(handled, budget, 'more only when the budget stopped it');
       else t.is(k.consumer(), k.producer, 'without more, the ring is empty');
@@ -153,15 +155,17 @@ test('budget: consume stops after `budget` records and the next call resumes rig
   withRing((k) => {
     const seen: Seen[] = [];
     const ring = new RingBuffer(k.map, collector(t, seen));
+    /** the ring bytes of records from..to-1 */
+    const bytes = (from: number, to: number) => [...Array(to - from).keys()].reduce((n, i) => n + recordSize(recordOf(from + i).length), 0);
     for (let i = 0; i < 10; i++) k.push(recordOf(i));
-    t.deepEqual(ring.consume(3), { handled: 3, more: true });
-    t.is(k.consumer(), [0, 1, 2].reduce((n, i) => n + recordSize(recordOf(i).length), 0), 'position published on return');
-    t.deepEqual(ring.consume(3), { handled: 3, more: true });
-    t.deepEqual(ring.consume(3), { handled: 3, more: true });
-    t.deepEqual(ring.consume(3), { handled: 1, more: false });
-    t.deepEqual(ring.consume(3), { handled: 0, more: false });
+    t.deepEqual(ring.consume(3), { handled: 3, more: true, bytes: bytes(0, 3) });
+    t.is(k.consumer(), bytes(0, 3), 'position published on return');
+    t.deepEqual(ring.consume(3), { handled: 3, more: true, bytes: bytes(3, 6) });
+    t.deepEqual(ring.consume(3), { handled: 3, more: true, bytes: bytes(6, 9) });
+    t.deepEqual(ring.consume(3), { handled: 1, more: false, bytes: bytes(9, 10) });
+    t.deepEqual(ring.consume(3), { handled: 0, more: false, bytes: 0 });
     for (let i = 10; i < 13; i++) k.push(recordOf(i));
-    t.deepEqual(ring.consume(3), { handled: 3, more: false }, 'exactly the budget left: nothing more');
+    t.deepEqual(ring.consume(3), { handled: 3, more: false, bytes: bytes(10, 13) }, 'exactly the budget left: nothing more');
     t.deepEqual(seen.map((s) => s.seq), [...Array(13).keys()]);
     t.is(k.consumer(), k.producer);
     ring.close();
@@ -177,8 +181,8 @@ test('maxMs: the clock is read every 64 records; the position is published as it
     });
     const len = 8; // 16-byte records: 200 of them fit the ring
     for (let i = 0; i < 200; i++) k.push(recordOf(0).subarray(0, len));
-    t.deepEqual(ring.consume(Infinity, 0), { handled: 64, more: true }, 'a deadline already past stops at the first check');
-    t.deepEqual(ring.consume(Infinity, 60_000), { handled: 136, more: false });
+    t.deepEqual(ring.consume(Infinity, 0), { handled: 64, more: true, bytes: 64 * 16 }, 'a deadline already past stops at the first check');
+    t.deepEqual(ring.consume(Infinity, 60_000), { handled: 136, more: false, bytes: 136 * 16 });
     // seen by records 0, 64 | 128, 192: the kernel got its space back every 64 records
     t.deepEqual(positions, [0, 64 * 16, 128 * 16, 192 * 16]);
     ring.close();
@@ -192,10 +196,10 @@ test('a record still being written (BUSY) holds back the committed ones behind i
     k.push(recordOf(0));
     const slow = k.reserve(recordOf(1).length)!;
     k.push(recordOf(2));
-    t.deepEqual(ring.consume(), { handled: 1, more: false });
+    t.deepEqual(ring.consume(), { handled: 1, more: false, bytes: recordSize(recordOf(0).length) });
     t.is(k.consumer(), recordSize(recordOf(0).length), 'stopped at the busy record');
     k.commit(slow, recordOf(1));
-    t.deepEqual(ring.consume(), { handled: 2, more: false });
+    t.deepEqual(ring.consume(), { handled: 2, more: false, bytes: recordSize(recordOf(1).length) + recordSize(recordOf(2).length) });
     t.deepEqual(seen.map((s) => s.seq), [0, 1, 2]);
     t.is(k.consumer(), k.producer);
     ring.close();
@@ -210,8 +214,9 @@ test('discarded records are stepped over and not counted', (t) => {
     k.push(recordOf(1), true);
     k.push(recordOf(2), true);
     k.push(recordOf(3));
-    t.deepEqual(ring.consume(1), { handled: 1, more: true });
-    t.deepEqual(ring.consume(1), { handled: 1, more: false });
+    t.deepEqual(ring.consume(1), { handled: 1, more: true, bytes: recordSize(recordOf(0).length) });
+    const rest = [1, 2, 3].reduce((n, i) => n + recordSize(recordOf(i).length), 0);
+    t.deepEqual(ring.consume(1), { handled: 1, more: false, bytes: rest }, "the discarded records' bytes count as given back");
     t.deepEqual(seen.map((s) => s.seq), [0, 3]);
     t.is(k.consumer(), k.producer);
     ring.close();
@@ -229,7 +234,7 @@ test('a handler exception: the failing record and those before it stay consumed,
     for (let i = 0; i < 5; i++) k.push(recordOf(i));
     t.throws(() => ring.consume(), { message: 'handler failed on 2' });
     t.is(k.consumer(), [0, 1, 2].reduce((n, i) => n + recordSize(recordOf(i).length), 0));
-    t.deepEqual(ring.consume(), { handled: 2, more: false });
+    t.deepEqual(ring.consume(), { handled: 2, more: false, bytes: recordSize(recordOf(3).length) + recordSize(recordOf(4).length) });
     t.deepEqual(seqs, [0, 1, 2, 3, 4], 'nothing handled twice, nothing skipped');
     ring.close();
   });
@@ -242,7 +247,7 @@ test('close unmaps once; a closed ring reads nothing', (t) => {
     k.push(recordOf(0));
     ring.close();
     ring.close();
-    t.deepEqual(ring.consume(), { handled: 0, more: false });
+    t.deepEqual(ring.consume(), { handled: 0, more: false, bytes: 0 });
     t.is(n, 0);
     t.is(k.consumer(), 0);
   });
