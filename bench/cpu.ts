@@ -48,10 +48,23 @@ const LOAD_CPU = 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (s: string) => process.stdout.write(`${s}\n`);
 
-function cpuSeconds(pid: number): number {
+/** User and system CPU seconds of a process (all its threads). */
+function cpuTimes(pid: number): { user: number; system: number } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+  return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 }; // USER_HZ is 100 on Linux
+}
+
+function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
+}
+
+/** Dirty and Writeback of /proc/meminfo in MB: the page cache busted's output goes into. */
+function dirtyMb(): string {
+  const m = fs.readFileSync('/proc/meminfo', 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(m)?.[1] ?? NaN);
+  return `dirty ${(kb('Dirty') / 1024).toFixed(0)} MB, writeback ${(kb('Writeback') / 1024).toFixed(0)} MB`;
 }
 
 interface Busted {
@@ -141,10 +154,14 @@ async function measure(dir: string, churn: string, mode: 'json' | 'default', loa
       child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
       const exited = once(child, 'exit');
       await sleep(WARM_S * 1000);
-      const cw = cpuSeconds(pid);
+      const tw0 = cpuTimes(pid);
+      const cw = tw0.user + tw0.system;
       const tw = performance.now();
+      const memAt = dirtyMb();
       const [code] = (await exited) as [number | null];
-      const c1 = cpuSeconds(pid);
+      const t1t = cpuTimes(pid);
+      const c1 = t1t.user + t1t.system;
+      const split = `user ${(t1t.user - tw0.user).toFixed(2)} s, system ${(t1t.system - tw0.system).toFixed(2)} s; ${memAt} at the measure's start`;
       const t1 = performance.now();
       if (code !== 0) throw new Error(`bench/churn.c failed (exit ${code})`);
       const out = JSON.parse(stdout.trim().split('\n').pop()!) as { pid: number; connections: number; cps: number };
@@ -163,9 +180,9 @@ async function measure(dir: string, churn: string, mode: 'json' | 'default', loa
           else if (rec.pid === out.pid && rec.type === 'close') closes++;
         }
         const all = connects === out.connections && closes === out.connections && lost === 0;
-        extra = `${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); reported ${connects} connects, ${closes} closes, lost ${lost} -> ${all ? 'all reported' : 'MISMATCH'}`;
+        extra = `${split}; ${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); reported ${connects} connects, ${closes} closes, lost ${lost} -> ${all ? 'all reported' : 'MISMATCH'}`;
       } else {
-        extra = `${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); nothing printed (not LLM traffic)`;
+        extra = `${split}; ${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); nothing printed (not LLM traffic)`;
       }
       const cpuS = c1 - cw;
       return {
