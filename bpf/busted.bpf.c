@@ -179,8 +179,12 @@ static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 
+	/* Per-CPU slot, but not one writer at a time: a program in process context can be
+	 * interrupted by a softirq running another of these programs on the same CPU, or preempted
+	 * (a preemptible kernel) by a task whose program runs there. A plain `+= 1` lost an
+	 * increment then; a locked add on a CPU-local line costs a few nanoseconds. */
 	if (v)
-		*v += 1; /* per-CPU slot: no atomic needed */
+		__sync_fetch_and_add(v, 1);
 }
 
 static __always_inline void fill_owner(struct busted_owner *o)
