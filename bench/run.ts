@@ -19,8 +19,9 @@
  *     the load pinned to CPU 0 in both runs, busted free to run on any CPU.
  *   churn-default: the same churn with busted as it runs by default (LLM flows only: the load,
  *     which is not LLM traffic, is kept back and only counted). Every connection must be counted
- *     in busted_connections_total{provider="none"} (scraped from --metrics before busted stops)
- *     and none printed.
+ *     in busted_connections_total{provider="none"} (scraped from --metrics before busted stops,
+ *     read again until it holds them, for up to 3.25 s after the load: busted reads the kernel's
+ *     count every second; the wait is printed) and none printed.
  *   churn-shared (information, no target): the same with busted pinned to the load's CPU too, so
  *     all of busted's user-space work comes out of the load's CPU time (the worst case).
  *   exec (information, no target): fork + exec of /bin/true per second (bench/execs.c) on CPU 0,
@@ -190,6 +191,9 @@ async function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** By default busted reads the kernel's kept-back count every second: the bench waits for the
+ * load's connections in busted_connections_total{provider="none"} this long after the load. */
+const QUIET_WAIT_MS = 3_250;
 
 /** utime+stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
 function cpuSeconds(pid: number): number | null {
@@ -277,7 +281,8 @@ interface Monitor {
   pid: number;
   startupMs: number;
   /** Stops busted (SIGINT) and counts what it printed; `loadPid` selects the load's records. */
-  stop(loadPid: number): Promise<MonitorReport>;
+  /** expectedQuiet: by default, the connections busted_connections_total{provider="none"} must reach */
+  stop(loadPid: number, expectedQuiet?: number): Promise<MonitorReport>;
 }
 
 interface MonitorReport {
@@ -289,6 +294,8 @@ interface MonitorReport {
   loadConnects: number;
   /** default mode: busted_connections_total{provider="none"} counted while busted ran (null: --all) */
   quietCounted: number | null;
+  /** default mode: ms from the load's end until the metrics held every connection (or gave up) */
+  quietAfterMs: number | null;
   loadFailedConnects: number;
   loadCloses: number;
   /** CPU time busted used between its session record and SIGINT */
@@ -339,13 +346,25 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
   return {
     pid,
     startupMs,
-    async stop(loadPid: number) {
+    async stop(loadPid: number, expectedQuiet = 0) {
+      const t1 = performance.now();
       const diedEarly = child.exitCode !== null || child.signalCode !== null;
       // busted drains the ring buffer every 100 ms and to its end when it stops; give it a moment
       if (!diedEarly) await sleep(250);
       const cpu1 = cpuSeconds(pid);
-      // what the kernel kept back reaches the metrics with the next counter read (every 1 s)
-      const quietCounted = all || diedEarly ? null : (await sleep(1100), await noneConnections(metricsPort));
+      // what the kernel kept back reaches the metrics with the next counter read (every 1 s): the
+      // count is read until it holds the load's connections, for at most three such reads
+      let quietCounted: number | null = null;
+      let quietAfterMs: number | null = null;
+      if (!all && !diedEarly) {
+        const deadline = t1 + QUIET_WAIT_MS;
+        for (;;) {
+          quietCounted = await noneConnections(metricsPort);
+          if ((quietCounted !== null && quietCounted >= expectedQuiet) || performance.now() >= deadline) break;
+          await sleep(100);
+        }
+        quietAfterMs = performance.now() - t1;
+      }
       const progs = bpfStats && !diedEarly ? progStats(pid) : null;
       if (!diedEarly) child.kill('SIGINT');
       const clean = await waitExit(child, 30_000);
@@ -356,6 +375,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       return {
         ...report,
         quietCounted,
+        quietAfterMs,
         exitCode: child.exitCode,
         cpuSeconds: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 100) / 100 : null,
         progs,
@@ -674,7 +694,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
       await busted.stop(0);
       throw err;
     }
-    const rep = await busted.stop(m.pid);
+    const rep = await busted.stop(m.pid, m.connections + m.failed);
     const bv = (b ?? (await baseline())).value;
     // --all: every connection printed; by default: none printed, every one counted as provider none
     const complete = fig.all
@@ -692,7 +712,8 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
         `, ${rep.loadCloses.toLocaleString('en-US')} closes, ${rep.loadFailedConnects}/${m.failed} failed connects, lost ${rep.lost}` +
         ` -> ${complete ? 'all reported' : 'MISMATCH'}`
       : `      not LLM traffic: ${rep.loadConnects + rep.loadCloses} records of pid ${m.pid} printed; counted as provider none: ` +
-        `${rep.quietCounted?.toLocaleString('en-US') ?? '?'} (load: ${(m.connections + m.failed).toLocaleString('en-US')}), lost ${rep.lost}` +
+        `${rep.quietCounted?.toLocaleString('en-US') ?? '?'} (load: ${(m.connections + m.failed).toLocaleString('en-US')}) ` +
+        `${rep.quietAfterMs === null ? '' : `${(rep.quietAfterMs / 1000).toFixed(1)} s after the load, `}lost ${rep.lost}` +
         ` -> ${complete ? 'all counted' : 'MISMATCH'}`);
     if (rep.firstLostAfterMs !== null) log(`      first lost record ${(rep.firstLostAfterMs / 1000).toFixed(1)} s after busted attached`);
     if (rep.progs) {
@@ -905,7 +926,7 @@ interface Extras {
 /** The figures of `extras` that are not ratios, one row each. */
 function extraTable(x: Extras): string | null {
   const rows = [['figure', 'value', 'target', 'verdict']];
-  const value = (k: KernelFigure['subjects'][number]) => `${k.roundRatio.toFixed(3)} (median ratio ${k.ratio.toFixed(3)})`;
+  const value = (k: KernelFigure['subjects'][number]) => `${k.roundRatio.toFixed(3)} (ratio of the medians ${k.ratio.toFixed(3)})`;
   for (const k of x.kernel?.subjects ?? []) {
     if (k.label === 'empty') continue;
     rows.push([
