@@ -60,13 +60,6 @@ function cpuSeconds(pid: number): number {
   return t.user + t.system;
 }
 
-/** Dirty and Writeback of /proc/meminfo in MB: the page cache busted's output goes into. */
-function dirtyMb(): string {
-  const m = fs.readFileSync('/proc/meminfo', 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(m)?.[1] ?? NaN);
-  return `dirty ${(kb('Dirty') / 1024).toFixed(0)} MB, writeback ${(kb('Writeback') / 1024).toFixed(0)} MB`;
-}
-
 interface Busted {
   child: ChildProcess;
   file: string;
@@ -157,11 +150,10 @@ async function measure(dir: string, churn: string, mode: 'json' | 'default', loa
       const tw0 = cpuTimes(pid);
       const cw = tw0.user + tw0.system;
       const tw = performance.now();
-      const memAt = dirtyMb();
       const [code] = (await exited) as [number | null];
       const t1t = cpuTimes(pid);
       const c1 = t1t.user + t1t.system;
-      const split = `user ${(t1t.user - tw0.user).toFixed(2)} s, system ${(t1t.system - tw0.system).toFixed(2)} s; ${memAt} at the measure's start`;
+      const split = `user ${(t1t.user - tw0.user).toFixed(2)} s, system ${(t1t.system - tw0.system).toFixed(2)} s`;
       const t1 = performance.now();
       if (code !== 0) throw new Error(`bench/churn.c failed (exit ${code})`);
       const out = JSON.parse(stdout.trim().split('\n').pop()!) as { pid: number; connections: number; cps: number };
