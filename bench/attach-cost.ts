@@ -30,14 +30,12 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { MODEL_PORTS } from '../src/bpf/abi.js';
 import type { Ptr } from '../src/bpf/libbpf.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
-import { Enforcer } from '../src/bpf/enforcer.js';
-import { OBJECT_PATH, PACKET_PROGRAMS, configureObject, enforcerMaps, isCgroupSection } from '../src/bpf/probe.js';
+import { OBJECT_PATH } from '../src/bpf/probe.js';
 import { RingBuffer } from '../src/bpf/ringbuf.js';
-import { loadCatalog } from '../src/core/catalog.js';
+import { atStart, attachPrograms, loadAsBusted } from './programs.js';
 
 const { values, positionals } = parseArgs({
   options: {
@@ -72,20 +70,6 @@ if (cgroup === null) {
   console.error('attach-cost: cgroup v2 is not mounted');
   process.exit(1);
 }
-const catalog = loadCatalog();
-const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
-
-/** Loads an object configured as busted configures it, its LLM address maps filled with the
- * catalog's ranges as busted fills them (quiet mode looks every connection up there). */
-function load(path: string): BpfObject {
-  const obj = BpfObject.open(path);
-  configureObject(obj, { selfTgid: process.pid, quiet: values.all ? null : { modelPorts } });
-  obj.load();
-  const enforcer = new Enforcer(enforcerMaps(obj));
-  for (const c of catalog.cidrEntries({ v4Mapped: true })) enforcer.addDestination(c.prefix, c.prefixLen, c.providerIndex);
-  return obj;
-}
-
 const specs = positionals.length > 0 ? positionals : [`busted=${OBJECT_PATH}`];
 const subjects: Subject[] = specs.map((spec) => {
   const eq = spec.indexOf('=');
@@ -95,13 +79,13 @@ const subjects: Subject[] = specs.map((spec) => {
   }
   const [path, list] = spec.slice(eq + 1).split(':') as [string, string | undefined];
   const named = list ? new Set(list.split(',')) : null;
-  const obj = load(path);
+  const obj = loadAsBusted(path, values.all);
   const subject: Subject = {
     label: spec.slice(0, eq),
     obj,
     ring: null,
     records: 0,
-    progs: named ? (n) => named.has(n) : (n) => !PACKET_PROGRAMS.includes(n),
+    progs: named ? (n) => named.has(n) : atStart,
     rates: [],
   };
   if (values.all) subject.ring = new RingBuffer(obj.map('events'), () => void subject.records++);
@@ -126,13 +110,10 @@ const run = async () => {
 
 const cg = openSync(cgroup, 'r');
 async function attached(s: Subject): Promise<number> {
-  const links: Ptr[] = [];
+  let links: Ptr[] = [];
   const drain = s.ring && setInterval(() => s.ring!.consume(), 50);
   try {
-    for (const p of s.obj.programs()) {
-      if (!s.progs(p.name)) continue;
-      links.push(isCgroupSection(p.section) ? s.obj.attachCgroup(p, cg) : s.obj.attach(p));
-    }
+    links = attachPrograms(s.obj, s.progs, cg);
     return await run();
   } finally {
     for (const l of links) s.obj.detach(l);

@@ -1,0 +1,45 @@
+/**
+ * busted's kernel programs without busted: an object loaded and configured as busted configures
+ * it, and its programs attached by the bench's own process (bench/attach-cost.ts,
+ * bench/stand-in.ts). Root.
+ */
+import { MODEL_PORTS } from '../src/bpf/abi.js';
+import type { Ptr } from '../src/bpf/libbpf.js';
+import { BpfObject } from '../src/bpf/object.js';
+import { Enforcer } from '../src/bpf/enforcer.js';
+import { PACKET_PROGRAMS, configureObject, enforcerMaps, isCgroupSection } from '../src/bpf/probe.js';
+import { loadCatalog } from '../src/core/catalog.js';
+
+const catalog = loadCatalog();
+const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
+
+/**
+ * Loads an object configured as busted configures it (as `--all` does, or by default: quiet mode,
+ * the catalog's model server ports), its LLM address maps filled with the catalog's ranges as
+ * busted fills them (quiet mode looks every connection up there).
+ */
+export function loadAsBusted(path: string, all: boolean): BpfObject {
+  const obj = BpfObject.open(path);
+  configureObject(obj, { selfTgid: process.pid, quiet: all ? null : { modelPorts } });
+  obj.load();
+  const enforcer = new Enforcer(enforcerMaps(obj));
+  for (const c of catalog.cidrEntries({ v4Mapped: true })) enforcer.addDestination(c.prefix, c.prefixLen, c.providerIndex);
+  return obj;
+}
+
+/** The programs busted attaches at start: all but the packet programs. */
+export const atStart = (name: string) => !PACKET_PROGRAMS.includes(name);
+
+/** Attaches the object's programs that `which` names (the cgroup ones to the cgroup open as `cgroupFd`); their links. */
+export function attachPrograms(obj: BpfObject, which: (name: string) => boolean, cgroupFd: number): Ptr[] {
+  const links: Ptr[] = [];
+  try {
+    for (const p of obj.programs()) {
+      if (which(p.name)) links.push(isCgroupSection(p.section) ? obj.attachCgroup(p, cgroupFd) : obj.attach(p));
+    }
+  } catch (err) {
+    for (const l of links) obj.detach(l);
+    throw err;
+  }
+  return links;
+}
