@@ -55,10 +55,8 @@ function cpuTimes(pid: number): { user: number; system: number } {
   return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 }; // USER_HZ is 100 on Linux
 }
 
-function cpuSeconds(pid: number): number {
-  const t = cpuTimes(pid);
-  return t.user + t.system;
-}
+const total = (t: { user: number; system: number }) => t.user + t.system;
+const cpuSeconds = (pid: number) => total(cpuTimes(pid));
 
 interface Busted {
   child: ChildProcess;
@@ -148,12 +146,12 @@ async function measure(dir: string, churn: string, mode: 'json' | 'default', loa
       const exited = once(child, 'exit');
       await sleep(WARM_S * 1000);
       const tw0 = cpuTimes(pid);
-      const cw = tw0.user + tw0.system;
+      const cw = total(tw0);
       const tw = performance.now();
       const [code] = (await exited) as [number | null];
-      const t1t = cpuTimes(pid);
-      const c1 = t1t.user + t1t.system;
-      const split = `user ${(t1t.user - tw0.user).toFixed(2)} s, system ${(t1t.system - tw0.system).toFixed(2)} s`;
+      const tw1 = cpuTimes(pid);
+      const c1 = total(tw1);
+      const split = `user ${(tw1.user - tw0.user).toFixed(2)} s, system ${(tw1.system - tw0.system).toFixed(2)} s`;
       const t1 = performance.now();
       if (code !== 0) throw new Error(`bench/churn.c failed (exit ${code})`);
       const out = JSON.parse(stdout.trim().split('\n').pop()!) as { pid: number; connections: number; cps: number };

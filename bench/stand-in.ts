@@ -18,16 +18,17 @@
  *
  *   sudo npx tsx bench/stand-in.ts [--rounds N] [--seconds S] [--json FILE]
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
 import { OBJECT_PATH } from '../src/bpf/probe.js';
+import { runChurn } from '../test/helpers/churn.js';
 import { atStart, attachPrograms, loadAsBusted } from './programs.js';
 
 const HERE = fileURLToPath(import.meta.url);
@@ -88,15 +89,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const dir = mkdtempSync(join(tmpdir(), 'busted-stand-in-'));
-  const churnBin = join(dir, 'churn');
   const floorObj = join(dir, 'floor.bpf.o');
-  execFileSync('cc', ['-O2', '-pthread', '-o', churnBin, join(ROOT, 'bench', 'churn.c')]);
   execFileSync('clang', ['-O2', '-g', '-Wall', '-target', 'bpf', '-c', join(ROOT, 'bench', 'floor.bpf.c'), '-o', floorObj]);
-  const execFileAsync = promisify(execFile);
-  const churn = async () => {
-    const { stdout } = await execFileAsync(churnBin, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' });
-    return (JSON.parse(stdout.trim().split('\n').pop()!) as { cps: number }).cps;
-  };
+  const churn = async () => (await runChurn({ seconds, cpu: 0 })).cps;
   const children = new Set<ChildProcess>();
   /** A churn run while a process started with argv runs: started until `ready` says so, stopped (SIGINT) after. */
   const during = async (argv: string[], ready: (out: string) => boolean): Promise<number> => {
