@@ -15,7 +15,7 @@
  * looking at the records: the kernel's share of --all, without busted's user space.
  *
  * --floor OBJECT adds a subject "empty": an object of programs that do nothing on the same hooks
- * (bench/floor.bpf.c, built by `npm run bench`), loaded as it is and attached whole. Its windows
+ * (bench/floor.bpf.c, built by `npm run bench`), loaded as it is and attached where busted attaches at start. Its windows
  * show what the kernel's dispatch to a program on these hooks costs the churn by itself: the part
  * of the objects' share that no change to their programs can remove.
  *
@@ -35,7 +35,7 @@ import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
 import { OBJECT_PATH } from '../src/bpf/probe.js';
 import { RingBuffer } from '../src/bpf/ringbuf.js';
-import { atStart, attachPrograms, loadAsBusted } from './programs.js';
+import { atStart, attachPrograms, floorAtStart, loadAsBusted } from './programs.js';
 
 const { values, positionals } = parseArgs({
   options: {
@@ -61,7 +61,7 @@ interface Subject {
   obj: BpfObject;
   ring: RingBuffer | null;
   records: number;
-  progs: (name: string) => boolean;
+  progs: (name: string, section: string) => boolean;
   rates: number[];
 }
 
@@ -92,10 +92,10 @@ const subjects: Subject[] = specs.map((spec) => {
   return subject;
 });
 if (values.floor) {
-  // nothing to configure and no maps: loaded as it is, every program attached
+  // nothing to configure and no maps: loaded as it is, attached on the hooks busted attaches at start
   const obj = BpfObject.open(values.floor);
   obj.load();
-  subjects.push({ label: 'empty', obj, ring: null, records: 0, progs: () => true, rates: [] });
+  subjects.push({ label: 'empty', obj, ring: null, records: 0, progs: floorAtStart, rates: [] });
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));

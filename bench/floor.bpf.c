@@ -33,6 +33,12 @@ int floor_set_state(void *ctx)
 	return 0;
 }
 
+SEC("tp_btf/inet_sk_error_report")
+int floor_sk_error(void *ctx)
+{
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int floor_exec(void *ctx)
 {

@@ -7,7 +7,7 @@ import { MODEL_PORTS } from '../src/bpf/abi.js';
 import type { Ptr } from '../src/bpf/libbpf.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { Enforcer } from '../src/bpf/enforcer.js';
-import { PACKET_PROGRAMS, configureObject, enforcerMaps, isCgroupSection } from '../src/bpf/probe.js';
+import { attachedAtStart, configureObject, enforcerMaps, isCgroupSection } from '../src/bpf/probe.js';
 import { loadCatalog } from '../src/core/catalog.js';
 
 const catalog = loadCatalog();
@@ -27,15 +27,18 @@ export function loadAsBusted(path: string, all: boolean): BpfObject {
   return obj;
 }
 
-/** The programs busted attaches at start: all but the packet programs. */
-export const atStart = (name: string) => !PACKET_PROGRAMS.includes(name);
+/** The programs busted attaches at start with the cgroup programs: all but the packet programs and the state-change one. */
+export const atStart = (name: string, section: string) => attachedAtStart(name, section, true);
+
+/** The empty programs (bench/floor.bpf.c: busted_X's twin is floor_X) on the hooks busted attaches at start. */
+export const floorAtStart = (name: string, section: string) => atStart(name.replace(/^floor_/, 'busted_'), section);
 
 /** Attaches the object's programs that `which` names (the cgroup ones to the cgroup open as `cgroupFd`); their links. */
-export function attachPrograms(obj: BpfObject, which: (name: string) => boolean, cgroupFd: number): Ptr[] {
+export function attachPrograms(obj: BpfObject, which: (name: string, section: string) => boolean, cgroupFd: number): Ptr[] {
   const links: Ptr[] = [];
   try {
     for (const p of obj.programs()) {
-      if (which(p.name)) links.push(isCgroupSection(p.section) ? obj.attachCgroup(p, cgroupFd) : obj.attach(p));
+      if (which(p.name, p.section)) links.push(isCgroupSection(p.section) ? obj.attachCgroup(p, cgroupFd) : obj.attach(p));
     }
   } catch (err) {
     for (const l of links) obj.detach(l);

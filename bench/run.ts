@@ -835,7 +835,7 @@ function buildFloor(): { path: string } | { error: string } {
 
 /** The hook of each empty program in bench/floor.bpf.c. */
 const FLOOR_PROGRAM_HOOK: Record<string, string> = {
-  floor_send: 'sock_send_length', floor_recv: 'sock_recv_length', floor_set_state: 'inet_sock_set_state', floor_exec: 'sched_process_exec',
+  floor_send: 'sock_send_length', floor_recv: 'sock_recv_length', floor_set_state: 'inet_sock_set_state', floor_sk_error: 'inet_sk_error_report', floor_exec: 'sched_process_exec',
   floor_connect4: 'cgroup/connect4', floor_connect6: 'cgroup/connect6', floor_sendmsg4: 'cgroup/sendmsg4', floor_sendmsg6: 'cgroup/sendmsg6',
   floor_release: 'cgroup/sock_release',
 };

@@ -29,7 +29,7 @@ import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
 import { OBJECT_PATH } from '../src/bpf/probe.js';
 import { runChurn } from '../test/helpers/churn.js';
-import { atStart, attachPrograms, loadAsBusted } from './programs.js';
+import { atStart, attachPrograms, floorAtStart, loadAsBusted } from './programs.js';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = join(dirname(HERE), '..');
@@ -59,7 +59,7 @@ if (values.hold !== undefined) {
   const obj = empty ? BpfObject.open(values.object!) : loadAsBusted(OBJECT_PATH, false);
   if (empty) obj.load();
   const cg = openSync(cgroup, 'r');
-  attachPrograms(obj, empty ? () => true : atStart, cg);
+  attachPrograms(obj, empty ? floorAtStart : atStart, cg);
   const stop = () => {
     obj.close();
     closeSync(cg);

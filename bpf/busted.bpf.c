@@ -42,6 +42,7 @@
 #define BUSTED_TCP_ESTABLISHED 1
 #define BUSTED_TCP_SYN_SENT 2
 #define BUSTED_TCP_CLOSE 7
+#define BUSTED_TCP_CLOSE_WAIT 8
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -452,7 +453,7 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 
 /*
  * config.quiet (busted without --all shows LLM flows only): whether user space could call this
- * TCP connection LLM traffic, judged when it is established (or fails). True for a local model
+ * TCP connection LLM traffic, judged when it is announced (its first send or receive) or fails. True for a local model
  * server's port, an address in llm_v4/llm_v6 (catalog ranges; addresses learned from DNS answers
  * and SNI), and while a DNS answer user space has not applied yet is about (dns_sync). Anything
  * else is kept back unless its first payload starts a TLS handshake (promote_tls), whose SNI
@@ -492,8 +493,9 @@ static __always_inline int worth_reporting(const struct busted_sock *s, const st
 }
 
 /*
- * CONNECT is emitted exactly once, by the first hook that sees the socket established:
- * normally the ESTABLISHED transition, else its first send or its release. Tracing programs
+ * CONNECT is emitted exactly once, by the first hook that sees the socket established: its
+ * first send or receive, else its release (without the cgroup programs, normally the
+ * ESTABLISHED transition first). Tracing programs
  * skip runs that nest on one CPU (a softirq interrupting the same program: "recursion
  * misses"), so no single tp_btf hook may be the only witness.
  */
@@ -540,6 +542,25 @@ static __always_inline __u64 cookie_of(const struct sock *sk)
 	return sk->__sk_common.skc_cookie.counter;
 }
 
+/* A TCP socket went to CLOSE: a tracked one is finished (FAIL if it was never established). */
+static __always_inline void tcp_closed(const struct sock *sk)
+{
+	struct tracked x;
+	struct addrs a;
+	__u64 cookie = cookie_of(sk);
+
+	if (!cookie)
+		return; /* never tracked (a server's socket that nobody asked a cookie of) */
+	if (find(cookie, &x))
+		return; /* untracked (a server's socket), or already finished by sock_release */
+	addrs_from_btf(&a, sk);
+	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
+	if (!x.t->announced)
+		finish(cookie, &x, BUSTED_EV_FAIL, &a, sk->sk_err);
+	else
+		finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
+}
+
 static __always_inline int handle_state(const struct sock *sk, int oldstate, int newstate)
 {
 	struct tracked x;
@@ -561,29 +582,90 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 		track(bpf_get_socket_cookie((void *)sk), IPPROTO_TCP);
 		return 0;
 	}
+	if (newstate == BUSTED_TCP_CLOSE) {
+		tcp_closed(sk);
+		return 0;
+	}
 	cookie = cookie_of(sk);
 	if (!cookie)
 		return 0; /* never tracked (a server's socket that nobody asked a cookie of) */
 	if (find(cookie, &x))
 		return 0; /* untracked (a server's socket), or already finished by sock_release */
 	addrs_from_btf(&a, sk);
-	if (newstate == BUSTED_TCP_ESTABLISHED) {
-		announce(cookie, x.s, x.t, &a);
-		return 0;
-	}
-	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
-	if (!x.t->announced) {
-		finish(cookie, &x, BUSTED_EV_FAIL, &a, sk->sk_err);
-		return 0;
-	}
-	finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
+	announce(cookie, x.s, x.t, &a);
 	return 0;
 }
 
+/*
+ * Where a TCP connection's life is seen depends on what user space could attach:
+ * - With the cgroup programs (the usual case): the connect hook tracks the socket, its first
+ *   send or receive announces it (the CONNECT), sock_release finishes it, and
+ *   inet_sk_error_report finishes one that the kernel ends on an error (refused, timed out,
+ *   reset) while its owner still holds it. Two program runs per connection, not ten: the
+ *   state-change tracepoint below runs on every transition of both ends of every connection.
+ * - Without them (no cgroup v2): every state change here, as it was before (busted_set_state).
+ */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(busted_set_state, const struct sock *sk, int oldstate, int newstate)
 {
 	return handle_state(sk, oldstate, newstate);
+}
+
+/* The kernel reported an error on a socket. A TCP socket it ended (refused, timed out, reset)
+ * is now CLOSE: finished here, with the error, whoever holds it. */
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(busted_sk_error, const struct sock *sk)
+{
+	if (sk->sk_protocol != IPPROTO_TCP || sk->__sk_common.skc_state != BUSTED_TCP_CLOSE)
+		return 0; /* e.g. an ICMP error reported to an IP_RECVERR socket that lives on */
+	tcp_closed(sk);
+	return 0;
+}
+
+/*
+ * Connections that stay idle: with the cgroup programs, a TCP connection is announced at its
+ * first send or receive, so one that moves no byte would wait until it closes. User space runs
+ * this iterator (bpf_iter over the TCP sockets of its network namespace, at most once a second)
+ * when a counter slot stays unannounced, and with no minimum age when a process becomes blocked:
+ * every tracked, established, still unannounced socket whose connect() is at least
+ * idle_min_age[0] ns old is announced here, as its first byte would have announced it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} idle_min_age SEC(".maps");
+
+SEC("iter/tcp")
+int busted_idle(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	struct tracked x;
+	struct addrs a;
+	__u64 *min_age, cookie;
+	__u32 zero = 0;
+
+	if (!skc)
+		return 0;
+	if (skc->skc_state != BUSTED_TCP_ESTABLISHED && skc->skc_state != BUSTED_TCP_CLOSE_WAIT)
+		return 0; /* listening, connecting, closing, time-wait and request sockets */
+	cookie = skc->skc_cookie.counter;
+	if (!cookie)
+		return 0; /* never tracked */
+	min_age = bpf_map_lookup_elem(&idle_min_age, &zero);
+	if (!min_age || find(cookie, &x))
+		return 0;
+	if (x.t->announced != BUSTED_ANNOUNCED_NO || x.s->proto != IPPROTO_TCP ||
+	    bpf_ktime_get_ns() - x.s->connect_ns < *min_age)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	addrs_from_btf(&a, (const struct sock *)tp);
+	announce(cookie, x.s, x.t, &a);
+	return 0;
 }
 
 /* ---- payload samples, read from the caller's own buffers ----
@@ -914,7 +996,7 @@ static __always_inline int maybe_dns(const struct sock *sk)
 	return proto == IPPROTO_TCP && dport == DNS_PORT;
 }
 
-/* First send of a socket whose ESTABLISHED was missed, or of a connected UDP socket. */
+/* A tracked socket's first send or receive announces it (TCP with the cgroup programs, and UDP). */
 static __noinline void announce_late(const struct sock *sk, __u64 cookie)
 {
 	struct tracked x;
@@ -972,6 +1054,8 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 		return;
 	if (is_rx) {
 		__sync_fetch_and_add(&t->rx, ret);
+		if (!t->announced)
+			announce_late(sk, cookie); /* a server spoke first */
 		return;
 	}
 	off = __sync_fetch_and_add(&t->tx, ret);
@@ -1237,8 +1321,15 @@ static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6)
 	return 1;
 }
 
-static __always_inline void track_udp(struct bpf_sock_addr *ctx)
+/* A TCP connect, or a UDP one to the QUIC port: its socket is tracked from here (process context). */
+static __always_inline void track_connect(struct bpf_sock_addr *ctx)
 {
+	if (ctx->type == SOCK_STREAM) {
+		if (ctx->protocol != IPPROTO_TCP)
+			return; /* an MPTCP socket: its TCP subflows connect through here themselves */
+		track(bpf_get_socket_cookie(ctx), IPPROTO_TCP);
+		return;
+	}
 	if (ctx->type != SOCK_DGRAM || !cfg.udp_port || bpf_ntohs((__u16)ctx->user_port) != cfg.udp_port)
 		return;
 	track(bpf_get_socket_cookie(ctx), IPPROTO_UDP);
@@ -1249,7 +1340,7 @@ int busted_connect4(struct bpf_sock_addr *ctx)
 {
 	if (!enforce(ctx, 0))
 		return 0;
-	track_udp(ctx);
+	track_connect(ctx);
 	return 1;
 }
 
@@ -1258,7 +1349,7 @@ int busted_connect6(struct bpf_sock_addr *ctx)
 {
 	if (!enforce(ctx, 1))
 		return 0;
-	track_udp(ctx);
+	track_connect(ctx);
 	return 1;
 }
 
@@ -1323,6 +1414,12 @@ int busted_release(struct bpf_sock *ctx)
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !x.t->announced)) {
 		addrs_from_sk(&a, sk);
+		if (state == BUSTED_TCP_CLOSE && a.dport == 0) {
+			/* tracked at the connect hook, but the connect failed before a packet went out
+			 * (no route, no free port: the kernel cleared the peer, the caller had its error): not a flow */
+			untrack(cookie, &x);
+			return 1;
+		}
 		finish(cookie, &x, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}

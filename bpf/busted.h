@@ -26,7 +26,7 @@ struct busted_config {
 
 /* Ring-buffer record kinds. */
 enum busted_kind {
-	BUSTED_EV_CONNECT = 1, /* outbound TCP connection established */
+	BUSTED_EV_CONNECT = 1, /* outbound TCP connection established (announced at its first send or receive) */
 	BUSTED_EV_FAIL = 2,    /* outbound TCP connect failed or was abandoned */
 	BUSTED_EV_CLOSE = 3,   /* tracked TCP connection closed, or UDP socket released */
 	BUSTED_EV_PAYLOAD = 4, /* a bounded sample of packet payload (ClientHello, DNS answer) */
@@ -189,7 +189,7 @@ struct busted_owner {
  * cookie) for a socket whose counters overflowed to `traffic`. 80 bytes. */
 struct busted_sock {
 	struct busted_owner owner;
-	__u64 connect_ns; /* bpf_ktime_get_ns() when SYN_SENT was entered (UDP: connect()) */
+	__u64 connect_ns; /* bpf_ktime_get_ns() at connect() (the connect hook; without it, when SYN_SENT was entered) */
 	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
 	__u16 hello_need; /* a ClientHello record longer than the stream's first send: the stream
 			   * bytes to sample (at most BUSTED_HELLO_MAX), until they are; else 0 */
@@ -301,7 +301,7 @@ struct busted_event {
 	__u16 sport;      /* host byte order */
 	__u16 dport;      /* host byte order */
 	__s32 error;      /* BUSTED_EV_FAIL: positive errno from sk_err, 0 if none */
-	__u64 connect_ns; /* when SYN_SENT was entered */
+	__u64 connect_ns; /* at connect() */
 	__u64 tx;         /* BUSTED_EV_CLOSE: total bytes sent */
 	__u64 rx;         /* BUSTED_EV_CLOSE: total bytes received */
 };

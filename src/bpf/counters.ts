@@ -19,6 +19,7 @@ const SLOT_WORDS = SLOT.size / 8;
 const COOKIE_WORD = SLOT.cookie / 8;
 const TX_WORD = (SLOT.counters + TRAFFIC.tx) / 8;
 const RX_WORD = (SLOT.counters + TRAFFIC.rx) / 8;
+const ANNOUNCED_WORD = (SLOT.counters + TRAFFIC.announced) / 8;
 
 export interface TrafficMaps {
   /** `traffic_slots`: BPF_F_MMAPABLE array of struct busted_slot */
@@ -39,6 +40,8 @@ export class TrafficCounters implements Closable {
   private readonly stats: PerCpuStats;
   /** Slots holding a socket's counters at the last scan (the kernel's tracked sockets, bar overflow). */
   slotsInUse = 0;
+  /** The tracked sockets not announced yet at the last read (no byte moved, or connecting): slots, then overflow entries. */
+  readonly unannounced: bigint[] = [];
   /** Stat.OVERFLOW as read before a batch found the overflow hash empty: unchanged, it still is. */
   private overflowEmptyAt = 0n;
   private readonly keys: Buffer;
@@ -92,6 +95,8 @@ export class TrafficCounters implements Closable {
   scanSlots(visit: CounterVisitor): number {
     const w = this.words;
     const q = this.quads;
+    const quiet = this.unannounced;
+    quiet.length = 0;
     let n = 0;
     for (let s = 0, end = this.slotCount * SLOT_WORDS; s < end; s += SLOT_WORDS) {
       if ((w[2 * s + 2 * COOKIE_WORD]! | w[2 * s + 2 * COOKIE_WORD + 1]!) === 0) continue; // free
@@ -99,7 +104,9 @@ export class TrafficCounters implements Closable {
       if (cookie === 0n || cookie === SLOT_BUSY) continue;
       const tx = q[s + TX_WORD]!;
       const rx = q[s + RX_WORD]!;
+      const announced = w[2 * (s + ANNOUNCED_WORD)]! | w[2 * (s + ANNOUNCED_WORD) + 1]!;
       if (Atomics.load(q, s + COOKIE_WORD) !== cookie) continue;
+      if (announced === 0) quiet.push(cookie);
       visit(cookie, tx, rx);
       n++;
     }
@@ -122,7 +129,9 @@ export class TrafficCounters implements Closable {
       const n = this.count.readUInt32LE(0);
       for (let i = 0; i < n; i++) {
         const v = i * TRAFFIC.size;
-        visit(this.keys.readBigUInt64LE(i * 8), this.values.readBigUInt64LE(v + TRAFFIC.tx), this.values.readBigUInt64LE(v + TRAFFIC.rx));
+        const cookie = this.keys.readBigUInt64LE(i * 8);
+        if (this.values.readBigUInt64LE(v + TRAFFIC.announced) === 0n) this.unannounced.push(cookie);
+        visit(cookie, this.values.readBigUInt64LE(v + TRAFFIC.tx), this.values.readBigUInt64LE(v + TRAFFIC.rx));
       }
       total += n;
       if (ret === -ENOENT) return total;

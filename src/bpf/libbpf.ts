@@ -85,6 +85,8 @@ function bindAll(lib: LibraryHandle) {
     bpf_program__attach: lib.func('void *bpf_program__attach(const void *prog)'),
     bpf_program__attach_cgroup: lib.func('void *bpf_program__attach_cgroup(const void *prog, int cgroup_fd)'),
     bpf_link__destroy: lib.func('int bpf_link__destroy(void *link)'),
+    bpf_link__fd: lib.func('int bpf_link__fd(const void *link)'),
+    bpf_iter_create: lib.func('int bpf_iter_create(int link_fd)'),
     // maps
     bpf_map__fd: lib.func('int bpf_map__fd(const void *map)'),
     bpf_map__initial_value: lib.func('void *bpf_map__initial_value(void *map, void *psize)'),

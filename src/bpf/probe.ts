@@ -2,13 +2,13 @@
  * busted's kernel side as one unit: finds bpf/busted.bpf.o, configures, loads and attaches it,
  * and exposes the ring buffer, the counters and the stats. Used by the engine and by doctor.
  */
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CONFIG, DnsSync, MODEL_PORTS, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
-import type { Ptr } from './libbpf.js';
+import { BpfError, libbpf, strerror, type Ptr } from './libbpf.js';
 import { Enforcer, type EnforcerMaps } from './enforcer.js';
 import { COUNTED_MAPS, KernelStatsReader, type KernelFill } from './kstats.js';
 
@@ -18,7 +18,7 @@ export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new UR
 export const PROGRAMS = [
   'busted_set_state', 'busted_send', 'busted_recv',
   'busted_egress', 'busted_ingress', 'busted_connect4', 'busted_connect6', 'busted_release',
-  'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6',
+  'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6', 'busted_sk_error', 'busted_idle',
 ] as const;
 
 /**
@@ -44,6 +44,30 @@ export const isCgroupSection = (section: string) => section.startsWith('cgroup')
 
 /** The packet programs: they only drop the packets of cut flows, so they are attached only while one is. */
 export const PACKET_PROGRAMS: readonly string[] = ['busted_egress', 'busted_ingress'];
+
+/**
+ * Every state change of every TCP socket (ten per loopback connection): attached only where the
+ * cgroup programs are not, which otherwise see a connection's life in two runs (the connect hook
+ * tracks it, its first send or receive announces it, sock_release or the error report ends it;
+ * bpf/busted.bpf.c).
+ */
+export const STATE_PROGRAM = 'busted_set_state';
+
+/**
+ * The iterator that announces idle connections (tracked, established, no byte moved yet): run by
+ * user space (KernelProbe.announceIdle), needed only where the state-change tracepoint is not
+ * attached.
+ */
+export const IDLE_PROGRAM = 'busted_idle';
+
+/** Whether busted attaches program `name` at start, with the cgroup programs or without them. */
+export function attachedAtStart(name: string, section: string, withCgroup: boolean): boolean {
+  if (PACKET_PROGRAMS.includes(name)) return false;
+  if (isCgroupSection(section)) return withCgroup;
+  if (name === STATE_PROGRAM) return !withCgroup;
+  if (name === IDLE_PROGRAM) return withCgroup;
+  return true;
+}
 
 const isCgroupProgram = (obj: BpfObject, name: string) =>
   obj.programs().some((p) => p.name === name && isCgroupSection(p.section));
@@ -109,6 +133,7 @@ export class KernelProbe {
   private constructor(
     private readonly obj: BpfObject,
     opts: ProbeOptions,
+    private readonly idleLink: Ptr | null = null,
   ) {
     this.ring = new RingBuffer(obj.map('events'), (view, offset, length) => {
       const rec = decodeRecord(view, offset, length);
@@ -171,18 +196,21 @@ export class KernelProbe {
     const obj = BpfObject.open(OBJECT_PATH);
     try {
       configureObject(obj, opts);
-      if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name));
+      if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name) && name !== IDLE_PROGRAM);
       obj.load();
+      let idleLink: Ptr | null = null;
       const cgroupFd = opts.cgroupPath === null ? -1 : openSync(opts.cgroupPath, 'r');
       try {
         for (const prog of obj.programs()) {
-          if (!isCgroupSection(prog.section)) obj.attach(prog);
-          else if (cgroupFd >= 0 && !PACKET_PROGRAMS.includes(prog.name)) obj.attachCgroup(prog, cgroupFd);
+          if (!attachedAtStart(prog.name, prog.section, cgroupFd >= 0)) continue;
+          if (isCgroupSection(prog.section)) obj.attachCgroup(prog, cgroupFd);
+          else if (prog.name === IDLE_PROGRAM) idleLink = obj.attach(prog);
+          else obj.attach(prog);
         }
       } finally {
         if (cgroupFd >= 0) closeSync(cgroupFd); // links keep their own reference to the cgroup
       }
-      return new KernelProbe(obj, opts);
+      return new KernelProbe(obj, opts, idleLink);
     } catch (err) {
       obj.close();
       throw err;
@@ -196,6 +224,39 @@ export class KernelProbe {
   poll(budget = Infinity, maxMs = Infinity): { handled: number; more: boolean; fill: number } {
     const { handled, more, bytes } = this.ring.consume(budget, maxMs);
     return { handled, more, fill: bytes / this.ring.size };
+  }
+
+  private readonly idleKey = Buffer.alloc(4);
+  private readonly idleValue = Buffer.alloc(8);
+  private readonly idleOut = Buffer.alloc(64);
+
+  /**
+   * Whether announceIdle() does anything: with the cgroup programs a TCP connection is announced
+   * at its first send or receive (or its close), and the iterator announces the idle ones.
+   */
+  get announcesIdle(): boolean {
+    return this.idleLink !== null;
+  }
+
+  /**
+   * Announces the tracked TCP connections that are established but have moved no byte, whose
+   * connect() is at least `minAgeNs` old (the kernel's iterator over the TCP sockets of busted's
+   * network namespace; their CONNECT records come through the ring buffer as any). Synchronous:
+   * when it returns, the records are in the ring. A no-op without the iterator.
+   */
+  announceIdle(minAgeNs: bigint): void {
+    if (this.idleLink === null) return;
+    this.idleValue.writeBigUInt64LE(minAgeNs, 0);
+    this.obj.map('idle_min_age').update(this.idleKey, this.idleValue);
+    const lib = libbpf();
+    const fd = lib.bpf_iter_create(lib.bpf_link__fd(this.idleLink) as number) as number;
+    if (fd < 0) throw new BpfError('bpf_iter_create(busted_idle)', -fd, strerror(fd));
+    try {
+      // the program prints nothing: one read runs it over every socket and returns 0 (the end)
+      while (readSync(fd, this.idleOut) > 0);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private fill: KernelStatsReader | null = null;

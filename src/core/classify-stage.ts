@@ -180,7 +180,7 @@ export class ClassificationStage {
     return !st.quiet;
   }
 
-  /** Releases every held connect now (the engine is stopping). */
+  /** Releases every held connect now (the engine is stopping, or a process is being blocked). */
   releaseAll(): void {
     this.expire(Infinity);
   }

@@ -83,17 +83,19 @@ function probeHook(name: string, cgroup: string | null): { ok: boolean; detail: 
 
 /** What each hook gives; the tracing hooks are required, the cgroup ones add classification. */
 const HOOK_ROLE: Record<(typeof PROGRAMS)[number], { required: boolean; role: string }> = {
-  busted_set_state: { required: true, role: 'TCP lifecycle' },
+  busted_set_state: { required: true, role: 'TCP lifecycle where the cgroup programs cannot be attached (attached only then)' },
+  busted_sk_error: { required: true, role: 'TCP connections the kernel ends on an error (refused, timed out, reset)' },
   busted_send: { required: true, role: 'tx bytes, TLS SNI samples' },
   busted_recv: { required: true, role: 'rx bytes, DNS answers' },
   busted_egress: { required: false, role: 'cutting open flows of blocked processes (attached only then)' },
   busted_ingress: { required: false, role: 'cutting open flows of blocked processes (attached only then)' },
-  busted_connect4: { required: false, role: 'enforcement and UDP/QUIC flows (IPv4)' },
-  busted_connect6: { required: false, role: 'enforcement and UDP/QUIC flows (IPv6)' },
+  busted_connect4: { required: false, role: 'TCP and UDP/QUIC connections tracked, enforcement (IPv4)' },
+  busted_connect6: { required: false, role: 'TCP and UDP/QUIC connections tracked, enforcement (IPv6)' },
   busted_sendmsg4: { required: false, role: 'enforcement of unconnected UDP, DNS answers of unconnected resolvers (IPv4)' },
   busted_sendmsg6: { required: false, role: 'enforcement of unconnected UDP, DNS answers of unconnected resolvers (IPv6)' },
-  busted_release: { required: false, role: 'closes missed by the tracing hooks, UDP closes' },
+  busted_release: { required: false, role: 'TCP and UDP closes' },
   busted_exec: { required: false, role: 'executable paths of short-lived processes' },
+  busted_idle: { required: false, role: 'TCP connections that move no byte, announced within seconds (with the cgroup programs)' },
 };
 
 export async function runDoctor(): Promise<DoctorReport> {

@@ -87,6 +87,24 @@ export class Enforcement {
     }
   }
 
+  /**
+   * A flow of a process blocked from busted-top reached the table after the block (announced at
+   * its first byte, or by the idle sweep): under --enforce it is cut as the open ones were.
+   */
+  lateFlow(key: string, cookie: bigint, nowIso = new Date().toISOString()): void {
+    if (!this.opts.enforce || this.toggles.get(key) !== 'block') return;
+    const list = this.cut.get(key) ?? [];
+    if (list.includes(cookie)) return;
+    this.opts.enforcer.setCut(cookie, true);
+    list.push(cookie);
+    this.cut.set(key, list);
+    const [pid, startTime] = key.split(':').map(Number) as [number, number];
+    this.opts.publish({
+      type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', dst: '*', provider: null,
+      rule: 'busted-top', cut: 1,
+    });
+  }
+
   /** A reloaded policy now blocks these open flows of a process: their packets are dropped. */
   cutForRule(pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString()): void {
     if (!this.opts.enforce || cookies.length === 0) return;

@@ -25,6 +25,7 @@ import { compilePolicy, type CompiledPolicy } from './policy-compile.js';
 import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';
 import { ChurnMap } from './churn-map.js';
+import { IdleSweep } from './idle.js';
 import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import { turnClock, type Store } from './store.js';
 import { VERSION } from './version.js';
@@ -88,6 +89,13 @@ const IDLE_POLL_MS = 100;
  * 10k connections/s).
  */
 const STATS_MS = 250;
+/** A connection that has moved no byte for this long is announced by the kernel's iterator (core/idle.ts). */
+const IDLE_MIN_AGE_MS = 1000;
+/**
+ * The iterator announces the unannounced connections at least this old: the idle ones, not one
+ * about to send its first byte (which would announce it anyway; announced either way, only once).
+ */
+const IDLE_ITER_MIN_AGE_NS = 500_000_000n;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
 const STOP_DRAIN_MS = 2000;
 /** How long the start waits for the scan of $PATH's executables (it goes on past that in the background). */
@@ -131,7 +139,7 @@ export interface EngineOptions {
 }
 
 /** What the engine uses of the kernel probe. */
-export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'close'>;
+export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'close'>;
 
 export interface Engine {
   session: SessionRecord;
@@ -385,7 +393,11 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const l = lastOwner;
       const key = l !== null && l.tgid === rec.pid && l.startTime === rec.startTime ? l.key : `${rec.pid}:${rec.startTime}`;
       // its counters are read from now on (a held connect's deltas wait for it)
-      if (rec.error === null) live.set(rec.flow, { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
+      if (rec.error === null) {
+        live.set(rec.flow, { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
+        // an LLM flow of a process blocked before it was announced is cut as its open ones were
+        if (rec.provider !== null && enforcement?.toggleOf(key) === 'block') enforcement.lateFlow(key, BigInt(rec.flow));
+      }
       const who = identities.get(key);
       if (!who) return rec;
       if (!described.has(key)) {
@@ -491,6 +503,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       lastBad = badRecords;
     }
   };
+  const idleSweep = new IdleSweep(IDLE_MIN_AGE_MS);
   const readCounters = () => {
     lastChores = 0;
     drain(); // connects first, so their counters have somewhere to go
@@ -504,6 +517,11 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       lf.tx = tx;
       lf.rx = rx;
     });
+    // connections that have moved no byte for a second are announced by the kernel's iterator
+    if (probe.announcesIdle && idleSweep.due(probe.counters.unannounced, Date.now())) {
+      probe.announceIdle(IDLE_ITER_MIN_AGE_NS);
+      probe.poll();
+    }
     // connections the kernel kept back (quiet mode) are counts, not news: read with the counters
     if (kernelQuietOn) {
       const q = probe.quiet();
@@ -555,6 +573,18 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
 
+  /**
+   * Before a block is applied: every open connection is in the table, including the idle ones
+   * (announced by the kernel's iterator now) and the connects held for their ClientHello.
+   */
+  const takeInOpenFlows = () => {
+    if (probe.announcesIdle) {
+      guard(() => probe.announceIdle(0n));
+      guard(() => probe.poll());
+    }
+    stage.releaseAll();
+  };
+
   /** After a reload: open LLM flows of processes the new policy blocks are cut, as a `b` would. */
   const providerIndex = new Map(catalog.providers().map((p) => [p.id, p.index]));
   const cutNewlyBlocked = (p: CompiledPolicy) => {
@@ -594,12 +624,17 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const next = compile()!; // throws PolicyError: the policy in force stays
       policy = next;
       applyPolicy(next);
+      takeInOpenFlows();
       cutNewlyBlocked(next);
       return next.warnings;
     },
     canEnforce: enforcement !== null,
     kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...probe.kernelStats() }),
-    setVerdict: (pid, startTime, action) => needEnforcement().setToggle(pid, startTime, action),
+    setVerdict: (pid, startTime, action) => {
+      const e = needEnforcement();
+      if (action === 'block') takeInOpenFlows();
+      e.setToggle(pid, startTime, action);
+    },
     verdictOf: (pid, startTime) => enforcement?.toggleOf(`${pid}:${startTime}`) ?? null,
     async stop() {
       if (stopped) return;

@@ -115,3 +115,21 @@ kernelTest('an open flow keeps carrying bytes until its process is blocked, then
   llm.shut();
 });
 
+
+kernelTest('a connection that has moved no byte yet is cut when its process is blocked: nothing it sends afterwards arrives', async (t) => {
+  const llm = await holdingServer('127.99.0.4');
+  await withEngine(true, async (engine, records) => {
+    const child = spawn('python3', [CLIENT, 'idle-then-send', '127.99.0.4', String((llm.address() as AddressInfo).port), '1.5']);
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+    // at once: the connection is established but not announced (no byte, well under a second old)
+    engine.setVerdict(pid, readStartTime(pid)!, 'block');
+    child.stdin.write('\n');
+    const { sent } = JSON.parse((await lines.next()).value as string) as { sent: number };
+    t.true(sent > 0, 'the client wrote into its socket');
+    await new Promise((r) => setTimeout(r, 300));
+    t.is(llm.received, 0, 'no byte reached the server');
+    t.true(policyOf(records, pid).some((r) => r.rule === 'busted-top' && r.cut === 1), 'the cut is reported');
+  });
+  llm.shut();
+});

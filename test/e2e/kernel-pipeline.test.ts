@@ -3,6 +3,7 @@
  * real loopback server in this (ava worker) process. Asserts the real pid, comm, uid, bytes.
  */
 import { createServer, type AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,7 +12,8 @@ import path from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { exchangeServer } from '../helpers/servers.js';
-import { BUSTED_BIN, runClient, startBusted } from '../helpers/busted.js';
+import { BUSTED_BIN, ROOT, runClient, startBusted } from '../helpers/busted.js';
+import { holdingServer, portOf } from '../helpers/servers.js';
 
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
 const isClose = (flow: string) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.flow === flow;
@@ -70,6 +72,60 @@ kernelTest('a connect to a port nobody listens on is reported as failed by the r
     t.false(busted.records.some((r) => r.type === 'close' && r.flow === conn.flow));
   } finally {
     await busted.stop();
+  }
+});
+
+/** The python test client in a mode that prints a first line when connected; `done` is its final report. */
+async function readyClient(args: (string | number)[]) {
+  const child = spawn('python3', [`${ROOT}test/helpers/client.py`, ...args.map(String)]);
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const first = JSON.parse((await lines.next()).value as string) as { pid: number; sport: number };
+  const done = (async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>)();
+  return { ...first, child, done };
+}
+
+kernelTest('a connection that moves no byte is reported while it is open, within 3 s of its connect, with its pid and addresses', async (t) => {
+  const server = await holdingServer('127.0.0.1');
+  const busted = await startBusted();
+  try {
+    const client = await readyClient(['idle', '127.0.0.1', portOf(server), 6]);
+    const connectedAt = Date.now();
+    const conn = await busted.waitFor(isConnect(client.pid), 5000);
+    const after = Date.now() - connectedAt;
+    t.true(after < 3000, `reported ${after} ms after the connect`);
+    t.is(conn.src, `127.0.0.1:${client.sport}`);
+    t.is(conn.dst, `127.0.0.1:${portOf(server)}`);
+    t.is(conn.error, null);
+    t.false(busted.records.some((r) => r.type === 'close' && r.flow === conn.flow), 'not by its close: it is still open');
+    await client.done;
+    const close = await busted.waitFor(isClose(conn.flow));
+    t.is(close.tx, 0);
+    t.is(close.rx, 0);
+    t.true(close.durationMs >= 5000, `durationMs ${close.durationMs}`);
+    t.is(busted.records.filter((r) => r.type === 'connect' && r.flow === conn.flow).length, 1, 'reported once');
+  } finally {
+    await busted.stop();
+    server.shut();
+  }
+});
+
+kernelTest('a connection whose server speaks first is reported at its first receive, with the exact bytes', async (t) => {
+  const M = 7_777;
+  const server = createServer((s) => s.on('error', () => {}).end(Buffer.alloc(M, 0x62)));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const busted = await startBusted();
+  try {
+    const client = await runClient(['listen-first', '127.0.0.1', portOf(server), M]);
+    t.is(client.received, M);
+    const conn = await busted.waitFor(isConnect(client.pid));
+    t.is(conn.src, `127.0.0.1:${client.sport as number}`);
+    const close = await busted.waitFor(isClose(conn.flow));
+    t.is(close.tx, 0);
+    t.is(close.rx, M);
+  } finally {
+    await busted.stop();
+    server.close();
   }
 });
 

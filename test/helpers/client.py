@@ -197,6 +197,54 @@ def stream(host, port, seconds):
     return {'sent': sent}
 
 
+def idle(host, port, seconds):
+    """One connection that moves no byte: connects, prints its pid and port, waits `seconds`, closes."""
+    import time
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    local = s.getsockname()[1]
+    print(json.dumps({'pid': os.getpid(), 'sport': local, 'ready': True}), flush=True)
+    time.sleep(seconds)
+    s.close()
+    return {'sport': local}
+
+
+def idle_then_send(host, port, seconds):
+    """Connects and prints its pid; on a line on stdin, sends 100 bytes every 50 ms for `seconds`."""
+    import time
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'ready': True}), flush=True)
+    sys.stdin.readline()
+    s.settimeout(0.2)
+    sent = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            s.sendall(b's' * 100)
+            sent += 100
+        except OSError:
+            pass
+        time.sleep(0.05)
+    s.close()
+    return {'sent': sent}
+
+
+def listen_first(host, port, expect):
+    """Connects to a server that speaks first: reads `expect` bytes, sends nothing, closes."""
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    local = s.getsockname()[1]
+    got = 0
+    while got < expect:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += len(d)
+    s.close()
+    return {'sport': local, 'received': got}
+
+
 def main():
     mode, host = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if sys.argv[3].isdigit() else 0
@@ -216,6 +264,12 @@ def main():
         out = wait_connect(host, port, int(sys.argv[4]))
     elif mode == 'stream':
         out = stream(host, port, float(sys.argv[4]))
+    elif mode == 'idle':
+        out = idle(host, port, float(sys.argv[4]))
+    elif mode == 'idle-then-send':
+        out = idle_then_send(host, port, float(sys.argv[4]))
+    elif mode == 'listen-first':
+        out = listen_first(host, port, int(sys.argv[4]))
     elif mode == 'churn':
         out = churn(host, port, int(sys.argv[4]))
     else:

@@ -16,6 +16,8 @@ export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { han
     untracked: () => 0n,
     quiet: () => ({ closed: 0n, failed: 0n }),
     dnsApplied: () => {},
+    announcesIdle: false, // no cgroup programs: the state-change tracepoint announces connections
+    announceIdle: () => {},
     kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
     close: () => {},
     poll: (budget = Infinity) => ({ fill: 0, ...poll(opts, budget) }),
