@@ -3,21 +3,28 @@
  * busted: per-socket lifecycle and byte counters for outbound TCP.
  *
  * Hooks (all load on kernels without kprobes/fentry):
- *   tp_btf/inet_sock_set_state  SYN_SENT: capture the owner (process context);
- *                               ESTABLISHED: emit CONNECT; CLOSE: emit FAIL or CLOSE.
- *   tp_btf/sock_send_length     count tx bytes of tracked sockets; sample the first bytes of a
- *                               tracked TCP stream that starts a TLS handshake (the ClientHello,
- *                               for SNI) from the sender's buffer; emit CONNECT for tracked UDP
- *                               sockets on their first send.
- *   tp_btf/sock_recv_length     count rx bytes of tracked sockets; sample DNS answers from port
- *                               53 from the reader's buffer.
+ *   cgroup/connect4, connect6   track TCP sockets and connected UDP sockets to udp_port (QUIC):
+ *                               capture the owner (process context); enforcement.
+ *   tp_btf/sock_send_length     count tx bytes of tracked sockets; emit CONNECT on a tracked
+ *                               socket's first send; sample the first bytes of a tracked TCP
+ *                               stream that starts a TLS handshake (the ClientHello, for SNI)
+ *                               from the sender's buffer.
+ *   tp_btf/sock_recv_length     count rx bytes of tracked sockets; emit CONNECT on a tracked TCP
+ *                               socket's first receive (a server that speaks first); sample DNS
+ *                               answers from port 53 from the reader's buffer.
+ *   cgroup/sock_release         emit CLOSE (or FAIL: never connected), and CONNECT first for a
+ *                               connection that never moved a byte.
+ *   tp_btf/inet_sk_error_report emit FAIL for a TCP connection the kernel ends on an error
+ *                               (refused, timed out, reset) while its owner still holds it.
+ *   iter/tcp                    run by user space: emit CONNECT for idle connections (tracked,
+ *                               established, no byte moved yet).
+ *   tp_btf/inet_sock_set_state  attached only without the cgroup programs (no cgroup v2):
+ *                               SYN_SENT: capture the owner; ESTABLISHED: emit CONNECT;
+ *                               CLOSE: emit FAIL or CLOSE.
  *   cgroup_skb/egress, ingress  drop the packets of cut flows: attached by user space only while
  *                               a flow is cut, so no program runs per packet otherwise.
- *   cgroup/connect4, connect6   track connected UDP sockets to udp_port (QUIC); enforcement.
  *   cgroup/sendmsg4, sendmsg6   mark unconnected UDP sockets that send to port 53 (DNS);
  *                               enforcement of unconnected UDP.
- *   cgroup/sock_release         emit CLOSE for tracked UDP sockets, and whatever the tracing
- *                               hooks missed.
  *   tp_btf/sched_process_exec   remember each process's executable path (the `execs` array), so
  *                               a process that exits right after connecting keeps its exe.
  * Only lifecycle records and bounded payload samples cross the ring buffer; byte counters
@@ -493,9 +500,9 @@ static __always_inline int worth_reporting(const struct busted_sock *s, const st
 }
 
 /*
- * CONNECT is emitted exactly once, by the first hook that sees the socket established: its
- * first send or receive, else its release (without the cgroup programs, normally the
- * ESTABLISHED transition first). Tracing programs
+ * CONNECT is emitted exactly once, by the first hook that sees the connection in use: its
+ * first send or receive, the idle iterator, else its release (without the cgroup programs,
+ * normally the ESTABLISHED transition first). Tracing programs
  * skip runs that nest on one CPU (a softirq interrupting the same program: "recursion
  * misses"), so no single tp_btf hook may be the only witness.
  */
@@ -534,7 +541,7 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 
 /*
  * A tracing program's view of a socket's cookie: the one it has, or 0 if none was ever made.
- * track() makes it (bpf_get_socket_cookie) when a socket enters SYN_SENT or connects, so a
+ * track() makes it (bpf_get_socket_cookie) when a socket connects (or enters SYN_SENT), so a
  * socket without one was never tracked, and the helper, which would make one, is not needed.
  */
 static __always_inline __u64 cookie_of(const struct sock *sk)

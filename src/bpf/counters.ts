@@ -42,6 +42,8 @@ export class TrafficCounters implements Closable {
   slotsInUse = 0;
   /** The tracked sockets not announced yet at the last read (no byte moved, or connecting): slots, then overflow entries. */
   readonly unannounced: bigint[] = [];
+  /** Beside each of `unannounced`: its slot index, or -1 for an overflow entry. */
+  readonly unannouncedAt: number[] = [];
   /** Stat.OVERFLOW as read before a batch found the overflow hash empty: unchanged, it still is. */
   private overflowEmptyAt = 0n;
   private readonly keys: Buffer;
@@ -96,7 +98,9 @@ export class TrafficCounters implements Closable {
     const w = this.words;
     const q = this.quads;
     const quiet = this.unannounced;
+    const quietAt = this.unannouncedAt;
     quiet.length = 0;
+    quietAt.length = 0;
     let n = 0;
     for (let s = 0, end = this.slotCount * SLOT_WORDS; s < end; s += SLOT_WORDS) {
       if ((w[2 * s + 2 * COOKIE_WORD]! | w[2 * s + 2 * COOKIE_WORD + 1]!) === 0) continue; // free
@@ -106,7 +110,10 @@ export class TrafficCounters implements Closable {
       const rx = q[s + RX_WORD]!;
       const announced = w[2 * (s + ANNOUNCED_WORD)]! | w[2 * (s + ANNOUNCED_WORD) + 1]!;
       if (Atomics.load(q, s + COOKIE_WORD) !== cookie) continue;
-      if (announced === 0) quiet.push(cookie);
+      if (announced === 0) {
+        quiet.push(cookie);
+        quietAt.push(s / SLOT_WORDS);
+      }
       visit(cookie, tx, rx);
       n++;
     }
@@ -130,7 +137,10 @@ export class TrafficCounters implements Closable {
       for (let i = 0; i < n; i++) {
         const v = i * TRAFFIC.size;
         const cookie = this.keys.readBigUInt64LE(i * 8);
-        if (this.values.readBigUInt64LE(v + TRAFFIC.announced) === 0n) this.unannounced.push(cookie);
+        if (this.values.readBigUInt64LE(v + TRAFFIC.announced) === 0n) {
+          this.unannounced.push(cookie);
+          this.unannouncedAt.push(-1);
+        }
         visit(cookie, this.values.readBigUInt64LE(v + TRAFFIC.tx), this.values.readBigUInt64LE(v + TRAFFIC.rx));
       }
       total += n;

@@ -120,7 +120,7 @@ export type Libbpf = ReturnType<typeof bindAll>;
 /**
  * The few libc functions busted calls itself (the ring buffer's positions are read through mmap;
  * malloc_trim gives the C heap's free pages back after a burst; pthread_sigmask holds signals
- * back while the verifier runs).
+ * back while the verifier runs; setns makes an iterator over another network namespace's sockets).
  */
 function bindLibc(lib: LibraryHandle) {
   return {
@@ -130,6 +130,7 @@ function bindLibc(lib: LibraryHandle) {
     getpagesize: lib.func('int getpagesize(void)'),
     malloc_trim: lib.func('int malloc_trim(size_t pad)'),
     pthread_sigmask: lib.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)'),
+    setns: lib.func('int setns(int fd, int nstype)'),
   };
 }
 

@@ -4,13 +4,14 @@
  */
 import { openSync, closeSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, DnsSync, MODEL_PORTS, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
+import { CONFIG, DnsSync, IPPROTO_TCP, MODEL_PORTS, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
 import { BpfError, libbpf, strerror, type Ptr } from './libbpf.js';
 import { Enforcer, type EnforcerMaps } from './enforcer.js';
 import { COUNTED_MAPS, KernelStatsReader, type KernelFill } from './kstats.js';
+import { inNetnsOf, netnsOf, ownNetns } from './netns.js';
 
 export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new URL('../../bpf/busted.bpf.o', import.meta.url));
 
@@ -240,14 +241,27 @@ export class KernelProbe {
 
   /**
    * Announces the tracked TCP connections that are established but have moved no byte, whose
-   * connect() is at least `minAgeNs` old (the kernel's iterator over the TCP sockets of busted's
-   * network namespace; their CONNECT records come through the ring buffer as any). Synchronous:
-   * when it returns, the records are in the ring. A no-op without the iterator.
+   * connect() is at least `minAgeNs` old (the kernel's iterator over TCP sockets; their CONNECT
+   * records come through the ring buffer as any). An iterator sees one network namespace: busted's
+   * own, then that of each process in `pids` (a container's), once each. Synchronous: when it
+   * returns, the records are in the ring. A no-op without the iterator.
    */
-  announceIdle(minAgeNs: bigint): void {
+  announceIdle(minAgeNs: bigint, pids: Iterable<number> = []): void {
     if (this.idleLink === null) return;
     this.idleValue.writeBigUInt64LE(minAgeNs, 0);
     this.obj.map('idle_min_age').update(this.idleKey, this.idleValue);
+    this.iterateIdle();
+    const done = new Set<bigint>([ownNetns()]);
+    for (const pid of pids) {
+      const ns = netnsOf(pid);
+      if (ns === null || done.has(ns)) continue;
+      done.add(ns);
+      inNetnsOf(pid, () => this.iterateIdle());
+    }
+  }
+
+  /** One run of the iterator over the TCP sockets of this thread's network namespace. */
+  private iterateIdle(): void {
     const lib = libbpf();
     const fd = lib.bpf_iter_create(lib.bpf_link__fd(this.idleLink) as number) as number;
     if (fd < 0) throw new BpfError('bpf_iter_create(busted_idle)', -fd, strerror(fd));
@@ -257,6 +271,27 @@ export class KernelProbe {
     } finally {
       closeSync(fd);
     }
+  }
+
+  private readonly ownerKey = Buffer.alloc(8);
+  private readonly ownerValue = Buffer.alloc(SOCK.size);
+
+  /**
+   * The process that owns a tracked TCP socket: from `slot_socks` at its slot index, or (slot -1)
+   * from the overflow `sockets` hash; null when it is not there (closed meanwhile) or not TCP.
+   */
+  ownerOf(cookie: bigint, slot: number): number | null {
+    let found: boolean;
+    if (slot >= 0) {
+      this.ownerKey.writeUInt32LE(slot, 0);
+      found = this.obj.map('slot_socks').lookup(this.ownerKey.subarray(0, 4), this.ownerValue);
+    } else {
+      this.ownerKey.writeBigUInt64LE(cookie, 0);
+      found = this.obj.map('sockets').lookup(this.ownerKey, this.ownerValue);
+    }
+    if (!found || this.ownerValue.readUInt16LE(SOCK.proto) !== IPPROTO_TCP) return null;
+    const tgid = this.ownerValue.readUInt32LE(SOCK.owner + OWNER.tgid);
+    return tgid === 0 ? null : tgid;
   }
 
   private fill: KernelStatsReader | null = null;

@@ -139,7 +139,7 @@ export interface EngineOptions {
 }
 
 /** What the engine uses of the kernel probe. */
-export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'close'>;
+export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'ownerOf' | 'close'>;
 
 export interface Engine {
   session: SessionRecord;
@@ -504,6 +504,16 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
   const idleSweep = new IdleSweep(IDLE_MIN_AGE_MS);
+  /** The processes that own the TCP sockets the last counter read found unannounced (those at `which`, or all). */
+  const unannouncedOwners = (which?: readonly number[]): Set<number> => {
+    const { unannounced, unannouncedAt } = probe.counters;
+    const owners = new Set<number>();
+    for (const i of which ?? unannounced.keys()) {
+      const tgid = probe.ownerOf(unannounced[i]!, unannouncedAt[i]!);
+      if (tgid !== null) owners.add(tgid);
+    }
+    return owners;
+  };
   const readCounters = () => {
     lastChores = 0;
     drain(); // connects first, so their counters have somewhere to go
@@ -517,9 +527,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       lf.tx = tx;
       lf.rx = rx;
     });
-    // connections that have moved no byte for a second are announced by the kernel's iterator
-    if (probe.announcesIdle && idleSweep.due(probe.counters.unannounced, Date.now())) {
-      probe.announceIdle(IDLE_ITER_MIN_AGE_NS);
+    // connections that have moved no byte for a second are announced by the kernel's iterator,
+    // in the network namespaces of their owners (a container's own)
+    const idle = probe.announcesIdle ? idleSweep.due(probe.counters.unannounced, Date.now()) : null;
+    const owners = idle && unannouncedOwners(idle);
+    if (owners && owners.size > 0) { // none: UDP sockets that have not sent, which the iterator does not see
+      probe.announceIdle(IDLE_ITER_MIN_AGE_NS, owners);
       probe.poll();
     }
     // connections the kernel kept back (quiet mode) are counts, not news: read with the counters
@@ -577,9 +590,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
    * Before a block is applied: every open connection is in the table, including the idle ones
    * (announced by the kernel's iterator now) and the connects held for their ClientHello.
    */
-  const takeInOpenFlows = () => {
+  const takeInOpenFlows = (pids: Iterable<number>) => {
     if (probe.announcesIdle) {
-      guard(() => probe.announceIdle(0n));
+      guard(() => probe.announceIdle(0n, pids));
       guard(() => probe.poll());
     }
     stage.releaseAll();
@@ -624,7 +637,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const next = compile()!; // throws PolicyError: the policy in force stays
       policy = next;
       applyPolicy(next);
-      takeInOpenFlows();
+      takeInOpenFlows(unannouncedOwners());
       cutNewlyBlocked(next);
       return next.warnings;
     },
@@ -632,7 +645,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => {
       const e = needEnforcement();
-      if (action === 'block') takeInOpenFlows();
+      if (action === 'block') takeInOpenFlows([pid]);
       e.setToggle(pid, startTime, action);
     },
     verdictOf: (pid, startTime) => enforcement?.toggleOf(`${pid}:${startTime}`) ?? null,

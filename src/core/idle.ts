@@ -19,8 +19,12 @@ export class IdleSweep {
     this.slackMs = minAgeMs / 5;
   }
 
-  /** The cookies a scan found unannounced at `now` (ms); true when the iterator should run now. */
-  due(cookies: readonly bigint[], now: number): boolean {
+  /**
+   * The cookies a scan found unannounced at `now` (ms). When the iterator should run now: the
+   * positions (in `cookies`) of those that asked for it (their owners' network namespaces are
+   * the ones to look in); else null.
+   */
+  due(cookies: readonly bigint[], now: number): number[] | null {
     const next = new Map<bigint, { first: number; next: number }>();
     let due = false;
     const at = now + this.slackMs;
@@ -30,11 +34,18 @@ export class IdleSweep {
       if (at >= s.next) due = true;
     }
     this.seen = next;
-    if (!due || at - this.lastRun < this.minAgeMs) return false;
+    if (!due || at - this.lastRun < this.minAgeMs) return null;
     this.lastRun = now;
-    for (const s of next.values()) if (at >= s.next) s.next = now + Math.max(this.minAgeMs, now - s.first);
-    return true;
+    const asked: number[] = [];
+    for (let i = 0; i < cookies.length; i++) {
+      const s = next.get(cookies[i]!)!;
+      if (at < s.next) continue;
+      s.next = now + Math.max(this.minAgeMs, now - s.first);
+      asked.push(i);
+    }
+    return asked;
   }
+
   /** How many unannounced sockets are being watched (for tests and stats). */
   get watched(): number {
     return this.seen.size;

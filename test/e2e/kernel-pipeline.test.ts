@@ -75,11 +75,15 @@ kernelTest('a connect to a port nobody listens on is reported as failed by the r
   }
 });
 
-/** The python test client in a mode that prints a first line when connected; `done` is its final report. */
-async function readyClient(args: (string | number)[]) {
-  const child = spawn('python3', [`${ROOT}test/helpers/client.py`, ...args.map(String)]);
+/**
+ * The python test client in a mode that prints a first line when connected (run through `prefix`,
+ * a command that ends by exec'ing it); `done` is its final report.
+ */
+async function readyClient(args: (string | number)[], prefix: string[] = []) {
+  const [cmd, ...rest] = [...prefix, 'python3', `${ROOT}test/helpers/client.py`, ...args.map(String)];
+  const child = spawn(cmd!, rest);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const first = JSON.parse((await lines.next()).value as string) as { pid: number; sport: number };
+  const first = JSON.parse((await lines.next()).value as string) as { pid: number; sport: number; port: number };
   const done = (async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>)();
   return { ...first, child, done };
 }
@@ -106,6 +110,27 @@ kernelTest('a connection that moves no byte is reported while it is open, within
   } finally {
     await busted.stop();
     server.shut();
+  }
+});
+
+kernelTest('an idle connection in a network namespace of its own (a container\'s) is reported while it is open, by its pid', async (t) => {
+  const busted = await startBusted();
+  try {
+    // a new network namespace with only its loopback up; the client listens and connects inside it
+    const inNetns = ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"'];
+    const client = await readyClient(['idle-self', '127.0.0.1', 6], inNetns);
+    const connectedAt = Date.now();
+    const conn = await busted.waitFor(isConnect(client.pid), 5000);
+    const after = Date.now() - connectedAt;
+    t.true(after < 3000, `reported ${after} ms after the connect`);
+    t.is(conn.src, `127.0.0.1:${client.sport}`);
+    t.is(conn.dst, `127.0.0.1:${client.port}`);
+    t.false(busted.records.some((r) => r.type === 'close' && r.flow === conn.flow), 'not by its close: it is still open');
+    await client.done;
+    const close = await busted.waitFor(isClose(conn.flow));
+    t.is(close.tx, 0);
+  } finally {
+    await busted.stop();
   }
 });
 

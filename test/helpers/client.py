@@ -203,10 +203,20 @@ def idle(host, port, seconds):
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.connect((host, port))
     local = s.getsockname()[1]
-    print(json.dumps({'pid': os.getpid(), 'sport': local, 'ready': True}), flush=True)
+    print(json.dumps({'pid': os.getpid(), 'sport': local, 'port': port, 'ready': True}), flush=True)
     time.sleep(seconds)
     s.close()
     return {'sport': local}
+
+
+def idle_self(host, seconds):
+    """idle() against a listener of its own (for a network namespace with nothing else in it)."""
+    srv = socket.socket(family(host), socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(1)
+    out = idle(host, srv.getsockname()[1], seconds)
+    srv.close()
+    return out
 
 
 def idle_then_send(host, port, seconds):
@@ -266,6 +276,8 @@ def main():
         out = stream(host, port, float(sys.argv[4]))
     elif mode == 'idle':
         out = idle(host, port, float(sys.argv[4]))
+    elif mode == 'idle-self':
+        out = idle_self(host, float(sys.argv[3]))
     elif mode == 'idle-then-send':
         out = idle_then_send(host, port, float(sys.argv[4]))
     elif mode == 'listen-first':

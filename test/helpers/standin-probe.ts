@@ -18,6 +18,7 @@ export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { han
     dnsApplied: () => {},
     announcesIdle: false, // no cgroup programs: the state-change tracepoint announces connections
     announceIdle: () => {},
+    ownerOf: () => null,
     kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
     close: () => {},
     poll: (budget = Infinity) => ({ fill: 0, ...poll(opts, budget) }),

@@ -8,35 +8,35 @@ import type { EventRecord } from '../../src/core/records.js';
 
 test('a socket unannounced for a second asks for one run; one seen once (between connect and first byte) never does', (t) => {
   const s = new IdleSweep(1000);
-  t.false(s.due([1n, 2n], 0));
-  t.false(s.due([1n], 500), 'half a second: not yet');
-  t.false(s.due([3n], 1200), 'cookie 1 announced meanwhile; 3 is new');
-  t.false(s.due([3n, 4n], 1900), 'cookie 3 is 0.7 s old');
-  t.true(s.due([3n, 4n], 2000), 'cookie 3 is 0.8 s old: a scan a second after the last, a little early');
+  t.is(s.due([1n, 2n], 0), null);
+  t.is(s.due([1n], 500), null, 'half a second: not yet');
+  t.is(s.due([3n], 1200), null, 'cookie 1 announced meanwhile; 3 is new');
+  t.is(s.due([3n, 4n], 1900), null, 'cookie 3 is 0.7 s old');
+  t.deepEqual(s.due([3n, 4n], 2000), [0], 'cookie 3 is 0.8 s old: a scan a second after the last, a little early; 4 has not asked');
   t.is(s.watched, 2);
 });
 
 test('runs are at least a second apart, and a socket the iterator cannot announce asks again after twice its age', (t) => {
   const s = new IdleSweep(1000);
-  t.false(s.due([7n], 0));
-  t.true(s.due([7n], 1000));
-  t.false(s.due([7n], 1500), 'not within a second of the last run');
-  t.false(s.due([7n], 1700), 'next ask at 2 s of age');
-  t.true(s.due([7n], 1850));
-  t.false(s.due([7n], 3000));
-  t.true(s.due([7n], 3700), 'then at about 4 s');
-  t.false(s.due([7n], 7000));
-  t.true(s.due([7n], 7500), 'then at about 8 s');
-  t.false(s.due([], 20_000));
+  t.is(s.due([7n], 0), null);
+  t.truthy(s.due([7n], 1000));
+  t.is(s.due([7n], 1500), null, 'not within a second of the last run');
+  t.is(s.due([7n], 1700), null, 'next ask at 2 s of age');
+  t.truthy(s.due([7n], 1850));
+  t.is(s.due([7n], 3000), null);
+  t.truthy(s.due([7n], 3700), 'then at about 4 s');
+  t.is(s.due([7n], 7000), null);
+  t.truthy(s.due([7n], 7500), 'then at about 8 s');
+  t.is(s.due([], 20_000), null);
   t.is(s.watched, 0, 'forgotten once announced or closed');
 });
 
 test('a new socket that turns idle while an old one waits for its next ask still gets its run after a second', (t) => {
   const s = new IdleSweep(1000);
-  t.false(s.due([7n], 0));
-  t.true(s.due([7n], 1000));
-  t.false(s.due([7n, 8n], 1100));
-  t.true(s.due([7n, 8n], 2100), 'cookie 8 is a second old');
+  t.is(s.due([7n], 0), null);
+  t.truthy(s.due([7n], 1000));
+  t.is(s.due([7n, 8n], 1100), null);
+  t.deepEqual(s.due([7n, 8n], 2100), [0, 1], 'cookie 8 is a second old, and 7 asks again at 2 s');
 });
 
 function fakeEnforcer() {
