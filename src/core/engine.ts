@@ -96,6 +96,10 @@ const IDLE_MIN_AGE_MS = 1000;
  * about to send its first byte (which would announce it anyway; announced either way, only once).
  */
 const IDLE_ITER_MIN_AGE_NS = 500_000_000n;
+/** Owners looked up for one run of the iterator (a map lookup each: which network namespaces to look in). */
+const IDLE_OWNER_LOOKUPS = 1024;
+/** At a block, how long busted reads the ring for the connections the iterator announced (they come after what waits there). */
+const TAKE_IN_MS = 200;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
 const STOP_DRAIN_MS = 2000;
 /** How long the start waits for the scan of $PATH's executables (it goes on past that in the background). */
@@ -504,11 +508,16 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
   };
   const idleSweep = new IdleSweep(IDLE_MIN_AGE_MS);
-  /** The processes that own the TCP sockets the last counter read found unannounced (those at `which`, or all). */
+  /**
+   * The processes that own the TCP sockets the last counter read found unannounced (those at
+   * `which`, or all): a lookup each, at most IDLE_OWNER_LOOKUPS (a socket left out asks again).
+   */
   const unannouncedOwners = (which?: readonly number[]): Set<number> => {
     const { unannounced, unannouncedAt } = probe.counters;
     const owners = new Set<number>();
+    let looked = 0;
     for (const i of which ?? unannounced.keys()) {
+      if (++looked > IDLE_OWNER_LOOKUPS) break;
       const tgid = probe.ownerOf(unannounced[i]!, unannouncedAt[i]!);
       if (tgid !== null) owners.add(tgid);
     }
@@ -531,10 +540,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     // in the network namespaces of their owners (a container's own)
     const idle = probe.announcesIdle ? idleSweep.due(probe.counters.unannounced, Date.now()) : null;
     const owners = idle && unannouncedOwners(idle);
-    if (owners && owners.size > 0) { // none: UDP sockets that have not sent, which the iterator does not see
-      probe.announceIdle(IDLE_ITER_MIN_AGE_NS, owners);
-      probe.poll();
-    }
+    // none: UDP sockets that have not sent, which the iterator does not see; its records are read
+    // with the ring's next read
+    if (owners && owners.size > 0) probe.announceIdle(IDLE_ITER_MIN_AGE_NS, owners);
     // connections the kernel kept back (quiet mode) are counts, not news: read with the counters
     if (kernelQuietOn) {
       const q = probe.quiet();
@@ -593,7 +601,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const takeInOpenFlows = (pids: Iterable<number>) => {
     if (probe.announcesIdle) {
       guard(() => probe.announceIdle(0n, pids));
-      guard(() => probe.poll());
+      guard(() => probe.poll(Infinity, TAKE_IN_MS));
     }
     stage.releaseAll();
   };
