@@ -43,6 +43,8 @@ function median(xs: number[]): number {
 const slotIndex = (cookie: bigint) => Number(cookie % BigInt(SLOTS));
 
 const cookieOf = (i: number) => BigInt(0x1000_0000 + i * 7919); // cookie-like, spread
+/** BUSTED_ANNOUNCED_YES: a flow whose CONNECT went out (an unannounced one is also noted for the idle sweep). */
+const ANNOUNCED_YES = 1n;
 
 function loadMapsOnly(resizeTraffic?: number): BpfObject {
   const obj = BpfObject.open(OBJECT_PATH);
@@ -77,6 +79,7 @@ function main(): void {
       value.writeBigUInt64LE(cookie, SLOT.cookie);
       value.writeBigUInt64LE(BigInt(i * 1000), SLOT.counters + TRAFFIC.tx);
       value.writeBigUInt64LE(BigInt(i * 3000), SLOT.counters + TRAFFIC.rx);
+      value.writeBigUInt64LE(ANNOUNCED_YES, SLOT.counters + TRAFFIC.announced); // open flows, reported
       slots.update(key, value);
     }
     // the previous design's 65,536-entry hash holding every counter
@@ -87,6 +90,7 @@ function main(): void {
       hkey.writeBigUInt64LE(cookieOf(i), 0);
       hvalue.writeBigUInt64LE(BigInt(i * 1000), TRAFFIC.tx);
       hvalue.writeBigUInt64LE(BigInt(i * 3000), TRAFFIC.rx);
+      hvalue.writeBigUInt64LE(ANNOUNCED_YES, TRAFFIC.announced);
       oldHash.update(hkey, hvalue);
     }
     const counters = TrafficCounters.of(obj);
