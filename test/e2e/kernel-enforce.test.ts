@@ -53,6 +53,14 @@ async function withEngine(enforce: boolean, fn: (e: Engine, records: EventRecord
   }
 }
 
+/** A client that streams to `server` (`stream`), or connects and streams once told (`idle-then-send`): its pid, stdin and lines. */
+async function streamingClient(mode: 'stream' | 'idle-then-send', host: string, server: AddressInfo, seconds: number) {
+  const child = spawn('python3', [CLIENT, mode, host, String(server.port), String(seconds)]);
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+  return { pid, startTime: readStartTime(pid)!, child, next: async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown> };
+}
+
 const policyOf = (records: EventRecord[], pid: number) => records.filter((r): r is PolicyRecord => r.type === 'policy' && r.pid === pid);
 const settle = () => new Promise((r) => setTimeout(r, 300));
 
@@ -95,10 +103,7 @@ kernelTest('without --enforce a block is an audit: the connect succeeds and a wo
 kernelTest('an open flow keeps carrying bytes until its process is blocked, then stops within 1 s', async (t) => {
   const llm = await holdingServer('127.99.0.3');
   await withEngine(true, async (engine, records) => {
-    const child = spawn('python3', [CLIENT, 'stream', '127.99.0.3', String((llm.address() as AddressInfo).port), '4']);
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
-    const startTime = readStartTime(pid)!;
+    const { pid, startTime, child } = await streamingClient('stream', '127.99.0.3', llm.address() as AddressInfo, 4);
     // the flow must be in the table (its connect published) before the block can find it
     await new Promise((r) => setTimeout(r, 1200));
     const before = llm.received;
@@ -115,18 +120,15 @@ kernelTest('an open flow keeps carrying bytes until its process is blocked, then
   llm.shut();
 });
 
-
 kernelTest('a connection that has moved no byte yet is cut when its process is blocked: nothing it sends afterwards arrives', async (t) => {
   const llm = await holdingServer('127.99.0.4');
   await withEngine(true, async (engine, records) => {
-    const child = spawn('python3', [CLIENT, 'idle-then-send', '127.99.0.4', String((llm.address() as AddressInfo).port), '1.5']);
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+    const { pid, startTime, child, next } = await streamingClient('idle-then-send', '127.99.0.4', llm.address() as AddressInfo, 1.5);
     // at once: the connection is established but not announced (no byte, well under a second old)
-    engine.setVerdict(pid, readStartTime(pid)!, 'block');
+    engine.setVerdict(pid, startTime, 'block');
     child.stdin.write('\n');
-    const { sent } = JSON.parse((await lines.next()).value as string) as { sent: number };
-    t.true(sent > 0, 'the client wrote into its socket');
+    const { sent } = await next();
+    t.true((sent as number) > 0, 'the client wrote into its socket');
     await new Promise((r) => setTimeout(r, 300));
     t.is(llm.received, 0, 'no byte reached the server');
     t.true(policyOf(records, pid).some((r) => r.rule === 'busted-top' && r.cut === 1), 'the cut is reported');

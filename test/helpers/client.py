@@ -177,13 +177,16 @@ def wait_connect(host, port, count):
     return {'results': results}
 
 
-def stream(host, port, seconds):
-    """One connection that sends 100 bytes every 50 ms for `seconds`; reports when sends stall."""
+def stream(host, port, seconds, wait=False):
+    """One connection that sends 100 bytes every 50 ms for `seconds`; reports when sends stall.
+    With `wait`, it connects and prints its pid, then sends nothing until a line comes on stdin."""
     import time
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.connect((host, port))
+    print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'ready': True}), flush=True)
+    if wait:
+        sys.stdin.readline()
     s.settimeout(0.2)
-    print(json.dumps({'pid': os.getpid(), 'ready': True}), flush=True)
     sent = 0
     end = time.time() + seconds
     while time.time() < end:
@@ -217,27 +220,6 @@ def idle_self(host, seconds):
     out = idle(host, srv.getsockname()[1], seconds)
     srv.close()
     return out
-
-
-def idle_then_send(host, port, seconds):
-    """Connects and prints its pid; on a line on stdin, sends 100 bytes every 50 ms for `seconds`."""
-    import time
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.connect((host, port))
-    print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'ready': True}), flush=True)
-    sys.stdin.readline()
-    s.settimeout(0.2)
-    sent = 0
-    end = time.time() + seconds
-    while time.time() < end:
-        try:
-            s.sendall(b's' * 100)
-            sent += 100
-        except OSError:
-            pass
-        time.sleep(0.05)
-    s.close()
-    return {'sent': sent}
 
 
 def listen_first(host, port, expect):
@@ -279,7 +261,7 @@ def main():
     elif mode == 'idle-self':
         out = idle_self(host, float(sys.argv[3]))
     elif mode == 'idle-then-send':
-        out = idle_then_send(host, port, float(sys.argv[4]))
+        out = stream(host, port, float(sys.argv[4]), wait=True)
     elif mode == 'listen-first':
         out = listen_first(host, port, int(sys.argv[4]))
     elif mode == 'churn':
