@@ -11,9 +11,9 @@ const CLONE_NEWNET = 0x40000000;
 const OWN = '/proc/thread-self/ns/net';
 
 /** The network namespace of process `pid` (its inode), or null when it is gone or unreadable. */
-export function netnsOf(pid: number, procRoot = '/proc'): bigint | null {
+export function netnsOf(pid: number): bigint | null {
   try {
-    return statSync(`${procRoot}/${pid}/ns/net`, { bigint: true }).ino;
+    return statSync(`/proc/${pid}/ns/net`, { bigint: true }).ino;
   } catch {
     return null;
   }
@@ -23,9 +23,10 @@ export function netnsOf(pid: number, procRoot = '/proc'): bigint | null {
 export const ownNetns = (): bigint => statSync(OWN, { bigint: true }).ino;
 
 /**
- * Runs `fn` in the network namespace of process `pid` (directly when it is this thread's own);
- * false without calling it when that process is gone. Throws if this thread could not go back to
- * its own namespace (never seen: it holds its own namespace open throughout).
+ * Runs `fn` in the network namespace of process `pid` (the caller has checked it is not this
+ * thread's own: netnsOf, ownNetns); false without calling it when that process is gone or its
+ * namespace cannot be entered. Throws if this thread could not go back to its own namespace
+ * (never seen: it holds its own namespace open throughout).
  */
 export function inNetnsOf(pid: number, fn: () => void): boolean {
   let target: number;
@@ -37,10 +38,6 @@ export function inNetnsOf(pid: number, fn: () => void): boolean {
   let own = -1;
   try {
     own = openSync(OWN, 'r');
-    if (statSync(`/proc/${pid}/ns/net`, { bigint: true }).ino === statSync(OWN, { bigint: true }).ino) {
-      fn();
-      return true;
-    }
     if ((libc().setns(target, CLONE_NEWNET) as number) !== 0) return false; // e.g. not allowed: left alone
     try {
       fn();
