@@ -332,7 +332,7 @@ static __always_inline int find(__u64 cookie, struct tracked *x)
 
 /* Claims a free slot for a new socket and writes its owner beside it (life of a slot: busted.h);
  * 0 on success. */
-static __always_inline int claim_slot(__u64 cookie, const struct busted_sock *owner)
+static __always_inline int claim_slot(__u64 cookie, const struct busted_sock *owner, __u64 announced)
 {
 	__u32 first = slot_index(cookie);
 
@@ -351,7 +351,7 @@ static __always_inline int claim_slot(__u64 cookie, const struct busted_sock *ow
 		/* owned (BUSY matches no socket): zeroing cannot meet a writer or fool a reader */
 		slot->counters.tx = 0;
 		slot->counters.rx = 0;
-		slot->counters.announced = 0;
+		slot->counters.announced = announced;
 		*s = *owner;
 		__sync_lock_test_and_set(&slot->cookie, cookie); /* xchg: a full barrier after the writes */
 		return 0;
@@ -359,10 +359,11 @@ static __always_inline int claim_slot(__u64 cookie, const struct busted_sock *ow
 	return -1;
 }
 
-/* Process context (connect()): remember who owns the socket. */
-static __always_inline void track(__u64 cookie, __u16 proto)
+/* Process context (connect()): remember who owns the socket; `announced`: its first state
+ * (BUSTED_ANNOUNCED_NO, or KEPT: judged out at its connect). */
+static __always_inline void track(__u64 cookie, __u16 proto, __u64 announced)
 {
-	struct busted_traffic zero = {};
+	struct busted_traffic zero = { .announced = announced };
 	struct busted_sock s = {};
 	__u32 idx;
 
@@ -375,7 +376,7 @@ static __always_inline void track(__u64 cookie, __u16 proto)
 		return;
 	s.connect_ns = bpf_ktime_get_ns();
 	s.proto = proto;
-	if (claim_slot(cookie, &s) == 0)
+	if (claim_slot(cookie, &s, announced) == 0)
 		return;
 	/* no free slot among its candidates: the overflow hashes, owner first (readers find the
 	 * counters first) */
@@ -458,9 +459,37 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
+/* config.quiet: a local model server's port (the catalog's). */
+static __always_inline int model_port(__u16 dport)
+{
+	for (int i = 0; i < BUSTED_MODEL_PORTS; i++) {
+		if (cfg.model_ports[i] == 0)
+			break;
+		if (cfg.model_ports[i] == dport)
+			return 1;
+	}
+	return 0;
+}
+
+/* config.quiet: a DNS answer was sampled that user space has not applied to llm_v4/llm_v6 yet
+ * (dns_sync): until it has, any address may be one that answer made an LLM address. */
+static __always_inline int dns_pending(void)
+{
+	__u64 *seen, *applied;
+	__u32 key;
+
+	key = BUSTED_DNS_SEEN;
+	seen = bpf_map_lookup_elem(&dns_sync, &key);
+	key = BUSTED_DNS_APPLIED;
+	applied = bpf_map_lookup_elem(&dns_sync, &key);
+	return seen && applied && *seen > *applied;
+}
+
 /*
  * config.quiet (busted without --all shows LLM flows only): whether user space could call this
- * TCP connection LLM traffic, judged when it is announced (its first send or receive) or fails. True for a local model
+ * TCP connection LLM traffic. With the cgroup programs a connect is judged first at the connect
+ * hook (judged_at_connect: one judged out starts KEPT and is not judged again); one judged in
+ * is judged again here when it is announced (its first send or receive) or fails. True for a local model
  * server's port, an address in llm_v4/llm_v6 (catalog ranges; addresses learned from DNS answers
  * and SNI), and while a DNS answer user space has not applied yet is about (dns_sync). Anything
  * else is kept back unless its first payload starts a TLS handshake (promote_tls), whose SNI
@@ -468,17 +497,10 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
  */
 static __always_inline int worth_reporting(const struct busted_sock *s, const struct addrs *a)
 {
-	__u64 *seen, *applied;
-	__u32 key;
-
 	if (!cfg.quiet || s->proto != IPPROTO_TCP)
 		return 1;
-	for (int i = 0; i < BUSTED_MODEL_PORTS; i++) {
-		if (cfg.model_ports[i] == 0)
-			break;
-		if (cfg.model_ports[i] == a->dport)
-			return 1;
-	}
+	if (model_port(a->dport))
+		return 1;
 	if (a->family == AF_INET) {
 		struct busted_lpm4 k4 = { .prefixlen = 32 };
 
@@ -492,11 +514,7 @@ static __always_inline int worth_reporting(const struct busted_sock *s, const st
 		if (bpf_map_lookup_elem(&llm_v6, &k6))
 			return 1;
 	}
-	key = BUSTED_DNS_SEEN;
-	seen = bpf_map_lookup_elem(&dns_sync, &key);
-	key = BUSTED_DNS_APPLIED;
-	applied = bpf_map_lookup_elem(&dns_sync, &key);
-	return seen && applied && *seen > *applied;
+	return dns_pending();
 }
 
 /*
@@ -530,9 +548,9 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 	if (!take(cookie, x, &copy))
 		return; /* another hook finished it first */
 	announced = x->t->announced;
-	if (announced == BUSTED_ANNOUNCED_QUIET)
+	if (announced == BUSTED_ANNOUNCED_QUIET || (announced == BUSTED_ANNOUNCED_KEPT && kind == BUSTED_EV_CLOSE))
 		stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
-	else if (kind == BUSTED_EV_FAIL && !worth_reporting(x->s, a))
+	else if (kind == BUSTED_EV_FAIL && (announced == BUSTED_ANNOUNCED_KEPT || !worth_reporting(x->s, a)))
 		stat_inc(BUSTED_STAT_QUIET_FAILED);
 	else
 		emit(cookie, x->s, kind, a, error, x->t->tx, x->t->rx);
@@ -562,7 +580,7 @@ static __always_inline void tcp_closed(const struct sock *sk)
 		return; /* untracked (a server's socket), or already finished by sock_release */
 	addrs_from_btf(&a, sk);
 	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
-	if (!x.t->announced)
+	if (x.t->announced == BUSTED_ANNOUNCED_NO || x.t->announced == BUSTED_ANNOUNCED_KEPT)
 		finish(cookie, &x, BUSTED_EV_FAIL, &a, sk->sk_err);
 	else
 		finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
@@ -586,7 +604,7 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (newstate == BUSTED_TCP_SYN_SENT) {
-		track(bpf_get_socket_cookie((void *)sk), IPPROTO_TCP);
+		track(bpf_get_socket_cookie((void *)sk), IPPROTO_TCP, BUSTED_ANNOUNCED_NO);
 		return 0;
 	}
 	if (newstate == BUSTED_TCP_CLOSE) {
@@ -1015,6 +1033,18 @@ static __noinline void announce_late(const struct sock *sk, __u64 cookie)
 	announce(cookie, x.s, x.t, &a);
 }
 
+/* A tracked socket's send or receive: the first one announces it, or makes a kept one (judged
+ * out at its connect) a used one, which is not judged again. */
+static __always_inline void first_use(const struct sock *sk, __u64 cookie, struct busted_traffic *t)
+{
+	__u64 was = t->announced;
+
+	if (was == BUSTED_ANNOUNCED_NO)
+		announce_late(sk, cookie);
+	else if (was == BUSTED_ANNOUNCED_KEPT)
+		__sync_val_compare_and_swap(&t->announced, BUSTED_ANNOUNCED_KEPT, BUSTED_ANNOUNCED_QUIET);
+}
+
 /*
  * A TCP stream's first send: does it start a TLS handshake record? This runs for every
  * connection, so it stays in the hook's own small frame and calls sample_tls only for a
@@ -1061,13 +1091,11 @@ static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 		return;
 	if (is_rx) {
 		__sync_fetch_and_add(&t->rx, ret);
-		if (!t->announced)
-			announce_late(sk, cookie); /* a server spoke first */
+		first_use(sk, cookie, t); /* a server spoke first */
 		return;
 	}
 	off = __sync_fetch_and_add(&t->tx, ret);
-	if (!t->announced)
-		announce_late(sk, cookie);
+	first_use(sk, cookie, t);
 	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP) {
 		__u32 need;
 
@@ -1272,8 +1300,9 @@ static __always_inline void emit_policy(struct bpf_sock_addr *ctx, const struct 
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
-/* 1: allow the connect/send, 0: refuse it (the caller sees EPERM). */
-static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6)
+/* 1: allow the connect/send, 0: refuse it (the caller sees EPERM). *llm: whether the
+ * destination is an LLM address, if this looked it up (else left as it was). */
+static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6, int *llm)
 {
 	struct task_struct *task;
 	struct busted_proc_key pk = {};
@@ -1288,7 +1317,8 @@ static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6)
 	pol = bpf_map_lookup_elem(&policy, &zero);
 	if (!pol || !pol->active)
 		return 1; /* no policy and no toggles: nothing to check */
-	if (llm_provider(ctx, v6, &sub.provider))
+	*llm = llm_provider(ctx, v6, &sub.provider) == 0;
+	if (!*llm)
 		return 1; /* only LLM destinations are ever affected */
 	sub.pol = *pol;
 	task = bpf_get_current_task_btf();
@@ -1328,35 +1358,57 @@ static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6)
 	return 1;
 }
 
+/*
+ * config.quiet: a TCP connect judged by its destination, as worth_reporting judges a connection,
+ * but here, where the destination is known (its source port is not yet): KEPT when it cannot be
+ * LLM traffic now, else NO (judged again when announced). The connection's first send then only
+ * marks it used, and an idle one never asks for the idle iterator. `llm`: enforce()'s lookup of
+ * the destination (1 or 0), or -1 if it made none.
+ */
+static __always_inline __u64 judged_at_connect(struct bpf_sock_addr *ctx, int v6, int llm)
+{
+	__u32 provider;
+
+	if (!cfg.quiet || model_port(bpf_ntohs((__u16)ctx->user_port)))
+		return BUSTED_ANNOUNCED_NO;
+	if (llm < 0)
+		llm = llm_provider(ctx, v6, &provider) == 0;
+	return llm || dns_pending() ? BUSTED_ANNOUNCED_NO : BUSTED_ANNOUNCED_KEPT;
+}
+
 /* A TCP connect, or a UDP one to the QUIC port: its socket is tracked from here (process context). */
-static __always_inline void track_connect(struct bpf_sock_addr *ctx)
+static __always_inline void track_connect(struct bpf_sock_addr *ctx, int v6, int llm)
 {
 	if (ctx->type == SOCK_STREAM) {
 		if (ctx->protocol != IPPROTO_TCP)
 			return; /* an MPTCP socket: its TCP subflows connect through here themselves */
-		track(bpf_get_socket_cookie(ctx), IPPROTO_TCP);
+		track(bpf_get_socket_cookie(ctx), IPPROTO_TCP, judged_at_connect(ctx, v6, llm));
 		return;
 	}
 	if (ctx->type != SOCK_DGRAM || !cfg.udp_port || bpf_ntohs((__u16)ctx->user_port) != cfg.udp_port)
 		return;
-	track(bpf_get_socket_cookie(ctx), IPPROTO_UDP);
+	track(bpf_get_socket_cookie(ctx), IPPROTO_UDP, BUSTED_ANNOUNCED_NO);
 }
 
 SEC("cgroup/connect4")
 int busted_connect4(struct bpf_sock_addr *ctx)
 {
-	if (!enforce(ctx, 0))
+	int llm = -1;
+
+	if (!enforce(ctx, 0, &llm))
 		return 0;
-	track_connect(ctx);
+	track_connect(ctx, 0, llm);
 	return 1;
 }
 
 SEC("cgroup/connect6")
 int busted_connect6(struct bpf_sock_addr *ctx)
 {
-	if (!enforce(ctx, 1))
+	int llm = -1;
+
+	if (!enforce(ctx, 1, &llm))
 		return 0;
-	track_connect(ctx);
+	track_connect(ctx, 1, llm);
 	return 1;
 }
 
@@ -1376,15 +1428,19 @@ static __always_inline void mark_dns(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int busted_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	int llm;
+
 	mark_dns(ctx);
-	return enforce(ctx, 0);
+	return enforce(ctx, 0, &llm);
 }
 
 SEC("cgroup/sendmsg6")
 int busted_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	int llm;
+
 	mark_dns(ctx);
-	return enforce(ctx, 1);
+	return enforce(ctx, 1, &llm);
 }
 
 /*
@@ -1419,7 +1475,8 @@ int busted_release(struct bpf_sock *ctx)
 		return 1;
 	}
 	state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (state == BUSTED_TCP_SYN_SENT || (state == BUSTED_TCP_CLOSE && !x.t->announced)) {
+	if (state == BUSTED_TCP_SYN_SENT ||
+	    (state == BUSTED_TCP_CLOSE && (x.t->announced == BUSTED_ANNOUNCED_NO || x.t->announced == BUSTED_ANNOUNCED_KEPT))) {
 		addrs_from_sk(&a, sk);
 		if (state == BUSTED_TCP_CLOSE && a.dport == 0) {
 			/* tracked at the connect hook, but the connect failed before a packet went out

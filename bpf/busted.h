@@ -227,10 +227,15 @@ struct busted_exec {
 #define BUSTED_DNS_APPLIED 1
 
 /* busted_traffic.announced: NO -> YES (CONNECT emitted), or NO -> QUIET (config.quiet: not
- * reported) and later QUIET -> YES if the flow turns out to start a TLS handshake. */
+ * reported) and later QUIET -> YES if the flow turns out to start a TLS handshake.
+ * config.quiet also judges a TCP connect by its destination at the connect hook: one that cannot
+ * be LLM traffic starts KEPT (kept back, not used yet) instead of NO, and its first send or
+ * receive makes it QUIET (or YES, a TLS handshake) without being judged again. A KEPT socket
+ * that ends was never used: a failed connect if it never connected. */
 #define BUSTED_ANNOUNCED_NO 0
 #define BUSTED_ANNOUNCED_YES 1
 #define BUSTED_ANNOUNCED_QUIET 2
+#define BUSTED_ANNOUNCED_KEPT 3
 
 /* A tracked socket's counters. Counters only grow. 24 bytes. */
 struct busted_traffic {

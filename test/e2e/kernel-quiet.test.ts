@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { parseRecording } from '../../src/sinks/replay.js';
 import { Stat } from '../../src/bpf/abi.js';
-import { mapsOf, perCpuSum } from '../helpers/bpfmaps.js';
+import { mapsOf, perCpuSum, programRuns, withBpfStats } from '../helpers/bpfmaps.js';
 import { runClient, startBusted } from '../helpers/busted.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { sample, scrape } from '../helpers/prom.js';
-import { exchangeServer, freePort, portOf } from '../helpers/servers.js';
+import { exchangeServer, freePort, holdingServer, portOf } from '../helpers/servers.js';
 
 const PROVIDERS = 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n';
 
@@ -91,6 +91,37 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
   t.false(recorded.records.some((r) => ofPid(plainPid)(r) || ofPid(refusedPid)(r)), 'nothing of them in the recording');
   t.true(recorded.records.some((r) => r.type === 'close' && r.tx === 300), 'the LLM flow is recorded');
   rmSync(dir, { recursive: true, force: true });
+}, EXCLUSIVE);
+
+kernelTest('without --all, a non-LLM connection that moves no byte is judged at its connect: no idle sweep runs for it, no record, its close counted as a connection, not a failure', async (t) => {
+  const port = await freePort();
+  const server = await holdingServer('127.0.0.1');
+  const busted = await startBusted(['--metrics', `127.0.0.1:${port}`], {}, { all: false });
+  const url = `http://127.0.0.1:${port}/metrics`;
+  try {
+    const stats = (await mapsOf(busted.child.pid!)).get('stats');
+    if (!stats) throw new Error('busted holds no map named stats');
+    const kernelQuiet0 = await perCpuSum(stats.id, Stat.QUIET);
+    const kernelFailed0 = await perCpuSum(stats.id, Stat.QUIET_FAILED);
+    const before = await noneCounts(url, { connections: 0, failures: 0 });
+    // open 3 s without a byte: an LLM-worthy one would have made busted run its idle iterator by then
+    const { idleRuns, pid } = await withBpfStats(async () => {
+      const runs0 = await programRuns(busted.child.pid!, 'busted_idle');
+      const client = await runClient(['idle', '127.0.0.1', portOf(server), 3]);
+      return { idleRuns: (await programRuns(busted.child.pid!, 'busted_idle')) - runs0, pid: client.pid };
+    });
+    t.is(idleRuns, 0, 'the idle iterator never ran');
+    const after = await noneCounts(url, { connections: before.connections + 1, failures: before.failures });
+    // (the scrapes' own connections to busted are counted too: at least one more)
+    t.true(after.connections >= before.connections + 1, 'counted as a connection of provider none');
+    t.is(after.failures, before.failures, 'not as a failure');
+    t.true(await perCpuSum(stats.id, Stat.QUIET) >= kernelQuiet0 + 1, 'kept back by the kernel as a closed connection');
+    t.is(await perCpuSum(stats.id, Stat.QUIET_FAILED), kernelFailed0, 'not as a failed one');
+    t.false(busted.records.some(ofPid(pid)), 'no record of it');
+  } finally {
+    t.is(await busted.stop(), 0, busted.stderr());
+    server.shut();
+  }
 }, EXCLUSIVE);
 
 /** A plain listener that ends each connection once it gets its first bytes (a ClientHello). */

@@ -160,6 +160,30 @@ export function bpfIdsOf(pid: number): { progs: number[]; links: number[] } {
   return { progs, links };
 }
 
+/**
+ * How many times process `pid`'s program `name` has run. The kernel counts only while
+ * kernel.bpf_stats_enabled is on (withBpfStats).
+ */
+export async function programRuns(pid: number, name: string): Promise<number> {
+  for (const id of fdinfoIds(pid).progs) {
+    const p = JSON.parse(await bpftool(['prog', 'show', 'id', String(id)])) as { name: string; run_cnt?: number };
+    if (p.name === name) return p.run_cnt ?? 0;
+  }
+  throw new Error(`process ${pid} holds no program named ${name}`);
+}
+
+/** Runs `body` with kernel.bpf_stats_enabled on (program run counts), then sets it back. */
+export async function withBpfStats<T>(body: () => Promise<T>): Promise<T> {
+  const path = '/proc/sys/kernel/bpf_stats_enabled';
+  const before = fs.readFileSync(path, 'utf8').trim();
+  fs.writeFileSync(path, '1');
+  try {
+    return await body();
+  } finally {
+    fs.writeFileSync(path, before);
+  }
+}
+
 /** Which of these program ids are attached to a cgroup as packet programs (cgroup_skb egress/ingress). */
 export function packetAttached(progIds: number[]): string[] {
   const out = execFileSync('bpftool', ['cgroup', 'tree'], { encoding: 'utf8' });

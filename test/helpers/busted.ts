@@ -92,5 +92,5 @@ export async function runClient(args: (string | number)[], python = 'python3'): 
   child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const [code] = (await once(child, 'exit')) as [number | null];
   if (code !== 0) throw new Error(`client ${args.join(' ')} exited ${code}: ${err}`);
-  return JSON.parse(out) as ClientResult;
+  return JSON.parse(out.trim().split('\n').pop()!) as ClientResult; // its last line (`idle` prints one when ready)
 }
