@@ -7,7 +7,7 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--bpf-stats] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
  *
  * The LLM address maps are filled with the catalog's ranges, as busted fills them.
  * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
@@ -19,6 +19,11 @@
  * show what the kernel's dispatch to a program on these hooks costs the churn by itself: the part
  * of the objects' share that no change to their programs can remove.
  *
+ * --bpf-stats turns kernel.bpf_stats_enabled on for the run (set back after) and prints each
+ * object's programs' mean kernel time per run over its windows: two objects' hooks compared in
+ * the same interleaved windows, which separate bench runs minutes apart (the VM's speed moves
+ * them by 30 %) cannot do. The rates then include the statistics' own cost.
+ *
  * Default: one object, this checkout's bpf/busted.bpf.o with the programs busted attaches at
  * start (all but the packet programs). `:prog,…` names the programs to attach instead. Prints,
  * per object, the median churn rate of its windows against the median of the windows with
@@ -26,11 +31,11 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Ptr } from '../src/bpf/libbpf.js';
+import { libbpf, type Ptr } from '../src/bpf/libbpf.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
 import { OBJECT_PATH } from '../src/bpf/probe.js';
@@ -42,6 +47,7 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '20' }, seconds: { type: 'string', default: '1' }, all: { type: 'boolean', default: false },
     floor: { type: 'string' }, // OBJECT: empty programs on the same hooks (bench/floor.bpf.c)
     json: { type: 'string' }, // FILE: the medians also as JSON (npm run bench reads them)
+    'bpf-stats': { type: 'boolean', default: false },
   },
   allowPositionals: true,
 });
@@ -63,6 +69,21 @@ interface Subject {
   records: number;
   progs: (name: string, section: string) => boolean;
   rates: number[];
+  /** --bpf-stats: per program, runs and kernel ns summed over the subject's windows */
+  kernel: Map<string, { runs: number; ns: number }>;
+}
+
+/** A loaded program's run count and kernel time so far (counted while kernel.bpf_stats_enabled is on). */
+function runStats(obj: BpfObject): Map<string, { runs: number; ns: number }> {
+  const out = new Map<string, { runs: number; ns: number }>();
+  for (const p of obj.programs()) {
+    const fd = libbpf().bpf_program__fd(p.handle) as number;
+    if (fd < 0) continue; // not loaded
+    const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    const field = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+    out.set(p.name, { runs: field('run_cnt'), ns: field('run_time_ns') });
+  }
+  return out;
 }
 
 const cgroup = findCgroup2Mount();
@@ -87,6 +108,7 @@ const subjects: Subject[] = specs.map((spec) => {
     records: 0,
     progs: named ? (n) => named.has(n) : atStart,
     rates: [],
+    kernel: new Map(),
   };
   if (values.all) subject.ring = new RingBuffer(obj.map('events'), () => void subject.records++);
   return subject;
@@ -95,7 +117,7 @@ if (values.floor) {
   // nothing to configure and no maps: loaded as it is, attached on the hooks busted attaches at start
   const obj = BpfObject.open(values.floor);
   obj.load();
-  subjects.push({ label: 'empty', obj, ring: null, records: 0, progs: floorAtStart, rates: [] });
+  subjects.push({ label: 'empty', obj, ring: null, records: 0, progs: floorAtStart, rates: [], kernel: new Map() });
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));
@@ -112,6 +134,7 @@ const cg = openSync(cgroup, 'r');
 async function attached(s: Subject): Promise<number> {
   let links: Ptr[] = [];
   const drain = s.ring && setInterval(() => s.ring!.consume(), 50);
+  const before = values['bpf-stats'] ? runStats(s.obj) : null;
   try {
     links = attachPrograms(s.obj, s.progs, cg);
     return await run();
@@ -119,9 +142,22 @@ async function attached(s: Subject): Promise<number> {
     for (const l of links) s.obj.detach(l);
     if (drain) clearInterval(drain);
     s.ring?.consume();
+    if (before) {
+      for (const [name, now] of runStats(s.obj)) {
+        const was = before.get(name) ?? { runs: 0, ns: 0 };
+        const sum = s.kernel.get(name) ?? { runs: 0, ns: 0 };
+        s.kernel.set(name, { runs: sum.runs + now.runs - was.runs, ns: sum.ns + now.ns - was.ns });
+      }
+    }
   }
 }
 
+const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
+const statsBefore = values['bpf-stats'] ? readFileSync(BPF_STATS, 'utf8').trim() : null;
+if (statsBefore !== null) {
+  writeFileSync(BPF_STATS, '1');
+  console.log(`kernel.bpf_stats_enabled on for this run (was ${statsBefore}): the rates include its cost`);
+}
 const none: number[] = [];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
@@ -145,8 +181,16 @@ try {
     console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
     return { label: s.label, median: median(s.rates), ratio: median(s.rates) / base, roundRatio: median(pairs) };
   });
+  if (values['bpf-stats']) {
+    console.log('\nkernel time per program run over each subject\'s windows (statistics overhead included):');
+    for (const s of subjects) {
+      const ran = [...s.kernel].filter(([, k]) => k.runs > 0).sort((a, b) => b[1].ns - a[1].ns);
+      console.log(`${s.label}: ${ran.map(([n, k]) => `${n} ${k.runs} x ${(k.ns / k.runs).toFixed(0)} ns`).join(', ')}`);
+    }
+  }
   if (values.json) writeFileSync(values.json, `${JSON.stringify({ rounds, seconds, all: values.all, none: base, subjects: out }, null, 2)}\n`);
 } finally {
+  if (statsBefore !== null) writeFileSync(BPF_STATS, statsBefore);
   closeSync(cg);
   for (const s of subjects) {
     s.ring?.close();

@@ -17,9 +17,10 @@ struct busted_config {
 	__u16 udp_port;       /* connected UDP sockets to this port are flows (QUIC); 0 = none */
 	__u8 sample_payload;  /* ClientHello and DNS samples on (1) or off (0) */
 	/* LLM flows only (busted without --all): a TCP connection that cannot be LLM traffic as far
-	 * as the kernel can tell (see worth_reporting in busted.bpf.c) is not reported, only counted
-	 * in BUSTED_STAT_QUIET / BUSTED_STAT_QUIET_FAILED, unless its first payload starts a TLS
-	 * handshake: then its CONNECT goes out before the ClientHello sample, for user space to judge */
+	 * as the kernel can tell (see worth_reporting and judged_at_connect in busted.bpf.c) is not
+	 * reported, only counted in BUSTED_STAT_QUIET / BUSTED_STAT_QUIET_FAILED, unless its first
+	 * payload starts a TLS handshake: then its CONNECT goes out before the ClientHello sample,
+	 * for user space to judge */
 	__u8 quiet;
 	__u16 model_ports[BUSTED_MODEL_PORTS]; /* ports of local model servers (catalog); 0 = unused */
 };
