@@ -232,6 +232,8 @@ export interface ConnectEvent {
   cookie: Cookie;
   /** Monotonic ns (a number: exact for 104 days after boot, within a few ns after that). */
   tsNs: number;
+  /** Monotonic ns of its connect() (the kernel's connect hook). */
+  connectNs: number;
   owner: Owner;
   /** The connecting thread. */
   tid: number;
@@ -403,6 +405,7 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
     proto: view.getUint16(o + EVENT.proto, true),
     cookie: cookieAt(view, o + EVENT.cookie),
     tsNs: u64At(view, o + EVENT.ts_ns),
+    connectNs: u64At(view, o + EVENT.connect_ns),
     owner: ownerAt(view, o + EVENT.owner),
     tid: view.getUint32(o + EVENT.owner + OWNER.tid, true),
     src: endpointAt(view, o + EVENT.saddr, family, view.getUint16(o + EVENT.sport, true)),

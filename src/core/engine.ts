@@ -242,6 +242,14 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const live = new ChurnMap<string, LiveFlow>();
   /** After a burst of records, one full GC gives the memory back. */
   const quiet = new QuietCollector({ trim: () => void libc().malloc_trim(0) });
+  /**
+   * Monotonic ns when the last reloaded policy had been applied and open flows judged by it (0:
+   * no reload yet). A connection started before it and announced after it (it was still
+   * connecting) was let through by the kernel under the old policy: it is judged when it arrives.
+   */
+  let policyReloadedNs = 0;
+  /** Such connections, from their connect record until finalize (bounded: quiet ones never get there). */
+  const connectedBeforeReload = new Set<string>();
   /** Kernel facts per process identity, for judging open flows when a reloaded policy blocks them. */
   const factsByKey = new Map<string, { uid: number; comm: string; exeDev: number; exeIno: bigint }>();
   const publish = (rec: EventRecord) => store.publish(rec);
@@ -257,6 +265,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
       // a held connect goes out before its close; a quiet flow's close stays back with it
+      if (connectedBeforeReload.size > 0) connectedBeforeReload.delete(flow); // closed unannounced, or kept back
       if (!stage.forget(flow)) return;
       const lf = live.get(flow);
       live.delete(flow);
@@ -268,6 +277,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
         durationMs: Math.round((ev.tsNs - ev.connectNs) / 1e3) / 1e3,
       });
       return;
+    }
+    if (ev.connectNs < policyReloadedNs && ev.kind === Kind.CONNECT) {
+      if (connectedBeforeReload.size >= 4096) connectedBeforeReload.clear();
+      connectedBeforeReload.add(flow);
     }
     const o = ev.owner;
     // a burst of connects comes from one process: its key is not made again for each
@@ -397,10 +410,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const l = lastOwner;
       const key = l !== null && l.tgid === rec.pid && l.startTime === rec.startTime ? l.key : `${rec.pid}:${rec.startTime}`;
       // its counters are read from now on (a held connect's deltas wait for it)
+      const beforeReload = connectedBeforeReload.size > 0 && connectedBeforeReload.delete(rec.flow);
       if (rec.error === null) {
         live.set(rec.flow, { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
         // an LLM flow of a process blocked before it was announced is cut as its open ones were
-        if (rec.provider !== null && enforcement?.toggleOf(key) === 'block') enforcement.lateFlow(key, BigInt(rec.flow));
+        const toggle = rec.provider !== null ? enforcement?.toggleOf(key) : undefined;
+        if (toggle === 'block') enforcement!.lateFlow(key, BigInt(rec.flow));
+        else if (toggle === null && beforeReload && policy) cutIfBlocked(policy, key, [{ id: rec.flow, provider: rec.provider! }]);
       }
       const who = identities.get(key);
       if (!who) return rec;
@@ -606,30 +622,33 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     stage.releaseAll();
   };
 
-  /** After a reload: open LLM flows of processes the new policy blocks are cut, as a `b` would. */
+  /** The LLM flows of process `key` that policy `p` blocks are cut, as a `b` would cut them. */
   const providerIndex = new Map(catalog.providers().map((p) => [p.id, p.index]));
+  const cutIfBlocked = (p: CompiledPolicy, key: string, flows: { id: string; provider: string }[]) => {
+    const facts = factsByKey.get(key);
+    if (!enforcement || !opts.enforce || flows.length === 0 || !facts) return;
+    const who = identities.get(key);
+    const subject = {
+      ...facts, cgroupAncestors: ancestorsFromIds(cgroupAncestorIds(cgroupPath, who?.cgroup ?? null)),
+      sha256: who?.sha256 ?? null, agent: who?.agent?.id ?? null,
+    };
+    let rule = '';
+    const cookies = flows.filter((f) => {
+      const idx = providerIndex.get(f.provider);
+      if (idx === undefined) return false;
+      const d = decide(p.resolved, subject, idx, { kernelOnly: true });
+      if (d.action === 'block') rule = d.rule;
+      return d.action === 'block';
+    }).map((f) => BigInt(f.id));
+    const [pid, start] = key.split(':').map(Number) as [number, number];
+    enforcement.cutForRule(pid, start, cookies, rule);
+  };
+  /** After a reload: open LLM flows of processes the new policy blocks are cut. */
   const cutNewlyBlocked = (p: CompiledPolicy) => {
     if (!enforcement || !opts.enforce) return;
     for (const key of store.table.liveProcessKeys()) {
       if (enforcement.toggleOf(key) !== null) continue; // a busted-top verdict overrides rules
-      const flows = store.table.openLlmFlowsOf(key);
-      const facts = factsByKey.get(key);
-      if (flows.length === 0 || !facts) continue;
-      const who = identities.get(key);
-      const subject = {
-        ...facts, cgroupAncestors: ancestorsFromIds(cgroupAncestorIds(cgroupPath, who?.cgroup ?? null)),
-        sha256: who?.sha256 ?? null, agent: who?.agent?.id ?? null,
-      };
-      let rule = '';
-      const cookies = flows.filter((f) => {
-        const idx = providerIndex.get(f.provider);
-        if (idx === undefined) return false;
-        const d = decide(p.resolved, subject, idx, { kernelOnly: true });
-        if (d.action === 'block') rule = d.rule;
-        return d.action === 'block';
-      }).map((f) => BigInt(f.id));
-      const [pid, start] = key.split(':').map(Number) as [number, number];
-      enforcement.cutForRule(pid, start, cookies, rule);
+      cutIfBlocked(p, key, store.table.openLlmFlowsOf(key));
     }
   };
 
@@ -647,6 +666,8 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       applyPolicy(next);
       takeInOpenFlows(unannouncedOwners());
       cutNewlyBlocked(next);
+      // connections still connecting now are judged when they are announced (finalize)
+      policyReloadedNs = Number(process.hrtime.bigint());
       return next.warnings;
     },
     canEnforce: enforcement !== null,

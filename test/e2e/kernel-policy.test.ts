@@ -150,6 +150,49 @@ kernelTest('after busted is killed with SIGKILL the blocked process connects aga
   f.cleanup();
 });
 
+kernelTest('a connection still connecting when a SIGHUP reload blocks its process is cut when it is announced: nothing it sends reaches the server', async (t) => {
+  const f = files('rules:\n  - name: nothing-yet\n    match: {uid: 4242424}\n    action: block\n');
+  const busted = await startBusted(['--providers', f.providers, '--policy', f.policy, '--enforce']);
+  // a server whose accept queue is full: the bot's connect stays connecting (its SYN is dropped)
+  const server = spawn('python3', [CLIENT, 'stalled-server', '127.98.0.7', '0']);
+  const serverLines = createInterface({ input: server.stdout })[Symbol.asyncIterator]();
+  try {
+    const { port: p } = JSON.parse((await serverLines.next()).value as string) as { port: number };
+    const child = spawn(f.bot, [CLIENT, 'stream', '127.98.0.7', String(p), '4']);
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // its connect() has started; the kernel let it through
+      writeFileSync(f.policy, `rules:\n  - name: stop-llmbot\n    match: {exe: ${f.bot}}\n    action: block\n`);
+      busted.child.kill('SIGHUP');
+      const deadline = Date.now() + 3000;
+      while (!/reloaded the policy/.test(busted.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      t.regex(busted.stderr(), /reloaded the policy/);
+      server.stdin.write('\n'); // room in the queue: its next SYN (1 s after the first) gets through
+      const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+      const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+      const cut = await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === pid && r.cut !== undefined, 3000);
+      t.like(cut, { rule: 'stop-llmbot', result: 'denied', cut: 1 });
+      let received = 0;
+      const counts = (async () => {
+        for await (const line of serverLines) received = (JSON.parse(line) as { received: number }).received;
+      })();
+      await new Promise((r) => setTimeout(r, 500));
+      const atCut = received;
+      await new Promise((r) => setTimeout(r, 1500));
+      t.is(received, atCut, 'no bytes reach the server after the cut');
+      // before the cut: its connect held up to 250 ms for a ClientHello, and one ring read (100 B every 50 ms)
+      t.true(atCut <= 1000, `at most what was sent before the cut: ${atCut} bytes`);
+      server.stdin.end();
+      await counts;
+    } finally {
+      child.kill();
+    }
+  } finally {
+    server.kill();
+    await busted.stop();
+    f.cleanup();
+  }
+});
+
 kernelTest('a bad policy file is refused with file, line, rule and key, and nothing is attached', async (t) => {
   const f = files('rules:\n  - name: x\n    match: {exe: runner}\n    action: block\n');
   const child = spawn(process.execPath, [`${ROOT}bin/busted.js`, '--policy', f.policy]);

@@ -237,6 +237,38 @@ def listen_first(host, port, expect):
     return {'sport': local, 'received': got}
 
 
+def stalled_server(host):
+    """A server whose accept queue is full, so that connects to it stay connecting (their SYNs are
+    dropped and sent again 1 s later): listens with backlog 0, takes one connection into the queue
+    itself, prints its port, and accepts only once a line comes on stdin. Then it reads every
+    connection and prints the bytes received so far ({"received": n}) every 100 ms, until stdin closes."""
+    import select
+    srv = socket.socket(family(host), socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(0)
+    filler = socket.socket(family(host), socket.SOCK_STREAM)
+    filler.connect(srv.getsockname()[:2])
+    print(json.dumps({'port': srv.getsockname()[1], 'ready': True}), flush=True)
+    sys.stdin.readline()
+    srv.setblocking(False)
+    conns, received, stdin_open = [], 0, True
+    while stdin_open:
+        ready, _, _ = select.select([srv, sys.stdin] + conns, [], [], 0.1)
+        for r in ready:
+            if r is srv:
+                conns.append(srv.accept()[0])
+            elif r is sys.stdin:
+                stdin_open = sys.stdin.readline() != ''
+            else:
+                d = r.recv(65536)
+                received += len(d)
+                if not d:
+                    conns.remove(r)
+        print(json.dumps({'received': received}), flush=True)
+    filler.close()
+    return {'received': received}
+
+
 def main():
     mode, host = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if sys.argv[3].isdigit() else 0
@@ -264,6 +296,8 @@ def main():
         out = stream(host, port, float(sys.argv[4]), wait=True)
     elif mode == 'listen-first':
         out = listen_first(host, port, int(sys.argv[4]))
+    elif mode == 'stalled-server':
+        out = stalled_server(host)
     elif mode == 'churn':
         out = churn(host, port, int(sys.argv[4]))
     else:

@@ -38,7 +38,7 @@ test('a connect and a close from the probe become connect and close records, in 
       exeIno: exe.ino, exeDev: userDevToKernel(Number(exe.dev)), ppid: process.pid, comm: 'sleep',
     };
     const probe = standIn([
-      { kind: Kind.CONNECT, proto: 6, cookie: 77, tsNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0 },
+      { kind: Kind.CONNECT, proto: 6, cookie: 77, tsNs: 1_000_000_000, connectNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0 },
       { kind: Kind.CLOSE, cookie: 77, tsNs: 1_002_500_000, pid, connectNs: 1_000_000_000, tx: 100, rx: 200 },
     ]);
     const store = new Store(systemClock, { closedMax: 0 });
