@@ -41,6 +41,16 @@ async function noneCounts(url: string, atLeast: { connections: number; failures:
   }
 }
 
+/** What busted (`pid`, metrics at `url`) has counted as kept back so far: in its kernel stats and its metrics. */
+async function quietCounts(pid: number, url: string) {
+  const stats = (await mapsOf(pid)).get('stats');
+  if (!stats) throw new Error('busted holds no map named stats');
+  const kernelQuiet0 = await perCpuSum(stats.id, Stat.QUIET);
+  const kernelFailed0 = await perCpuSum(stats.id, Stat.QUIET_FAILED);
+  const before = await noneCounts(url, { connections: 0, failures: 0 });
+  return { stats, kernelQuiet0, kernelFailed0, before };
+}
+
 const ofPid = (pid: number) => (r: EventRecord) => 'pid' in r && r.pid === pid;
 const closeOf = (pid: number) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.pid === pid;
 const connectOf = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
@@ -58,11 +68,7 @@ kernelTest('without --all, a non-LLM flow and a failed non-LLM connect reach no 
   let plainPid = 0;
   let refusedPid = 0;
   try {
-    const stats = (await mapsOf(busted.child.pid!)).get('stats');
-    if (!stats) throw new Error('busted holds no map named stats');
-    const kernelQuiet0 = await perCpuSum(stats.id, Stat.QUIET);
-    const kernelFailed0 = await perCpuSum(stats.id, Stat.QUIET_FAILED);
-    const before = await noneCounts(url, { connections: 0, failures: 0 });
+    const { stats, kernelQuiet0, kernelFailed0, before } = await quietCounts(busted.child.pid!, url);
     const plain = await runClient(['exchange', '127.0.0.1', portOf(plainServer), 100, 200]);
     t.is(plain.received, 200);
     plainPid = plain.pid;
@@ -99,11 +105,7 @@ kernelTest('without --all, a non-LLM connection that moves no byte is judged at 
   const busted = await startBusted(['--metrics', `127.0.0.1:${port}`], {}, { all: false });
   const url = `http://127.0.0.1:${port}/metrics`;
   try {
-    const stats = (await mapsOf(busted.child.pid!)).get('stats');
-    if (!stats) throw new Error('busted holds no map named stats');
-    const kernelQuiet0 = await perCpuSum(stats.id, Stat.QUIET);
-    const kernelFailed0 = await perCpuSum(stats.id, Stat.QUIET_FAILED);
-    const before = await noneCounts(url, { connections: 0, failures: 0 });
+    const { stats, kernelQuiet0, kernelFailed0, before } = await quietCounts(busted.child.pid!, url);
     // open 3 s without a byte: an LLM-worthy one would have made busted run its idle iterator by then
     const { idleRuns, pid } = await withBpfStats(async () => {
       const runs0 = await programRuns(busted.child.pid!, 'busted_idle');
