@@ -4,7 +4,8 @@
  *
  * Hooks (all load on kernels without kprobes/fentry):
  *   cgroup/connect4, connect6   track TCP sockets and connected UDP sockets to udp_port (QUIC):
- *                               capture the owner (process context); enforcement.
+ *                               capture the owner (process context); enforcement; without
+ *                               --all, judge whether the destination could be LLM traffic.
  *   tp_btf/sock_send_length     count tx bytes of tracked sockets; emit CONNECT on a tracked
  *                               socket's first send; sample the first bytes of a tracked TCP
  *                               stream that starts a TLS handshake (the ClientHello, for SNI)
