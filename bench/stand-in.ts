@@ -9,14 +9,16 @@
  *   empty     empty programs on the same hooks (bench/floor.bpf.c; --hold empty): the kernel's
  *             dispatch alone;
  *   busted    busted by default (`busted --format json --metrics`), as the churn-default figure
- *             runs it.
+ *             runs it;
+ *   settled   with --settle S: the same, its run started S seconds after busted is ready (past
+ *             the work busted does in its first seconds: V8 compiling, the identity scans).
  *
  * Prints each round, then per subject its median against none's median and the median of the
  * per-round ratios. busted against programs is what busted's process adds (its ring reads, its
  * timers, its memory); programs against none is bench/attach-cost.ts's figure, here measured as
  * whole runs instead of interleaved windows. Root; loopback only.
  *
- *   sudo npx tsx bench/stand-in.ts [--rounds N] [--seconds S] [--json FILE]
+ *   sudo npx tsx bench/stand-in.ts [--rounds N] [--seconds S] [--settle S] [--json FILE]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +39,7 @@ const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '12' }, seconds: { type: 'string', default: '4' },
     json: { type: 'string' }, // FILE: the figures also as JSON
+    settle: { type: 'string' }, // S: also busted with its run started S seconds after it is ready
     hold: { type: 'string' }, // programs|empty OBJECT (internal: the stand-in process)
     object: { type: 'string' },
   },
@@ -94,7 +97,7 @@ async function main(): Promise<void> {
   const churn = async () => (await runChurn({ seconds, cpu: 0 })).cps;
   const children = new Set<ChildProcess>();
   /** A churn run while a process started with argv runs: started until `ready` says so, stopped (SIGINT) after. */
-  const during = async (argv: string[], ready: (out: string) => boolean): Promise<number> => {
+  const during = async (argv: string[], ready: (out: string) => boolean, settleMs = 0): Promise<number> => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let out = '';
@@ -109,6 +112,7 @@ async function main(): Promise<void> {
         });
         void exited.then(() => rej(new Error(`${argv.slice(0, 4).join(' ')} exited before it was ready: ${err.trim()}`)));
       });
+      if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
       return await churn();
     } finally {
       child.kill('SIGINT');
@@ -126,6 +130,17 @@ async function main(): Promise<void> {
       return during(argv, (o) => o.includes('"type":"session"'));
     },
   };
+  const settle = values.settle === undefined ? 0 : Number(values.settle);
+  if (!(settle >= 0)) {
+    console.error('stand-in: --settle takes a number of seconds');
+    process.exit(2);
+  }
+  if (settle > 0) {
+    subjects.settled = async () => {
+      const argv = [process.execPath, join(ROOT, 'bin', 'busted.js'), '--format', 'json', '--metrics', `127.0.0.1:${await freePort()}`];
+      return during(argv, (o) => o.includes('"type":"session"'), settle * 1000);
+    };
+  }
   const names = Object.keys(subjects);
   const rates: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   const median = (xs: number[]) => {
@@ -161,6 +176,10 @@ async function main(): Promise<void> {
     });
     const vs = median(rates.busted!.map((x, i) => x / rates.programs![i]!));
     console.log(`busted against its programs alone: median of per-round ratios ${vs.toFixed(3)}`);
+    if (rates.settled) {
+      const settledVs = median(rates.settled.map((x, i) => x / rates.programs![i]!));
+      console.log(`busted ${settle} s after it is ready, against its programs alone: median of per-round ratios ${settledVs.toFixed(3)}`);
+    }
     if (values.json) writeFileSync(values.json, `${JSON.stringify({ rounds, seconds, none: base, subjects: out, bustedVsPrograms: vs, rates }, null, 2)}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
