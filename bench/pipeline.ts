@@ -1,13 +1,14 @@
 /**
  * busted's user space alone: CPU per connection of the whole headless pipeline (ring record
  * decoding, identity, classification, the flow table, the printer and the output), fed by a
- * stand-in for the kernel probe that hands the engine the connect and close records of a churn
- * (one client process keeping 4 connections open, 64 bytes each way, to a loopback port, as
- * bench/churn.c makes them). No eBPF program is loaded, so this measures what bench/cpu.ts
+ * stand-in for the kernel probe that hands the engine the records of a churn (one client process
+ * keeping 4 connections open, 64 bytes each way, to a loopback port, as bench/churn.c makes
+ * them): one BRIEF record per connection, as the kernel reports such short non-LLM connections
+ * to busted --all (--two-records: a CONNECT and a CLOSE each, as it reports LLM ones). No eBPF program is loaded, so this measures what bench/cpu.ts
  * measures minus the kernel's side (ring reads, write(2) of the output), without its noise, and
  * is what to profile (`node --cpu-prof --import tsx bench/pipeline.ts`).
  *
- *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default] [--threads T]
+ *   npx tsx bench/pipeline.ts [--connections N] [--rate R] [--default] [--two-records] [--threads T]
  *
  * --rate R (default 10,000/s): records are handed over as the kernel would at R connections/s,
  * in the engine's own polls (every 100 ms: the stand-in tells it the ring is nearly empty); --rate 0: as fast as the engine takes them. Output:
@@ -40,6 +41,10 @@ function arg(name: string, dflt: number): number {
 const CONNECTIONS = arg('--connections', 200_000);
 const RATE = arg('--rate', 10_000);
 const ALL = !process.argv.includes('--default');
+/** One BRIEF record per connection (else a CONNECT and a CLOSE; the kernel sends no BRIEF without --all). */
+const BRIEF = ALL && !process.argv.includes('--two-records');
+/** Records per connection. */
+const PER_CONNECTION = BRIEF ? 1 : 2;
 const OPEN = 4;
 /** Threads of the client process whose connections' thread ids take turns (bench/churn.c connects from one). */
 const THREADS = arg('--threads', 1) || 1;
@@ -87,16 +92,16 @@ class Records {
 
   /** Records handed over so far. */
   get handed(): number {
-    return this.made + this.closed;
+    return BRIEF ? this.closed : this.made + this.closed;
   }
 
   /** The next record, decoded as the probe decodes the ring's. */
   next(): KernelEvent {
     const v = this.view;
     const now = process.hrtime.bigint() - this.t0 + 1_000_000_000n;
-    const connect = this.made < this.n && (this.made - this.closed < OPEN || this.closed >= this.n);
+    const connect = !BRIEF && this.made < this.n && (this.made - this.closed < OPEN || this.closed >= this.n);
     const i = connect ? this.made++ : this.closed++;
-    v.setUint32(EVENT.kind, connect ? Kind.CONNECT : Kind.CLOSE, true);
+    v.setUint32(EVENT.kind, BRIEF ? Kind.BRIEF : connect ? Kind.CONNECT : Kind.CLOSE, true);
     v.setUint32(EVENT.owner + OWNER.tid, this.who.pid + (i % THREADS), true);
     v.setBigUint64(EVENT.cookie, 4096n + BigInt(i), true);
     v.setBigUint64(EVENT.ts_ns, now, true);
@@ -135,8 +140,8 @@ async function main(): Promise<void> {
 
   const stand = standInProbe((opts, budget) => {
     if (start === 0n) return { handled: 0, more: false };
-    // at RATE, what the kernel would have written by now; records come two per connection
-    const due = RATE > 0 ? Math.min(CONNECTIONS * 2, Number(process.hrtime.bigint() - start) / 1e9 * RATE * 2) : Infinity;
+    // at RATE, what the kernel would have written by now
+    const due = RATE > 0 ? Math.min(CONNECTIONS * PER_CONNECTION, Number(process.hrtime.bigint() - start) / 1e9 * RATE * PER_CONNECTION) : Infinity;
     let handled = 0;
     while (handled < budget && !records.done && records.handed < due) {
       opts.onEvent(records.next());
@@ -176,7 +181,7 @@ async function main(): Promise<void> {
   child.kill();
   const us = (cpuS / records.connections) * 1e6;
   console.log(
-    `${ALL ? 'busted --format json --all' : 'busted (default)'}: ${records.connections.toLocaleString('en-US')} connections in ${wall.toFixed(2)} s, ` +
+    `${ALL ? 'busted --format json --all' : 'busted (default)'} (${PER_CONNECTION} record${BRIEF ? '' : 's'} per connection): ${records.connections.toLocaleString('en-US')} connections in ${wall.toFixed(2)} s, ` +
       `${lines.toLocaleString('en-US')} lines (${(out.written / 1e6).toFixed(1)} MB); CPU ${cpuS.toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}) = ` +
       `${us.toFixed(1)} µs per connection${RATE > 0 ? `, ${((us * RATE) / 1e4).toFixed(1)} % of a core at ${RATE.toLocaleString('en-US')}/s` : ''}`,
   );

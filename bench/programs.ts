@@ -14,13 +14,14 @@ const catalog = loadCatalog();
 const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
 
 /**
- * Loads an object configured as busted configures it (as `--all` does, or by default: quiet mode,
- * the catalog's model server ports), its LLM address maps filled with the catalog's ranges as
- * busted fills them (quiet mode looks every connection up there).
+ * Loads an object configured as busted configures it (the catalog's model server ports; as `--all`
+ * does: connections that cannot be LLM traffic reported late, or by default: counted), its LLM
+ * address maps filled with the catalog's ranges as busted fills them (the connect hook looks every
+ * connection up there).
  */
 export function loadAsBusted(path: string, all: boolean): BpfObject {
   const obj = BpfObject.open(path);
-  configureObject(obj, { selfTgid: process.pid, quiet: all ? null : { modelPorts } });
+  configureObject(obj, { selfTgid: process.pid, quiet: { modelPorts, late: all } });
   obj.load();
   const enforcer = new Enforcer(enforcerMaps(obj));
   for (const c of catalog.cidrEntries({ v4Mapped: true })) enforcer.addDestination(c.prefix, c.prefixLen, c.providerIndex);

@@ -184,7 +184,7 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-static __always_inline void stat_inc(__u32 idx)
+static __always_inline void stat_add(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 
@@ -193,7 +193,12 @@ static __always_inline void stat_inc(__u32 idx)
 	 * (a preemptible kernel) by a task whose program runs there. A plain `+= 1` lost an
 	 * increment then; a locked add on a CPU-local line costs a few nanoseconds. */
 	if (v)
-		__sync_fetch_and_add(v, 1);
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	stat_add(idx, 1);
 }
 
 static __always_inline void fill_owner(struct busted_owner *o)
@@ -440,7 +445,8 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		stat_inc(BUSTED_STAT_LOST);
+		/* counted as the records it stands for in busted's stream: a BRIEF is a connect and a close */
+		stat_add(BUSTED_STAT_LOST, kind == BUSTED_EV_BRIEF ? 2 : 1);
 		return;
 	}
 	e->kind = kind;
@@ -537,9 +543,20 @@ static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
 	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
 }
 
+/* A socket kept back (`was`: QUIET or KEPT) reported after all (a TLS handshake, or the idle
+ * iterator under BUSTED_QUIET_LATE): its CONNECT, once. */
+static __always_inline void announce_kept(__u64 cookie, const struct busted_sock *s,
+					  struct busted_traffic *t, const struct addrs *a, __u64 was)
+{
+	if (__sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) == was)
+		emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+}
+
 /*
  * CLOSE or FAIL exactly once: only the hook that takes the socket's entry reports it, with the
- * counters as they are then (every byte its owner moved through hooks that ran before).
+ * counters as they are then (every byte its owner moved through hooks that ran before). A
+ * connection kept back whole is counted (BUSTED_QUIET_COUNT) or reported now in one record,
+ * BRIEF (BUSTED_QUIET_LATE: `a` then holds its addresses).
  */
 static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, const struct addrs *a, __s32 error)
 {
@@ -549,12 +566,17 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 	if (!take(cookie, x, &copy))
 		return; /* another hook finished it first */
 	announced = x->t->announced;
-	if (announced == BUSTED_ANNOUNCED_QUIET || (announced == BUSTED_ANNOUNCED_KEPT && kind == BUSTED_EV_CLOSE))
-		stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
-	else if (kind == BUSTED_EV_FAIL && (announced == BUSTED_ANNOUNCED_KEPT || !worth_reporting(x->s, a)))
+	if (announced == BUSTED_ANNOUNCED_QUIET || (announced == BUSTED_ANNOUNCED_KEPT && kind == BUSTED_EV_CLOSE)) {
+		if (cfg.quiet == BUSTED_QUIET_LATE)
+			emit(cookie, x->s, BUSTED_EV_BRIEF, a, 0, x->t->tx, x->t->rx);
+		else
+			stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
+	} else if (kind == BUSTED_EV_FAIL && cfg.quiet == BUSTED_QUIET_COUNT &&
+		   (announced == BUSTED_ANNOUNCED_KEPT || !worth_reporting(x->s, a))) {
 		stat_inc(BUSTED_STAT_QUIET_FAILED);
-	else
+	} else {
 		emit(cookie, x->s, kind, a, error, x->t->tx, x->t->rx);
+	}
 	give_back(cookie, x);
 }
 
@@ -654,7 +676,9 @@ int BPF_PROG(busted_sk_error, const struct sock *sk)
  * this iterator (bpf_iter over the TCP sockets of its network namespace, at most once a second)
  * when a counter slot stays unannounced, and with no minimum age when a process becomes blocked:
  * every tracked, established, still unannounced socket whose connect() is at least
- * idle_min_age[0] ns old is announced here, as its first byte would have announced it.
+ * idle_min_age[0] ns old is announced here, as its first byte would have announced it. Under
+ * BUSTED_QUIET_LATE (busted --all) so is one kept back (QUIET or KEPT), used or not: a short
+ * connection is reported at its close in one record, a long one within a second or two.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -670,7 +694,7 @@ int busted_idle(struct bpf_iter__tcp *ctx)
 	struct tcp_sock *tp;
 	struct tracked x;
 	struct addrs a;
-	__u64 *min_age, cookie;
+	__u64 *min_age, cookie, was;
 	__u32 zero = 0;
 
 	if (!skc)
@@ -683,14 +707,18 @@ int busted_idle(struct bpf_iter__tcp *ctx)
 	min_age = bpf_map_lookup_elem(&idle_min_age, &zero);
 	if (!min_age || find(cookie, &x))
 		return 0;
-	if (x.t->announced != BUSTED_ANNOUNCED_NO || x.s->proto != IPPROTO_TCP ||
-	    bpf_ktime_get_ns() - x.s->connect_ns < *min_age)
+	was = x.t->announced;
+	if (was == BUSTED_ANNOUNCED_YES || (was != BUSTED_ANNOUNCED_NO && cfg.quiet != BUSTED_QUIET_LATE) ||
+	    x.s->proto != IPPROTO_TCP || bpf_ktime_get_ns() - x.s->connect_ns < *min_age)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0;
 	addrs_from_btf(&a, (const struct sock *)tp);
-	announce(cookie, x.s, x.t, &a);
+	if (was == BUSTED_ANNOUNCED_NO)
+		announce(cookie, x.s, x.t, &a);
+	else
+		announce_kept(cookie, x.s, x.t, &a, was); /* BUSTED_QUIET_LATE: kept back no longer */
 	return 0;
 }
 
@@ -899,9 +927,8 @@ static __always_inline void promote_tls(__u64 cookie, const struct addrs *a)
 	if (find(cookie, &x))
 		return;
 	was = x.t->announced;
-	if (was == BUSTED_ANNOUNCED_YES || __sync_val_compare_and_swap(&x.t->announced, was, BUSTED_ANNOUNCED_YES) != was)
-		return;
-	emit(cookie, x.s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+	if (was != BUSTED_ANNOUNCED_YES)
+		announce_kept(cookie, x.s, x.t, a, was);
 }
 
 /* A ClientHello still being sampled after the stream's first send: its owner's hello_need. */
@@ -1488,11 +1515,13 @@ int busted_release(struct bpf_sock *ctx)
 		finish(cookie, &x, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}
-	/* the addresses (five reads through a helper) only matter to a CONNECT not sent yet: a TCP
-	 * CLOSE record is read for its counters and times, so it goes out with them zeroed */
+	/* the addresses (five reads through a helper) only matter to a CONNECT not sent yet (or a
+	 * BRIEF): a TCP CLOSE record is read for its counters and times, so it goes out with them zeroed */
 	if (x.t->announced == BUSTED_ANNOUNCED_NO) {
 		addrs_from_sk(&a, sk);
 		announce(cookie, x.s, x.t, &a);
+	} else if (cfg.quiet == BUSTED_QUIET_LATE && x.t->announced != BUSTED_ANNOUNCED_YES) {
+		addrs_from_sk(&a, sk); /* kept back until now: a BRIEF record, with them */
 	} else {
 		__builtin_memset(&a, 0, sizeof(a));
 	}

@@ -16,14 +16,19 @@ struct busted_config {
 	__u32 self_tgid;      /* busted's own sockets are not reported */
 	__u16 udp_port;       /* connected UDP sockets to this port are flows (QUIC); 0 = none */
 	__u8 sample_payload;  /* ClientHello and DNS samples on (1) or off (0) */
-	/* LLM flows only (busted without --all): a TCP connection that cannot be LLM traffic as far
-	 * as the kernel can tell (see worth_reporting and judged_at_connect in busted.bpf.c) is not
-	 * reported, only counted in BUSTED_STAT_QUIET / BUSTED_STAT_QUIET_FAILED, unless its first
-	 * payload starts a TLS handshake: then its CONNECT goes out before the ClientHello sample,
-	 * for user space to judge */
+	/* BUSTED_QUIET_*: what becomes of a TCP connection that cannot be LLM traffic as far as the
+	 * kernel can tell (see worth_reporting and judged_at_connect in busted.bpf.c), unless its
+	 * first payload starts a TLS handshake (then its CONNECT goes out before the ClientHello
+	 * sample, for user space to judge) */
 	__u8 quiet;
 	__u16 model_ports[BUSTED_MODEL_PORTS]; /* ports of local model servers (catalog); 0 = unused */
 };
+
+#define BUSTED_QUIET_OFF 0   /* the kernel judges nothing: every connection announced at its first use */
+#define BUSTED_QUIET_COUNT 1 /* LLM flows only (busted without --all): kept back whole, only counted
+			      * in BUSTED_STAT_QUIET / BUSTED_STAT_QUIET_FAILED */
+#define BUSTED_QUIET_LATE 2  /* busted --all: reported late, at its close as one BUSTED_EV_BRIEF record,
+			      * or by the idle iterator once it is older than idle_min_age */
 
 /* Ring-buffer record kinds. */
 enum busted_kind {
@@ -33,6 +38,8 @@ enum busted_kind {
 	BUSTED_EV_PAYLOAD = 4, /* a bounded sample of packet payload (ClientHello, DNS answer) */
 	BUSTED_EV_POLICY = 5,  /* a policy decision on a connect (or UDP send) to an LLM address */
 	BUSTED_EV_EXEC = 6,    /* a process exec'd (only while a policy has sha256 rules) */
+	BUSTED_EV_BRIEF = 7,   /* BUSTED_QUIET_LATE: a connection kept back until its close, reported
+				* whole: a CONNECT (owner, addresses, connect_ns) and its CLOSE (ts_ns, tx, rx) */
 };
 
 /* ---- enforcement ---- */
@@ -163,7 +170,7 @@ enum busted_payload_what {
 
 /* Indexes of the per-CPU `stats` array. */
 enum busted_stat {
-	BUSTED_STAT_LOST = 0,      /* ring-buffer records that could not be reserved */
+	BUSTED_STAT_LOST = 0,      /* ring-buffer records that could not be reserved (a BRIEF counts 2) */
 	BUSTED_STAT_UNTRACKED = 1, /* connects not tracked because `sockets` (or the counters) was full */
 	BUSTED_STAT_OVERFLOW = 2,  /* sockets whose counters went to the `traffic` hash: no free slot
 				    * among their BUSTED_SLOT_PROBES candidates (incremented after the insert) */
@@ -232,7 +239,9 @@ struct busted_exec {
  * config.quiet also judges a TCP connect by its destination at the connect hook: one that cannot
  * be LLM traffic starts KEPT (kept back, not used yet) instead of NO, and its first send or
  * receive makes it QUIET (or YES, a TLS handshake) without being judged again. A KEPT socket
- * that ends was never used: a failed connect if it never connected. */
+ * that ends was never used: a failed connect if it never connected. Under BUSTED_QUIET_LATE a
+ * QUIET or KEPT socket also goes to YES when the idle iterator finds it old enough; one that
+ * closes before is reported then, whole (BUSTED_EV_BRIEF). */
 #define BUSTED_ANNOUNCED_NO 0
 #define BUSTED_ANNOUNCED_YES 1
 #define BUSTED_ANNOUNCED_QUIET 2
@@ -308,8 +317,8 @@ struct busted_event {
 	__u16 dport;      /* host byte order */
 	__s32 error;      /* BUSTED_EV_FAIL: positive errno from sk_err, 0 if none */
 	__u64 connect_ns; /* at connect() */
-	__u64 tx;         /* BUSTED_EV_CLOSE: total bytes sent */
-	__u64 rx;         /* BUSTED_EV_CLOSE: total bytes received */
+	__u64 tx;         /* BUSTED_EV_CLOSE, BRIEF: total bytes sent */
+	__u64 rx;         /* BUSTED_EV_CLOSE, BRIEF: total bytes received */
 };
 
 /* A payload sample. 1104 bytes. */

@@ -7,7 +7,7 @@
 
 export const COMM_LEN = 16;
 
-export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4, POLICY: 5, EXEC: 6 } as const;
+export const Kind = { CONNECT: 1, FAIL: 2, CLOSE: 3, PAYLOAD: 4, POLICY: 5, EXEC: 6, BRIEF: 7 } as const;
 
 /* ---- enforcement ---- */
 
@@ -127,6 +127,10 @@ export const AF_INET6 = 10;
 export const CONFIG = { size: 40, self_tgid: 0, udp_port: 4, sample_payload: 6, quiet: 7, model_ports: 8 } as const;
 /** Entries of busted_config.model_ports (u16 each). */
 export const MODEL_PORTS = 16;
+/** busted_traffic.announced (BUSTED_ANNOUNCED_*): whether a tracked socket's CONNECT went out. */
+export const Announced = { NO: 0, YES: 1, QUIET: 2, KEPT: 3 } as const;
+/** config.quiet: what becomes of a TCP connection the kernel can tell is not LLM traffic (BUSTED_QUIET_*). */
+export const QuietMode = { OFF: 0, COUNT: 1, LATE: 2 } as const;
 /** Keys of the `dns_sync` array (u64 values: bpf_ktime_get_ns times). */
 export const DnsSync = { SEEN: 0, APPLIED: 1 } as const;
 
@@ -225,9 +229,13 @@ export interface Owner {
  */
 export type Cookie = number | bigint;
 
-/** A CONNECT or FAIL record: who made the connection, from where to where. */
+/**
+ * A CONNECT or FAIL record: who made the connection, from where to where. Or a BRIEF one (busted
+ * --all: a connection the kernel kept back until it closed): that, with its CLOSE's `tsNs` and
+ * totals in `tx` and `rx`.
+ */
 export interface ConnectEvent {
-  kind: typeof Kind.CONNECT | typeof Kind.FAIL;
+  kind: typeof Kind.CONNECT | typeof Kind.FAIL | typeof Kind.BRIEF;
   proto: number;
   cookie: Cookie;
   /** Monotonic ns (a number: exact for 104 days after boot, within a few ns after that). */
@@ -242,6 +250,9 @@ export interface ConnectEvent {
   dst: string;
   /** FAIL: the socket's error (positive errno), or 0 when none was set. */
   error: number;
+  /** BRIEF: bytes sent and received (0 for CONNECT and FAIL). */
+  tx: number;
+  rx: number;
 }
 
 /** A CLOSE record: the flow's totals. The owner and addresses are the connect's; not decoded again. */
@@ -398,7 +409,7 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
       tx: u64At(view, o + EVENT.tx), rx: u64At(view, o + EVENT.rx),
     };
   }
-  if (kind !== Kind.CONNECT && kind !== Kind.FAIL) return null;
+  if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.BRIEF) return null;
   const family = view.getUint16(o + EVENT.family, true);
   return {
     kind,
@@ -411,6 +422,8 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
     src: endpointAt(view, o + EVENT.saddr, family, view.getUint16(o + EVENT.sport, true)),
     dst: endpointAt(view, o + EVENT.daddr, family, view.getUint16(o + EVENT.dport, true)),
     error: view.getInt32(o + EVENT.error, true),
+    tx: kind === Kind.BRIEF ? u64At(view, o + EVENT.tx) : 0,
+    rx: kind === Kind.BRIEF ? u64At(view, o + EVENT.rx) : 0,
   };
 }
 

@@ -6,7 +6,7 @@
  */
 import koffi from 'koffi';
 import { BpfError, checkInt, libbpf, mmapReadOnly, munmap, strerror, type Ptr } from './libbpf.js';
-import { SLOT, SLOT_BUSY, Stat, TRAFFIC } from './abi.js';
+import { Announced, SLOT, SLOT_BUSY, Stat, TRAFFIC } from './abi.js';
 import type { BpfMap, BpfObject, Closable } from './object.js';
 
 const ENOENT = 2;
@@ -40,7 +40,10 @@ export class TrafficCounters implements Closable {
   private readonly stats: PerCpuStats;
   /** Slots holding a socket's counters at the last scan (the kernel's tracked sockets, bar overflow). */
   slotsInUse = 0;
-  /** The tracked sockets not announced yet at the last read (no byte moved, or connecting): slots, then overflow entries. */
+  /**
+   * The tracked sockets not announced yet at the last read (no byte moved, or connecting; with
+   * `late`, also kept back): slots, then overflow entries.
+   */
   readonly unannounced: bigint[] = [];
   /** Beside each of `unannounced`: its slot index, or -1 for an overflow entry. */
   readonly unannouncedAt: number[] = [];
@@ -53,14 +56,17 @@ export class TrafficCounters implements Closable {
   private readonly count = Buffer.alloc(4);
   private readonly opts = Buffer.alloc(BATCH_OPTS_SIZE);
 
-  /** The counters of a loaded object, unmapped when it closes. */
-  static of(obj: BpfObject): TrafficCounters {
-    const counters = new TrafficCounters({ slots: obj.map('traffic_slots'), overflow: obj.map('traffic'), stats: obj.map('stats') });
+  /**
+   * The counters of a loaded object, unmapped when it closes. `late`: the object reports kept-back
+   * connections late (QuietMode.LATE): those are unannounced too, for the idle iterator.
+   */
+  static of(obj: BpfObject, late = false): TrafficCounters {
+    const counters = new TrafficCounters({ slots: obj.map('traffic_slots'), overflow: obj.map('traffic'), stats: obj.map('stats') }, late);
     obj.own(counters);
     return counters;
   }
 
-  constructor(private readonly maps: TrafficMaps) {
+  constructor(private readonly maps: TrafficMaps, private readonly late = false) {
     if (maps.slots.valueSize !== SLOT.size) {
       throw new Error(`The BPF object's traffic_slots hold ${maps.slots.valueSize}-byte values, not ${SLOT.size}: rebuild it with \`npm run build:bpf\`.`);
     }
@@ -110,7 +116,7 @@ export class TrafficCounters implements Closable {
       const rx = q[s + RX_WORD]!;
       const announced = w[2 * (s + ANNOUNCED_WORD)]! | w[2 * (s + ANNOUNCED_WORD) + 1]!;
       if (Atomics.load(q, s + COOKIE_WORD) !== cookie) continue;
-      if (announced === 0) {
+      if (announced === Announced.NO || (this.late && announced !== Announced.YES)) {
         quiet.push(cookie);
         quietAt.push(s / SLOT_WORDS);
       }
@@ -137,7 +143,8 @@ export class TrafficCounters implements Closable {
       for (let i = 0; i < n; i++) {
         const v = i * TRAFFIC.size;
         const cookie = this.keys.readBigUInt64LE(i * 8);
-        if (this.values.readBigUInt64LE(v + TRAFFIC.announced) === 0n) {
+        const announced = this.values.readUInt32LE(v + TRAFFIC.announced); // 0..3: the low word
+        if (announced === Announced.NO || (this.late && announced !== Announced.YES)) {
           this.unannounced.push(cookie);
           this.unannouncedAt.push(-1);
         }

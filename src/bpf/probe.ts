@@ -4,7 +4,7 @@
  */
 import { openSync, closeSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, DnsSync, IPPROTO_TCP, MODEL_PORTS, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
+import { CONFIG, DnsSync, IPPROTO_TCP, MODEL_PORTS, QuietMode, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
@@ -83,11 +83,13 @@ export interface ProbeOptions {
   /** ClientHello and DNS payload samples. */
   samplePayload?: boolean;
   /**
-   * LLM flows only: TCP connections the kernel can tell are not LLM traffic (no model server
-   * port, no LLM address, no DNS answer pending, no TLS) are counted, not reported (quiet()).
-   * Needs the cgroup programs and the LLM address maps filled; at most MODEL_PORTS ports.
+   * TCP connections the kernel can tell are not LLM traffic (no model server port, no LLM
+   * address, no DNS answer pending, no TLS) are kept back: counted, not reported (quiet()), or
+   * with `late` (busted --all) reported late: at their close in one record (Kind.BRIEF), or by
+   * the idle iterator once a second old. Needs the cgroup programs and the LLM address maps
+   * filled; at most MODEL_PORTS ports. null: every connection is announced at its first use.
    */
-  quiet?: { modelPorts: number[] } | null;
+  quiet?: { modelPorts: number[]; late?: boolean } | null;
   onEvent: (ev: KernelEvent) => void;
   onPayload?: (sample: PayloadSample) => void;
   onPolicy?: (decision: PolicyDecision) => void;
@@ -114,7 +116,7 @@ export function configureObject(obj: BpfObject, opts: Pick<ProbeOptions, 'selfTg
     ro.setUint8(CONFIG.sample_payload, opts.samplePayload === false ? 0 : 1);
     const quiet = opts.quiet ?? null;
     if (quiet && quiet.modelPorts.length > MODEL_PORTS) throw new Error(`quiet mode takes at most ${MODEL_PORTS} model server ports, not ${quiet.modelPorts.length}`);
-    ro.setUint8(CONFIG.quiet, quiet ? 1 : 0);
+    ro.setUint8(CONFIG.quiet, quiet === null ? QuietMode.OFF : quiet.late ? QuietMode.LATE : QuietMode.COUNT);
     for (const [i, port] of (quiet?.modelPorts ?? []).entries()) ro.setUint16(CONFIG.model_ports + 2 * i, port, true);
   });
 }
@@ -145,7 +147,7 @@ export class KernelProbe {
       else opts.onEvent(rec);
     });
     obj.own(this.ring);
-    this.counters = TrafficCounters.of(obj);
+    this.counters = TrafficCounters.of(obj, opts.quiet?.late === true);
     this.stats = new PerCpuStats(obj.map('stats'));
     this.execs = obj.map('execs');
     this.enforcer = new Enforcer(enforcerMaps(obj), (cutting) => {

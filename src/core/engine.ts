@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type ConnectEvent, type Cookie, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe, type ProbeOptions } from '../bpf/probe.js';
@@ -260,24 +260,36 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
 
   /** The process of the last connect: its identity key, made once. */
   let lastOwner: { tgid: number; startNs: bigint; startTime: number; key: string } | null = null;
+  const closed = (flow: string, ev: { cookie: Cookie; tsNs: number; connectNs: number; tx: number; rx: number }, pid: number) => {
+    // a held connect goes out before its close; a quiet flow's close stays back with it
+    if (connectedBeforeReload.size > 0) connectedBeforeReload.delete(flow); // closed unannounced, or kept back
+    if (!stage.forget(flow)) return;
+    const lf = live.get(flow);
+    live.delete(flow);
+    // a close whose connect record was lost (ring buffer full) is still reported: then the
+    // `lost` count is exactly the records missing
+    if (lf) enforcement?.closed(lf.proc, ev.cookie);
+    publish({
+      type: 'close', ts: clock.iso(ev.tsNs), flow, pid, tx: ev.tx, rx: ev.rx,
+      durationMs: Math.round((ev.tsNs - ev.connectNs) / 1e3) / 1e3,
+    });
+  };
   const onEvent = (ev: KernelEvent) => {
     const flow = flowId(ev.cookie);
-    const ts = clock.iso(ev.tsNs);
     if (ev.kind === Kind.CLOSE) {
-      // a held connect goes out before its close; a quiet flow's close stays back with it
-      if (connectedBeforeReload.size > 0) connectedBeforeReload.delete(flow); // closed unannounced, or kept back
-      if (!stage.forget(flow)) return;
-      const lf = live.get(flow);
-      live.delete(flow);
-      // a close whose connect record was lost (ring buffer full) is still reported: then the
-      // `lost` count is exactly the records missing
-      if (lf) enforcement?.closed(lf.proc, ev.cookie);
-      publish({
-        type: 'close', ts, flow, pid: ev.pid, tx: ev.tx, rx: ev.rx,
-        durationMs: Math.round((ev.tsNs - ev.connectNs) / 1e3) / 1e3,
-      });
+      closed(flow, ev, ev.pid);
       return;
     }
+    connected(flow, ev);
+    // busted --all: a connection the kernel kept back until it closed (one record): its close now
+    if (ev.kind === Kind.BRIEF) closed(flow, ev, ev.owner.tgid);
+  };
+  /** A CONNECT, FAIL or BRIEF record: the flow's connect record, to classify and publish. */
+  const connected = (flow: string, ev: ConnectEvent) => {
+    // a connection's record carries its connect()'s time, whenever it was announced (its first
+    // byte, the idle iterator a second later, or its close: a brief's own time is its close's); a
+    // failed one's, the failure's
+    const ts = clock.iso(ev.kind === Kind.FAIL ? ev.tsNs : ev.connectNs);
     if (ev.connectNs < policyReloadedNs && ev.kind === Kind.CONNECT) {
       if (connectedBeforeReload.size >= 4096) connectedBeforeReload.clear();
       connectedBeforeReload.add(flow);
@@ -331,10 +343,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     opts.onWarning?.('cgroup v2 is not mounted: UDP flows are not seen and nothing can be enforced (mount -t cgroup2 none /sys/fs/cgroup).');
   }
   let enforcement: Enforcement | null = null;
-  // quiet mode also in the kernel, when it can judge: it needs the LLM address maps (filled with
-  // the cgroup programs, by Enforcement) and the model server ports to fit its table
+  // the kernel judges connections, when it can: it needs the LLM address maps (filled with the
+  // cgroup programs, by Enforcement) and the model server ports to fit its table. Those it can
+  // tell are not LLM traffic it keeps back: in quiet mode they are counted; with --all they are
+  // reported late (at their close in one record, or by the idle iterator once a second old)
   const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))];
-  const kernelQuiet = (cg: string | null) => (opts.quiet && cg !== null && modelPorts.length <= MODEL_PORTS ? { modelPorts } : null);
+  const kernelQuiet = (cg: string | null) => (cg !== null && modelPorts.length <= MODEL_PORTS ? { modelPorts, late: !opts.quiet } : null);
   if (opts.quiet && modelPorts.length > MODEL_PORTS) {
     opts.onWarning?.(`the catalog names ${modelPorts.length} local model server ports, more than the kernel's table holds (${MODEL_PORTS}): every connection is read to judge it, which costs more CPU.`);
   }
@@ -560,7 +574,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     // with the ring's next read
     if (owners && owners.size > 0) probe.announceIdle(IDLE_ITER_MIN_AGE_NS, owners);
     // connections the kernel kept back (quiet mode) are counts, not news: read with the counters
-    if (kernelQuietOn) {
+    if (kernelQuietOn && opts.quiet) {
       const q = probe.quiet();
       if (q.closed > quietSeen.closed) store.noteQuiet('tcp', false, Number(q.closed - quietSeen.closed));
       if (q.failed > quietSeen.failed) store.noteQuiet('tcp', true, Number(q.failed - quietSeen.failed));

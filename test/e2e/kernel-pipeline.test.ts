@@ -3,7 +3,6 @@
  * real loopback server in this (ava worker) process. Asserts the real pid, comm, uid, bytes.
  */
 import { createServer, type AddressInfo } from 'node:net';
-import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,7 +11,7 @@ import path from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { exchangeServer } from '../helpers/servers.js';
-import { BUSTED_BIN, ROOT, runClient, startBusted } from '../helpers/busted.js';
+import { BUSTED_BIN, readyClient, runClient, startBusted } from '../helpers/busted.js';
 import { holdingServer, portOf } from '../helpers/servers.js';
 
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
@@ -74,19 +73,6 @@ kernelTest('a connect to a port nobody listens on is reported as failed by the r
     await busted.stop();
   }
 });
-
-/**
- * The python test client in a mode that prints a first line when connected (run through `prefix`,
- * a command that ends by exec'ing it); `done` is its final report.
- */
-async function readyClient(args: (string | number)[], prefix: string[] = []) {
-  const [cmd, ...rest] = [...prefix, 'python3', `${ROOT}test/helpers/client.py`, ...args.map(String)];
-  const child = spawn(cmd!, rest);
-  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const first = JSON.parse((await lines.next()).value as string) as { pid: number; sport: number; port: number };
-  const done = (async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>)();
-  return { ...first, child, done };
-}
 
 kernelTest('a connection that moves no byte is reported while it is open, within 3 s of its connect, with its pid and addresses', async (t) => {
   const server = await holdingServer('127.0.0.1');

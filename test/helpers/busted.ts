@@ -94,3 +94,17 @@ export async function runClient(args: (string | number)[], python = 'python3'): 
   if (code !== 0) throw new Error(`client ${args.join(' ')} exited ${code}: ${err}`);
   return JSON.parse(out.trim().split('\n').pop()!) as ClientResult; // its last line (`idle` prints one when ready)
 }
+
+/**
+ * Starts the python test client with a mode that prints a line once connected (`idle`, `stream`,
+ * ...; `prefix`: a command to run it under, e.g. unshare); resolves with that first line while
+ * the client goes on, and `done` with its last.
+ */
+export async function readyClient(args: (string | number)[], prefix: string[] = []) {
+  const [cmd, ...rest] = [...prefix, 'python3', CLIENT, ...args.map(String)];
+  const child = spawn(cmd!, rest);
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const first = JSON.parse((await lines.next()).value as string) as { pid: number; sport: number; port: number };
+  const done = (async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>)();
+  return { ...first, child, done };
+}

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, DnsSync, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -42,9 +42,11 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     lines.push('printf("}, ");');
   }
   lines.push(
-    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
-    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"BRIEF\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_EV_BRIEF, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
     'printf("\\"MODEL_PORTS\\": %d, \\"DNS_SEEN\\": %d, \\"DNS_APPLIED\\": %d, ", BUSTED_MODEL_PORTS, BUSTED_DNS_SEEN, BUSTED_DNS_APPLIED);',
+    'printf("\\"Q_OFF\\": %d, \\"Q_COUNT\\": %d, \\"Q_LATE\\": %d, ", BUSTED_QUIET_OFF, BUSTED_QUIET_COUNT, BUSTED_QUIET_LATE);',
+    'printf("\\"A_NO\\": %d, \\"A_YES\\": %d, \\"A_QUIET\\": %d, \\"A_KEPT\\": %d, ", BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES, BUSTED_ANNOUNCED_QUIET, BUSTED_ANNOUNCED_KEPT);',
     'printf("\\"SLOTS\\": %d, \\"SLOT_PROBES\\": %d, \\"OVERFLOW_MAX\\": %d, \\"SLOT_BUSY\\": \\"%llu\\", \\"EXEC_SLOTS\\": %d, ",',
     '  BUSTED_SLOTS, BUSTED_SLOT_PROBES, BUSTED_OVERFLOW_MAX, BUSTED_SLOT_BUSY, BUSTED_EXEC_SLOTS);',
     'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
@@ -70,7 +72,8 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   for (const [struct, fields] of Object.entries(LAYOUTS)) t.deepEqual({ ...fields }, c[struct], struct);
   t.deepEqual(c.consts, {
     ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, MAX: Stat.MAX, COMM: 16,
-    MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED,
+    MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED, Q_OFF: QuietMode.OFF, Q_COUNT: QuietMode.COUNT, Q_LATE: QuietMode.LATE,
+    A_NO: Announced.NO, A_YES: Announced.YES, A_QUIET: Announced.QUIET, A_KEPT: Announced.KEPT,
     SLOTS, SLOT_PROBES, OVERFLOW_MAX, SLOT_BUSY: SLOT_BUSY.toString(), EXEC_SLOTS,
     ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, PATH_MAX,
     MAX_RULES, RULE_ITEMS, ...Action,
@@ -119,6 +122,12 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   v.setUint32(EVENT.kind, Kind.CLOSE, true);
   v.setBigUint64(EVENT.connect_ns, 42n, true);
   t.deepEqual(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, cookie: 0x1234_5678_9abc, tsNs: 99, pid: 4242, connectNs: 42, tx: 5, rx: 7 });
+  // as a brief (a connection reported whole at its close): the connect's fields and the close's totals
+  v.setUint32(EVENT.kind, Kind.BRIEF, true);
+  t.like(decodeEvent(v, 0, v.byteLength), {
+    kind: Kind.BRIEF, cookie: 0x1234_5678_9abc, tsNs: 99, connectNs: 42, owner: { tgid: 4242, comm: 'python3' },
+    src: '10.1.2.3:50000', dst: '127.0.0.1:443', tx: 5, rx: 7,
+  });
 });
 
 test('a cookie is a number while it is exact (below 2^53), a bigint from there on; the flow id is its decimal either way', (t) => {

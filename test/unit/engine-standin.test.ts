@@ -26,7 +26,13 @@ function standIn(queued: KernelEvent[]): { start: (opts: ProbeOptions) => Probe;
   return { start, polls: () => polls };
 }
 
-test('a connect and a close from the probe become connect and close records, in order, and a process record follows', async (t) => {
+type Owner = Extract<KernelEvent, { owner: unknown }>['owner'];
+
+/**
+ * Runs the engine over `events` (made for a live `sleep` as the owner) until a close and a
+ * process record with its exe came; returns the flow's connect and close records.
+ */
+async function throughEngine(events: (owner: Owner, pid: number) => KernelEvent[]) {
   const child = spawn('sleep', ['30'], { stdio: 'ignore' });
   try {
     await new Promise((r) => setTimeout(r, 100));
@@ -37,10 +43,7 @@ test('a connect and a close from the probe become connect and close records, in 
       tgid: pid, uid: process.getuid!(), gid: process.getgid!(), cgroupId: 1n, startNs: startTicks * BigInt(1e9 / CLOCK_TICKS),
       exeIno: exe.ino, exeDev: userDevToKernel(Number(exe.dev)), ppid: process.pid, comm: 'sleep',
     };
-    const probe = standIn([
-      { kind: Kind.CONNECT, proto: 6, cookie: 77, tsNs: 1_000_000_000, connectNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0 },
-      { kind: Kind.CLOSE, cookie: 77, tsNs: 1_002_500_000, pid, connectNs: 1_000_000_000, tx: 100, rx: 200 },
-    ]);
+    const probe = standIn(events(owner, pid));
     const store = new Store(systemClock, { closedMax: 0 });
     const seen: EventRecord[] = [];
     store.onRecord((r) => seen.push(r));
@@ -49,20 +52,41 @@ test('a connect and a close from the probe become connect and close records, in 
     const done = () => seen.some((r) => r.type === 'close') && seen.some((r) => r.type === 'process' && r.exe !== null);
     while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await engine.stop();
-    t.true(probe.polls() > 0);
-    const flow = seen.filter((r) => r.type === 'connect' || r.type === 'close');
-    t.deepEqual(flow.map((r) => r.type), ['connect', 'close']);
-    const [c, cl] = flow;
-    if (c?.type !== 'connect' || cl?.type !== 'close') return t.fail();
-    t.like(c, { flow: '77', pid, tid: pid, comm: 'sleep', proto: 'tcp', src: '127.0.0.1:40000', dst: '127.0.0.2:8443', provider: null, error: null });
-    t.is(c.startTime, Number(startTicks));
-    t.like(cl, { flow: '77', pid, tx: 100, rx: 200, durationMs: 2.5 });
-    // the details read from /proc (after the connect went out) follow in process records
-    const proc = seen.find((r) => r.type === 'process' && r.exe !== null);
-    t.like(proc, { pid, startTime: Number(startTicks), exe: realpathSync(`/proc/${pid}/exe`) });
+    const exePath = realpathSync(`/proc/${pid}/exe`);
+    return { pid, startTicks, exePath, polls: probe.polls(), seen, flow: seen.filter((r) => r.type === 'connect' || r.type === 'close') };
   } finally {
     child.kill();
   }
+}
+
+test('a connect and a close from the probe become connect and close records, in order, and a process record follows', async (t) => {
+  const { pid, startTicks, exePath, polls, seen, flow } = await throughEngine((owner, pid) => [
+    { kind: Kind.CONNECT, proto: 6, cookie: 77, tsNs: 1_000_000_000, connectNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0, tx: 0, rx: 0 },
+    { kind: Kind.CLOSE, cookie: 77, tsNs: 1_002_500_000, pid, connectNs: 1_000_000_000, tx: 100, rx: 200 },
+  ]);
+  t.true(polls > 0);
+  t.deepEqual(flow.map((r) => r.type), ['connect', 'close']);
+  const [c, cl] = flow;
+  if (c?.type !== 'connect' || cl?.type !== 'close') return t.fail();
+  t.like(c, { flow: '77', pid, tid: pid, comm: 'sleep', proto: 'tcp', src: '127.0.0.1:40000', dst: '127.0.0.2:8443', provider: null, error: null });
+  t.is(c.startTime, Number(startTicks));
+  t.like(cl, { flow: '77', pid, tx: 100, rx: 200, durationMs: 2.5 });
+  // the details read from /proc (after the connect went out) follow in process records
+  const proc = seen.find((r) => r.type === 'process' && r.exe !== null);
+  t.like(proc, { pid, startTime: Number(startTicks), exe: exePath });
+});
+
+test('a brief record (busted --all: a connection kept back until its close) becomes a connect record at its connect time and its close', async (t) => {
+  const now = Number(process.hrtime.bigint());
+  const { pid, flow } = await throughEngine((owner, pid) => [
+    { kind: Kind.BRIEF, proto: 6, cookie: 78, tsNs: now, connectNs: now - 1_500_000_000, owner, tid: pid, src: '127.0.0.1:40001', dst: '127.0.0.2:8080', error: 0, tx: 300, rx: 4000 },
+  ]);
+  t.deepEqual(flow.map((r) => r.type), ['connect', 'close']);
+  const [c, cl] = flow;
+  if (c?.type !== 'connect' || cl?.type !== 'close') return t.fail();
+  t.like(c, { flow: '78', pid, comm: 'sleep', proto: 'tcp', src: '127.0.0.1:40001', dst: '127.0.0.2:8080', error: null });
+  t.like(cl, { flow: '78', pid, tx: 300, rx: 4000, durationMs: 1500 });
+  t.is(Date.parse(cl.ts) - Date.parse(c.ts), 1500, 'the connect record carries the connect time, the close its own');
 });
 
 test('WallClock writes kernel times as wall-clock ISO times, to the millisecond, in any order', (t) => {

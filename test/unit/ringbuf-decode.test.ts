@@ -53,7 +53,7 @@ test('a connect/close event decodes at any offset; addresses and comm are copies
     kind: Kind.FAIL, proto: 6, cookie: 0xdead_beef_0042, tsNs: 123, connectNs: 100,
     owner: { tgid: 4242, uid: 1000, gid: 1001, cgroupId: 77n, startNs: 5_000n, exeIno: 99n, exeDev: 0x801, ppid: 1, comm: 'python3' },
     tid: 4243,
-    src: '10.0.0.1:40000', dst: '127.0.0.1:443', error: -111,
+    src: '10.0.0.1:40000', dst: '127.0.0.1:443', error: -111, tx: 0, rx: 0,
   });
   view.setUint32(o + EVENT.kind, Kind.CLOSE, true);
   view.setUint32(o + EVENT.owner + OWNER.tgid, 4242, true);

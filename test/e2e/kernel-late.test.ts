@@ -1,0 +1,102 @@
+/**
+ * busted --all: the kernel judges each TCP connect as it does without --all, but reports the
+ * connections that cannot be LLM traffic late instead of only counting them: a short one in one
+ * record at its close (BRIEF), a long one by the idle iterator while it is open. LLM connections
+ * and TLS ones are announced at their first send, as before. Real kernel, real client processes,
+ * loopback only (127.88.0.0/16 mapped to a provider in the kernel's LLM map).
+ */
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:net';
+import { Kind, type ConnectEvent, type KernelEvent, type PayloadSample } from '../../src/bpf/abi.js';
+import { findCgroup2Mount } from '../../src/bpf/preflight.js';
+import type { CloseRecord, ConnectRecord, EventRecord, TrafficRecord } from '../../src/core/records.js';
+import { readyClient, runClient, startBusted } from '../helpers/busted.js';
+import { kernelTest } from '../helpers/kernel.js';
+import { exchangeServer, holdingServer, portOf } from '../helpers/servers.js';
+
+type Seen = { kind: number; cookie: bigint; pid: number; ev: KernelEvent | PayloadSample };
+
+/** A plain listener that ends each connection once it gets its first bytes (a ClientHello). */
+async function helloSink(): Promise<Server> {
+  const server = createServer((s) => s.once('data', () => s.end()).on('error', () => {}));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+/** The records of `cookie`'s flow, in ring order. */
+const kindsOf = (seen: Seen[], cookie: bigint) => seen.filter((s) => s.cookie === cookie).map((s) => s.kind);
+
+kernelTest('--all in the kernel: a short non-LLM connection is one BRIEF record with its pid, addresses and bytes; an LLM one and a TLS one are a CONNECT at their first send and a CLOSE', async (t) => {
+  const { KernelProbe } = await import('../../src/bpf/probe.js');
+  const seen: Seen[] = [];
+  const probe = KernelProbe.start({
+    selfTgid: process.pid, cgroupPath: findCgroup2Mount(), quiet: { modelPorts: [], late: true },
+    onEvent: (ev) => seen.push({ kind: ev.kind, cookie: BigInt(ev.cookie), pid: ev.kind === Kind.CLOSE ? ev.pid : ev.owner.tgid, ev }),
+    onPayload: (p) => seen.push({ kind: Kind.PAYLOAD, cookie: p.cookie, pid: 0, ev: p }),
+  });
+  probe.enforcer.addDestination(new Uint8Array([127, 88, 0, 0]), 16, 0);
+  const plainServer = await exchangeServer('127.0.0.1', 100, 200);
+  const llmServer = await exchangeServer('127.88.4.1', 300, 400);
+  const sink = await helloSink();
+  const poll = setInterval(() => probe.poll(), 20);
+  try {
+    const plain = await runClient(['exchange', '127.0.0.1', portOf(plainServer), 100, 200]);
+    const llm = await runClient(['exchange', '127.88.4.1', portOf(llmServer), 300, 400]);
+    const tls = await runClient(['tls', '127.0.0.1', portOf(sink), 'www.example.org']);
+    const deadline = Date.now() + 3000;
+    const closes = () => seen.filter((s) => (s.kind === Kind.CLOSE || s.kind === Kind.BRIEF) && [plain.pid, llm.pid, tls.pid].includes(s.pid));
+    while (closes().length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+
+    const ofPlain = seen.filter((s) => s.pid === plain.pid);
+    t.deepEqual(ofPlain.map((s) => s.kind), [Kind.BRIEF], 'the plain connection: one record, at its close');
+    t.deepEqual(kindsOf(seen, ofPlain[0]!.cookie), [Kind.BRIEF], 'nothing else of its socket');
+    t.like(ofPlain[0]!.ev, { proto: 6, src: `127.0.0.1:${plain.sport as number}`, dst: `127.0.0.1:${portOf(plainServer)}`, tx: 100, rx: 200, error: 0 });
+    const brief = ofPlain[0]!.ev as ConnectEvent;
+    t.true(brief.tsNs > brief.connectNs, 'its time is its close, after its connect');
+
+    const ofLlm = seen.filter((s) => s.pid === llm.pid);
+    t.deepEqual(ofLlm.map((s) => s.kind), [Kind.CONNECT, Kind.CLOSE], 'the LLM connection: announced at its first send, then closed');
+    t.like(ofLlm[0]!.ev, { dst: `127.88.4.1:${portOf(llmServer)}` });
+    t.like(ofLlm[1]!.ev, { tx: 300, rx: 400 });
+
+    const ofTls = seen.filter((s) => s.pid === tls.pid);
+    t.is(ofTls[0]?.kind, Kind.CONNECT, 'the TLS connection to a non-LLM address: announced by its ClientHello');
+    const tlsKinds = kindsOf(seen, ofTls[0]!.cookie);
+    t.is(tlsKinds[0], Kind.CONNECT, `its CONNECT before its ClientHello sample: ${tlsKinds.join(' ')}`);
+    t.true(tlsKinds.includes(Kind.PAYLOAD), 'its ClientHello sampled');
+    t.is(tlsKinds.at(-1), Kind.CLOSE);
+    t.false(tlsKinds.includes(Kind.BRIEF));
+  } finally {
+    clearInterval(poll);
+    probe.close();
+    plainServer.close();
+    llmServer.close();
+    sink.close();
+  }
+}, { exclusive: true });
+
+kernelTest('busted --all: a non-LLM connection that keeps sending is reported while it is open, within 3 s, its traffic follows, and every byte is in its close', async (t) => {
+  const server = await holdingServer('127.0.0.1');
+  const busted = await startBusted();
+  try {
+    const client = await readyClient(['stream', '127.0.0.1', portOf(server), 4]);
+    const connectedAt = Date.now();
+    const conn = (await busted.waitFor((r) => r.type === 'connect' && r.pid === client.pid, 5000)) as ConnectRecord;
+    const after = Date.now() - connectedAt;
+    t.true(after < 3000, `reported ${after} ms after the connect`);
+    t.is(conn.src, `127.0.0.1:${client.sport}`);
+    t.true(Math.abs(Date.parse(conn.ts) - connectedAt) < 500, `its time is its connect's (${conn.ts})`);
+    t.false(busted.records.some((r) => r.type === 'close' && r.flow === conn.flow), 'not at its close: it is still open');
+    const sent = (await client.done).sent as number;
+    const close = (await busted.waitFor((r) => r.type === 'close' && r.flow === conn.flow)) as CloseRecord;
+    t.is(close.tx, sent);
+    const traffic = busted.records.filter((r): r is TrafficRecord => r.type === 'traffic' && r.flow === conn.flow);
+    t.true(traffic.length >= 1, 'traffic records while it was open');
+    t.true(traffic.reduce((n, r) => n + r.tx, 0) <= sent);
+    t.is(busted.records.filter((r: EventRecord) => r.type === 'connect' && r.flow === conn.flow).length, 1, 'reported once');
+  } finally {
+    await busted.stop();
+    server.shut();
+  }
+});
