@@ -7,12 +7,14 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--bpf-stats] [--json FILE] [LABEL=OBJECT[:prog,prog…] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--bpf-stats] [--json FILE] [LABEL=OBJECT[:prog,prog…][+MODE] …]
  *
  * The LLM address maps are filled with the catalog's ranges, as busted fills them.
- * --all configures the objects as `busted --all` does (no quiet mode: every connection is a
- * CONNECT and a CLOSE record on the ring), and this process drains each ring every 50 ms without
- * looking at the records: the kernel's share of --all, without busted's user space.
+ * --all configures the objects as `busted --all` does (each churn connection is one BRIEF record on
+ * the ring, at its close), and this process drains each ring every 50 ms without looking at the
+ * records: the kernel's share of --all, without busted's user space. `+MODE` after an object
+ * configures it otherwise: `+off` as busted --all did before session 17 (every connection a
+ * CONNECT at its first send and a CLOSE), `+count` as busted by default, `+late` as --all.
  *
  * --floor OBJECT adds a subject "empty": an object of programs that do nothing on the same hooks
  * (bench/floor.bpf.c, built by `npm run bench`), loaded as it is and attached where busted attaches at start. Its windows
@@ -40,7 +42,7 @@ import { BpfObject } from '../src/bpf/object.js';
 import { findCgroup2Mount } from '../src/bpf/preflight.js';
 import { OBJECT_PATH } from '../src/bpf/probe.js';
 import { RingBuffer } from '../src/bpf/ringbuf.js';
-import { atStart, attachPrograms, floorAtStart, loadAsBusted } from './programs.js';
+import { KERNEL_MODES, atStart, attachPrograms, floorAtStart, loadAsBusted, type KernelMode } from './programs.js';
 
 const { values, positionals } = parseArgs({
   options: {
@@ -95,12 +97,18 @@ const specs = positionals.length > 0 ? positionals : [`busted=${OBJECT_PATH}`];
 const subjects: Subject[] = specs.map((spec) => {
   const eq = spec.indexOf('=');
   if (eq <= 0) {
-    console.error(`attach-cost: ${spec}: expected LABEL=OBJECT[:prog,prog…]`);
+    console.error(`attach-cost: ${spec}: expected LABEL=OBJECT[:prog,prog…][+MODE]`);
     process.exit(2);
   }
-  const [path, list] = spec.slice(eq + 1).split(':') as [string, string | undefined];
+  const plus = spec.lastIndexOf('+');
+  const mode = plus > eq ? spec.slice(plus + 1) : null;
+  if (mode !== null && !(KERNEL_MODES as readonly string[]).includes(mode)) {
+    console.error(`attach-cost: ${spec}: MODE is one of ${KERNEL_MODES.join(', ')}, not ${mode}`);
+    process.exit(2);
+  }
+  const [path, list] = spec.slice(eq + 1, plus > eq ? plus : undefined).split(':') as [string, string | undefined];
   const named = list ? new Set(list.split(',')) : null;
-  const obj = loadAsBusted(path, values.all);
+  const obj = loadAsBusted(path, values.all, (mode ?? undefined) as KernelMode | undefined);
   const subject: Subject = {
     label: spec.slice(0, eq),
     obj,
@@ -110,7 +118,7 @@ const subjects: Subject[] = specs.map((spec) => {
     rates: [],
     kernel: new Map(),
   };
-  if (values.all) subject.ring = new RingBuffer(obj.map('events'), () => void subject.records++);
+  if (values.all || mode === 'off' || mode === 'late') subject.ring = new RingBuffer(obj.map('events'), () => void subject.records++);
   return subject;
 });
 if (values.floor) {

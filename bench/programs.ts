@@ -14,14 +14,23 @@ const catalog = loadCatalog();
 const modelPorts = [...new Set(catalog.entries.flatMap((e) => e.local?.ports ?? []))].slice(0, MODEL_PORTS);
 
 /**
+ * What the kernel does with connections that cannot be LLM traffic (config.quiet): `count` (busted
+ * by default), `late` (busted --all since session 17), `off` (reported at first use: busted --all
+ * before session 17, and wherever busted cannot judge in the kernel).
+ */
+export type KernelMode = 'off' | 'count' | 'late';
+export const KERNEL_MODES: readonly KernelMode[] = ['off', 'count', 'late'];
+
+/**
  * Loads an object configured as busted configures it (the catalog's model server ports; as `--all`
  * does: connections that cannot be LLM traffic reported late, or by default: counted), its LLM
  * address maps filled with the catalog's ranges as busted fills them (the connect hook looks every
- * connection up there).
+ * connection up there). `mode` overrides what `all` picks.
  */
-export function loadAsBusted(path: string, all: boolean): BpfObject {
+export function loadAsBusted(path: string, all: boolean, mode?: KernelMode): BpfObject {
   const obj = BpfObject.open(path);
-  configureObject(obj, { selfTgid: process.pid, quiet: { modelPorts, late: all } });
+  const m = mode ?? (all ? 'late' : 'count');
+  configureObject(obj, { selfTgid: process.pid, quiet: m === 'off' ? null : { modelPorts, late: m === 'late' } });
   obj.load();
   const enforcer = new Enforcer(enforcerMaps(obj));
   for (const c of catalog.cidrEntries({ v4Mapped: true })) enforcer.addDestination(c.prefix, c.prefixLen, c.providerIndex);

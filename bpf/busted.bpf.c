@@ -252,6 +252,42 @@ static __always_inline void addrs_from_sk(struct addrs *a, const struct sock *sk
 	}
 }
 
+/*
+ * A socket's endpoints and state from a CGROUP_SOCK program (sock_release), which reads the
+ * kernel's sock through a helper: the head of its sock_common, up to its IPv6 addresses, in one
+ * call (88 bytes here) instead of one per field (six; with --all's BRIEF at every release of the
+ * churn, 315 -> 249 ns a run), each field taken at its CO-RE offset. Field by field only if a
+ * kernel ever moved them further.
+ */
+#define SKC_HEAD 128
+#define skc_off(field) bpf_core_field_offset(struct sock_common, field)
+
+static __always_inline void sk_view(struct addrs *a, __u8 *state, const struct sock *sk)
+{
+	__u32 len = skc_off(skc_v6_rcv_saddr) + 16;
+	__u64 head[SKC_HEAD / 8];
+	const __u8 *h = (const __u8 *)head;
+
+	if (len > SKC_HEAD || skc_off(skc_v6_daddr) + 16 > SKC_HEAD ||
+	    bpf_probe_read_kernel(head, len, &sk->__sk_common)) {
+		addrs_from_sk(a, sk);
+		*state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		return;
+	}
+	__builtin_memset(a, 0, sizeof(*a));
+	a->family = *(const __u16 *)(h + skc_off(skc_family));
+	a->sport = *(const __u16 *)(h + skc_off(skc_num));
+	a->dport = bpf_ntohs(*(const __u16 *)(h + skc_off(skc_dport)));
+	*state = h[skc_off(skc_state)];
+	if (a->family == AF_INET6) {
+		__builtin_memcpy(a->saddr, h + skc_off(skc_v6_rcv_saddr), 16);
+		__builtin_memcpy(a->daddr, h + skc_off(skc_v6_daddr), 16);
+	} else {
+		*(__u32 *)a->saddr = *(const __u32 *)(h + skc_off(skc_rcv_saddr));
+		*(__u32 *)a->daddr = *(const __u32 *)(h + skc_off(skc_daddr));
+	}
+}
+
 /* The same from a tracing program, whose BTF pointers are read directly (no helper call). */
 static __always_inline void addrs_from_btf(struct addrs *a, const struct sock *sk)
 {
@@ -1494,18 +1530,16 @@ int busted_release(struct bpf_sock *ctx)
 		return 1;
 	if (find(cookie, &x))
 		return 1; /* untracked */
+	sk_view(&a, &state, sk);
 	if (ctx->protocol == IPPROTO_UDP) {
-		addrs_from_sk(&a, sk);
 		if (x.t->announced)
 			finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
 		else
 			untrack(cookie, &x); /* connected but never sent: not a flow */
 		return 1;
 	}
-	state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (state == BUSTED_TCP_SYN_SENT ||
 	    (state == BUSTED_TCP_CLOSE && (x.t->announced == BUSTED_ANNOUNCED_NO || x.t->announced == BUSTED_ANNOUNCED_KEPT))) {
-		addrs_from_sk(&a, sk);
 		if (state == BUSTED_TCP_CLOSE && a.dport == 0) {
 			/* tracked at the connect hook, but the connect failed before a packet went out
 			 * (no route, no free port: the kernel cleared the peer, the caller had its error): not a flow */
@@ -1515,16 +1549,10 @@ int busted_release(struct bpf_sock *ctx)
 		finish(cookie, &x, BUSTED_EV_FAIL, &a, 0); /* abandoned, or failed unseen: reason unknown */
 		return 1;
 	}
-	/* the addresses (five reads through a helper) only matter to a CONNECT not sent yet (or a
-	 * BRIEF): a TCP CLOSE record is read for its counters and times, so it goes out with them zeroed */
-	if (x.t->announced == BUSTED_ANNOUNCED_NO) {
-		addrs_from_sk(&a, sk);
+	/* the addresses matter to a CONNECT not sent yet and to a BRIEF; a TCP CLOSE record is read
+	 * for its counters and times */
+	if (x.t->announced == BUSTED_ANNOUNCED_NO)
 		announce(cookie, x.s, x.t, &a);
-	} else if (cfg.quiet == BUSTED_QUIET_LATE && x.t->announced != BUSTED_ANNOUNCED_YES) {
-		addrs_from_sk(&a, sk); /* kept back until now: a BRIEF record, with them */
-	} else {
-		__builtin_memset(&a, 0, sizeof(a));
-	}
 	finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
 	return 1;
 }
