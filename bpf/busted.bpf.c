@@ -1333,7 +1333,8 @@ static __always_inline void emit_policy(struct bpf_sock_addr *ctx, const struct 
 					int denied, __u16 rule)
 {
 	struct busted_policy_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	__u64 uid_gid = bpf_get_current_uid_gid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct cred *cred = task->cred;
 
 	if (!e) {
 		stat_inc(BUSTED_STAT_LOST);
@@ -1345,11 +1346,11 @@ static __always_inline void emit_policy(struct bpf_sock_addr *ctx, const struct 
 	e->proto = ctx->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->tgid = sub->tgid;
-	e->tid = (__u32)bpf_get_current_pid_tgid();
-	e->uid = (__u32)uid_gid;
-	e->gid = uid_gid >> 32;
+	e->tid = task->pid; /* the task's fields read directly, as fill_owner reads them */
+	e->uid = cred->uid.val;
+	e->gid = cred->gid.val;
 	e->start_ns = sub->start_ns;
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	if (v6) {
 		__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
 
@@ -1389,12 +1390,12 @@ static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6, int *llm)
 	if (!*llm)
 		return 1; /* only LLM destinations are ever affected */
 	sub.pol = *pol;
-	task = bpf_get_current_task_btf();
-	sub.tgid = bpf_get_current_pid_tgid() >> 32;
+	task = bpf_get_current_task_btf(); /* its fields read directly, as fill_owner reads them */
+	sub.tgid = task->tgid;
 	if (cfg.self_tgid && sub.tgid == cfg.self_tgid)
 		return 1;
-	sub.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	bpf_get_current_comm(sub.comm, sizeof(sub.comm));
+	sub.start_ns = task->group_leader->start_boottime;
+	__builtin_memcpy(sub.comm, task->comm, sizeof(sub.comm));
 	sub.match = BUSTED_RULE_DEFAULT;
 	sub.action = sub.pol.default_action;
 	pk.tgid = sub.tgid;
@@ -1404,11 +1405,11 @@ static __always_inline int enforce(struct bpf_sock_addr *ctx, int v6, int *llm)
 		sub.action = *toggle;
 		rule = BUSTED_RULE_TOGGLE;
 	} else {
-		sub.uid = (__u32)bpf_get_current_uid_gid();
-		exe = BPF_CORE_READ(task, mm, exe_file);
+		sub.uid = task->cred->uid.val;
+		exe = task->mm ? task->mm->exe_file : NULL;
 		if (exe) {
-			sub.exe.ino = BPF_CORE_READ(exe, f_inode, i_ino);
-			sub.exe.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+			sub.exe.ino = exe->f_inode->i_ino;
+			sub.exe.dev = exe->f_inode->i_sb->s_dev;
 		}
 		hashed = bpf_map_lookup_elem(&hashed_exes, &sub.exe);
 		sub.exe_hash_rules = hashed ? *hashed : 0;
