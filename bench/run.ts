@@ -38,7 +38,7 @@
  *     minutes does not move as it moves the churn figures above. For information, in the same
  *     windows: empty programs on the same hooks (bench/floor.bpf.c: the kernel's dispatch alone,
  *     which no change to busted's programs can remove); then a second run with the programs
- *     configured as by --all (a CONNECT and a CLOSE record per connection, drained unread).
+ *     configured as by --all (one BRIEF record per churn connection, at its close, drained unread).
  *   cpu: bench/cpu.ts (busted's own CPU at 10k connections/s and idle, both modes).
  *   counters: bench/counters.ts (reading 16k flows' counters in one tick).
  *   tui: bench/tui-frame.tsx (busted-top's frame with 1,000 processes and 10,000 flows).
@@ -934,7 +934,7 @@ function extraTable(x: Extras): string | null {
       value(k), '>= 0.95', k.roundRatio >= 0.95 ? 'meets' : 'MISSES',
     ]);
   }
-  for (const k of x.kernelAll?.subjects ?? []) rows.push(['  the same, configured as by --all (a CONNECT and a CLOSE record per connection)', value(k), '-', 'info']);
+  for (const k of x.kernelAll?.subjects ?? []) rows.push(['  the same, configured as by --all (one BRIEF record per connection)', value(k), '-', 'info']);
   for (const k of x.kernel?.subjects ?? []) {
     if (k.label === 'empty') rows.push(['  empty programs on the same hooks (the kernel\'s dispatch alone: bench/floor.bpf.c)', value(k), '-', 'info']);
   }
