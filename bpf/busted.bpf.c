@@ -238,6 +238,13 @@ struct addrs {
 	__u16 dport;
 };
 
+/* A TCP socket that went to CLOSE (reset, or closed for writing and done) has left its port's
+ * hash, which cleared skc_num; its source port is still in inet_sport. */
+static __always_inline __u16 sport_after_close(const struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+}
+
 static __always_inline void addrs_from_sk(struct addrs *a, const struct sock *sk)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -245,6 +252,8 @@ static __always_inline void addrs_from_sk(struct addrs *a, const struct sock *sk
 	__builtin_memset(a, 0, sizeof(*a));
 	a->family = family;
 	a->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!a->sport)
+		a->sport = sport_after_close(sk);
 	a->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET6) {
 		/* BPF_CORE_READ_INTO would copy sizeof(*dst) == 1 byte of an array */
@@ -272,8 +281,9 @@ static __always_inline void sk_view(struct addrs *a, __u8 *state, const struct s
 	__u64 head[SKC_HEAD / 8];
 	const __u8 *h = (const __u8 *)head;
 
-	if (len > SKC_HEAD || skc_off(skc_v6_daddr) + 16 > SKC_HEAD ||
-	    bpf_probe_read_kernel(head, len, &sk->__sk_common)) {
+	if (skc_off(skc_v6_daddr) + 16 > len)
+		len = skc_off(skc_v6_daddr) + 16;
+	if (len > SKC_HEAD || bpf_probe_read_kernel(head, len, &sk->__sk_common)) {
 		addrs_from_sk(a, sk);
 		*state = BPF_CORE_READ(sk, __sk_common.skc_state);
 		return;
@@ -281,6 +291,8 @@ static __always_inline void sk_view(struct addrs *a, __u8 *state, const struct s
 	__builtin_memset(a, 0, sizeof(*a));
 	a->family = *(const __u16 *)(h + skc_off(skc_family));
 	a->sport = *(const __u16 *)(h + skc_off(skc_num));
+	if (!a->sport)
+		a->sport = sport_after_close(sk);
 	a->dport = bpf_ntohs(*(const __u16 *)(h + skc_off(skc_dport)));
 	*state = h[skc_off(skc_state)];
 	if (a->family == AF_INET6) {
@@ -300,6 +312,8 @@ static __always_inline void addrs_from_btf(struct addrs *a, const struct sock *s
 	__builtin_memset(a, 0, sizeof(*a));
 	a->family = family;
 	a->sport = sk->__sk_common.skc_num;
+	if (!a->sport)
+		a->sport = sport_after_close(sk);
 	a->dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (family == AF_INET6) {
 		__builtin_memcpy(a->saddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
@@ -478,17 +492,9 @@ static __always_inline void untrack(__u64 cookie, struct tracked *x)
 		give_back(cookie, x);
 }
 
-static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u32 kind,
-				 const struct addrs *a, __s32 error, __u64 tx, __u64 rx)
+static __always_inline void fill_event(struct busted_event *e, __u64 cookie, const struct busted_sock *s,
+				       __u32 kind, const struct addrs *a, __s32 error, __u64 tx, __u64 rx)
 {
-	struct busted_event *e;
-
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		/* counted as the records it stands for in busted's stream: a BRIEF is a connect and a close */
-		stat_add(BUSTED_STAT_LOST, kind == BUSTED_EV_BRIEF ? 2 : 1);
-		return;
-	}
 	e->kind = kind;
 	e->family = a->family;
 	e->proto = s->proto;
@@ -503,6 +509,20 @@ static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u3
 	e->connect_ns = s->connect_ns;
 	e->tx = tx;
 	e->rx = rx;
+}
+
+static __always_inline void emit(__u64 cookie, const struct busted_sock *s, __u32 kind,
+				 const struct addrs *a, __s32 error, __u64 tx, __u64 rx)
+{
+	struct busted_event *e;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		/* counted as the records it stands for in busted's stream: a BRIEF is a connect and a close */
+		stat_add(BUSTED_STAT_LOST, kind == BUSTED_EV_BRIEF ? 2 : 1);
+		return;
+	}
+	fill_event(e, cookie, s, kind, a, error, tx, rx);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
@@ -565,6 +585,31 @@ static __always_inline int worth_reporting(const struct busted_sock *s, const st
 }
 
 /*
+ * The CONNECT of a socket whose `announced` this hook moves from `was` (NO, or QUIET or KEPT when a
+ * kept-back one is reported after all: a TLS handshake, or the idle iterator under
+ * BUSTED_QUIET_LATE) to YES; nothing if another hook moved it first. Its record is reserved
+ * before the compare-and-swap: a hook that then ends the socket on another CPU sees YES and
+ * reserves its CLOSE after it, so the ring never holds the CLOSE first.
+ */
+static __always_inline void announce_from(__u64 cookie, const struct busted_sock *s,
+					  struct busted_traffic *t, const struct addrs *a, __u64 was)
+{
+	struct busted_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (__sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) != was) {
+		if (e)
+			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	if (!e) {
+		stat_inc(BUSTED_STAT_LOST);
+		return;
+	}
+	fill_event(e, cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+/*
  * CONNECT is emitted exactly once, by the first hook that sees the connection in use: its
  * first send or receive, the idle iterator, else its release (without the cgroup programs,
  * normally the ESTABLISHED transition first). Tracing programs
@@ -578,18 +623,7 @@ static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
 		__sync_val_compare_and_swap(&t->announced, BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_QUIET);
 		return;
 	}
-	if (__sync_val_compare_and_swap(&t->announced, BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES) != BUSTED_ANNOUNCED_NO)
-		return;
-	emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
-}
-
-/* A socket kept back (`was`: QUIET or KEPT) reported after all (a TLS handshake, or the idle
- * iterator under BUSTED_QUIET_LATE): its CONNECT, once. */
-static __always_inline void announce_kept(__u64 cookie, const struct busted_sock *s,
-					  struct busted_traffic *t, const struct addrs *a, __u64 was)
-{
-	if (__sync_val_compare_and_swap(&t->announced, was, BUSTED_ANNOUNCED_YES) == was)
-		emit(cookie, s, BUSTED_EV_CONNECT, a, 0, 0, 0);
+	announce_from(cookie, s, t, a, BUSTED_ANNOUNCED_NO);
 }
 
 /*
@@ -605,7 +639,9 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 
 	if (!take(cookie, x, &copy))
 		return; /* another hook finished it first */
-	announced = x->t->announced;
+	/* xchg to DONE: a compare-and-swap still to come (the idle iterator, or a ClientHello, racing
+	 * this end on another CPU) finds no state it expects and announces nothing after the end */
+	announced = __sync_lock_test_and_set(&x->t->announced, BUSTED_ANNOUNCED_DONE);
 	if (announced == BUSTED_ANNOUNCED_QUIET || (announced == BUSTED_ANNOUNCED_KEPT && kind == BUSTED_EV_CLOSE)) {
 		if (cfg.quiet == BUSTED_QUIET_LATE)
 			emit(cookie, x->s, BUSTED_EV_BRIEF, a, 0, x->t->tx, x->t->rx);
@@ -748,17 +784,18 @@ int busted_idle(struct bpf_iter__tcp *ctx)
 	if (!min_age || find(cookie, &x))
 		return 0;
 	was = x.t->announced;
-	if (was == BUSTED_ANNOUNCED_YES || (was != BUSTED_ANNOUNCED_NO && cfg.quiet != BUSTED_QUIET_LATE) ||
+	if (was == BUSTED_ANNOUNCED_YES || was == BUSTED_ANNOUNCED_DONE ||
+	    (was != BUSTED_ANNOUNCED_NO && cfg.quiet != BUSTED_QUIET_LATE) ||
 	    x.s->proto != IPPROTO_TCP || bpf_ktime_get_ns() - x.s->connect_ns < *min_age)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0;
 	addrs_from_btf(&a, (const struct sock *)tp);
-	if (was == BUSTED_ANNOUNCED_NO)
-		announce(cookie, x.s, x.t, &a);
+	if (was == BUSTED_ANNOUNCED_NO && cfg.quiet != BUSTED_QUIET_LATE)
+		announce(cookie, x.s, x.t, &a); /* judged: one kept back now is counted at its end */
 	else
-		announce_kept(cookie, x.s, x.t, &a, was); /* BUSTED_QUIET_LATE: kept back no longer */
+		announce_from(cookie, x.s, x.t, &a, was); /* BUSTED_QUIET_LATE: whatever it is, reported now */
 	return 0;
 }
 
@@ -967,8 +1004,8 @@ static __always_inline void promote_tls(__u64 cookie, const struct addrs *a)
 	if (find(cookie, &x))
 		return;
 	was = x.t->announced;
-	if (was != BUSTED_ANNOUNCED_YES)
-		announce_kept(cookie, x.s, x.t, a, was);
+	if (was != BUSTED_ANNOUNCED_YES && was != BUSTED_ANNOUNCED_DONE)
+		announce_from(cookie, x.s, x.t, a, was);
 }
 
 /* A ClientHello still being sampled after the stream's first send: its owner's hello_need. */

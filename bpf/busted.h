@@ -241,11 +241,13 @@ struct busted_exec {
  * receive makes it QUIET (or YES, a TLS handshake) without being judged again. A KEPT socket
  * that ends was never used: a failed connect if it never connected. Under BUSTED_QUIET_LATE a
  * QUIET or KEPT socket also goes to YES when the idle iterator finds it old enough; one that
- * closes before is reported then, whole (BUSTED_EV_BRIEF). */
+ * closes before is reported then, whole (BUSTED_EV_BRIEF). The hook that ends a socket sets DONE
+ * by an exchange, so no compare-and-swap racing its end announces it afterwards. */
 #define BUSTED_ANNOUNCED_NO 0
 #define BUSTED_ANNOUNCED_YES 1
 #define BUSTED_ANNOUNCED_QUIET 2
 #define BUSTED_ANNOUNCED_KEPT 3
+#define BUSTED_ANNOUNCED_DONE 4 /* set by the hook that ends it (an exchange): announced no more */
 
 /* A tracked socket's counters. Counters only grow. 24 bytes. */
 struct busted_traffic {

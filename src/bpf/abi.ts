@@ -128,7 +128,7 @@ export const CONFIG = { size: 40, self_tgid: 0, udp_port: 4, sample_payload: 6, 
 /** Entries of busted_config.model_ports (u16 each). */
 export const MODEL_PORTS = 16;
 /** busted_traffic.announced (BUSTED_ANNOUNCED_*): whether a tracked socket's CONNECT went out. */
-export const Announced = { NO: 0, YES: 1, QUIET: 2, KEPT: 3 } as const;
+export const Announced = { NO: 0, YES: 1, QUIET: 2, KEPT: 3, DONE: 4 } as const;
 /** config.quiet: what becomes of a TCP connection the kernel can tell is not LLM traffic (BUSTED_QUIET_*). */
 export const QuietMode = { OFF: 0, COUNT: 1, LATE: 2 } as const;
 /** Keys of the `dns_sync` array (u64 values: bpf_ktime_get_ns times). */

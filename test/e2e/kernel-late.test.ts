@@ -5,7 +5,9 @@
  * and TLS ones are announced at their first send, as before. Real kernel, real client processes,
  * loopback only (127.88.0.0/16 mapped to a provider in the kernel's LLM map).
  */
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { promisify } from 'node:util';
 import { createServer, type Server } from 'node:net';
 import { Kind, type ConnectEvent, type KernelEvent, type PayloadSample } from '../../src/bpf/abi.js';
 import { findCgroup2Mount } from '../../src/bpf/preflight.js';
@@ -24,6 +26,28 @@ async function helloSink(): Promise<Server> {
   return server;
 }
 
+/** A listener that answers a connection's first bytes, then resets it (RST), its peer still holding its socket. */
+async function resettingServer(): Promise<Server> {
+  const server = createServer((s) => s.once('data', () => s.write('pong', () => s.resetAndDestroy())).on('error', () => {}));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+/** A client that sends 4 bytes, reads the answer, waits for the reset, then closes; prints its pid and port. */
+const RESET_CLIENT = `
+import json, os, socket, sys, time
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'ping'); s.recv(4); time.sleep(0.3)
+try:
+    s.recv(1)
+except OSError:
+    pass
+time.sleep(0.2)
+print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1] if s.fileno() >= 0 else 0}))
+s.close()
+`;
+
 /** The records of `cookie`'s flow, in ring order. */
 const kindsOf = (seen: Seen[], cookie: bigint) => seen.filter((s) => s.cookie === cookie).map((s) => s.kind);
 
@@ -39,14 +63,17 @@ kernelTest('--all in the kernel: a short non-LLM connection is one BRIEF record 
   const plainServer = await exchangeServer('127.0.0.1', 100, 200);
   const llmServer = await exchangeServer('127.88.4.1', 300, 400);
   const sink = await helloSink();
+  const resetter = await resettingServer();
   const poll = setInterval(() => probe.poll(), 20);
   try {
     const plain = await runClient(['exchange', '127.0.0.1', portOf(plainServer), 100, 200]);
     const llm = await runClient(['exchange', '127.88.4.1', portOf(llmServer), 300, 400]);
     const tls = await runClient(['tls', '127.0.0.1', portOf(sink), 'www.example.org']);
+    const reset = JSON.parse((await promisify(execFile)('python3', ['-c', RESET_CLIENT, String(portOf(resetter))])).stdout) as { pid: number; sport: number };
     const deadline = Date.now() + 3000;
-    const closes = () => seen.filter((s) => (s.kind === Kind.CLOSE || s.kind === Kind.BRIEF) && [plain.pid, llm.pid, tls.pid].includes(s.pid));
-    while (closes().length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const pids = [plain.pid, llm.pid, tls.pid, reset.pid];
+    const closes = () => seen.filter((s) => (s.kind === Kind.CLOSE || s.kind === Kind.BRIEF) && pids.includes(s.pid));
+    while (closes().length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 
     const ofPlain = seen.filter((s) => s.pid === plain.pid);
     t.deepEqual(ofPlain.map((s) => s.kind), [Kind.BRIEF], 'the plain connection: one record, at its close');
@@ -67,12 +94,18 @@ kernelTest('--all in the kernel: a short non-LLM connection is one BRIEF record 
     t.true(tlsKinds.includes(Kind.PAYLOAD), 'its ClientHello sampled');
     t.is(tlsKinds.at(-1), Kind.CLOSE);
     t.false(tlsKinds.includes(Kind.BRIEF));
+
+    // reset by its peer after its exchange: ended by the kernel (tcp_done cleared skc_num), still one BRIEF with its port
+    const ofReset = seen.filter((s) => s.pid === reset.pid);
+    t.deepEqual(ofReset.map((s) => s.kind), [Kind.BRIEF], 'the reset connection: one record');
+    t.like(ofReset[0]!.ev, { src: `127.0.0.1:${reset.sport}`, dst: `127.0.0.1:${portOf(resetter)}`, tx: 4, rx: 4 });
   } finally {
     clearInterval(poll);
     probe.close();
     plainServer.close();
     llmServer.close();
     sink.close();
+    resetter.close();
   }
 }, { exclusive: true });
 

@@ -46,7 +46,7 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_EV_BRIEF, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
     'printf("\\"MODEL_PORTS\\": %d, \\"DNS_SEEN\\": %d, \\"DNS_APPLIED\\": %d, ", BUSTED_MODEL_PORTS, BUSTED_DNS_SEEN, BUSTED_DNS_APPLIED);',
     'printf("\\"Q_OFF\\": %d, \\"Q_COUNT\\": %d, \\"Q_LATE\\": %d, ", BUSTED_QUIET_OFF, BUSTED_QUIET_COUNT, BUSTED_QUIET_LATE);',
-    'printf("\\"A_NO\\": %d, \\"A_YES\\": %d, \\"A_QUIET\\": %d, \\"A_KEPT\\": %d, ", BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES, BUSTED_ANNOUNCED_QUIET, BUSTED_ANNOUNCED_KEPT);',
+    'printf("\\"A_NO\\": %d, \\"A_YES\\": %d, \\"A_QUIET\\": %d, \\"A_KEPT\\": %d, \\"A_DONE\\": %d, ", BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES, BUSTED_ANNOUNCED_QUIET, BUSTED_ANNOUNCED_KEPT, BUSTED_ANNOUNCED_DONE);',
     'printf("\\"SLOTS\\": %d, \\"SLOT_PROBES\\": %d, \\"OVERFLOW_MAX\\": %d, \\"SLOT_BUSY\\": \\"%llu\\", \\"EXEC_SLOTS\\": %d, ",',
     '  BUSTED_SLOTS, BUSTED_SLOT_PROBES, BUSTED_OVERFLOW_MAX, BUSTED_SLOT_BUSY, BUSTED_EXEC_SLOTS);',
     'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
@@ -73,7 +73,7 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   t.deepEqual(c.consts, {
     ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, MAX: Stat.MAX, COMM: 16,
     MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED, Q_OFF: QuietMode.OFF, Q_COUNT: QuietMode.COUNT, Q_LATE: QuietMode.LATE,
-    A_NO: Announced.NO, A_YES: Announced.YES, A_QUIET: Announced.QUIET, A_KEPT: Announced.KEPT,
+    A_NO: Announced.NO, A_YES: Announced.YES, A_QUIET: Announced.QUIET, A_KEPT: Announced.KEPT, A_DONE: Announced.DONE,
     SLOTS, SLOT_PROBES, OVERFLOW_MAX, SLOT_BUSY: SLOT_BUSY.toString(), EXEC_SLOTS,
     ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, PATH_MAX,
     MAX_RULES, RULE_ITEMS, ...Action,
