@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
+import type { CloseRecord, ConnectRecord, EventRecord, TrafficRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { exchangeServer } from '../helpers/servers.js';
 import { BUSTED_BIN, readyClient, runClient, startBusted } from '../helpers/busted.js';
@@ -74,30 +74,46 @@ kernelTest('a connect to a port nobody listens on is reported as failed by the r
   }
 });
 
-kernelTest('a connection that moves no byte is reported while it is open, within 3 s of its connect, with its pid and addresses', async (t) => {
-  const server = await holdingServer('127.0.0.1');
-  const busted = await startBusted();
-  try {
-    const client = await readyClient(['idle', '127.0.0.1', portOf(server), 6]);
-    const connectedAt = Date.now();
-    const conn = await busted.waitFor(isConnect(client.pid), 5000);
-    const after = Date.now() - connectedAt;
-    t.true(after < 3000, `reported ${after} ms after the connect`);
-    t.is(conn.src, `127.0.0.1:${client.sport}`);
-    t.is(conn.dst, `127.0.0.1:${portOf(server)}`);
-    t.is(conn.error, null);
-    t.false(busted.records.some((r) => r.type === 'close' && r.flow === conn.flow), 'not by its close: it is still open');
-    await client.done;
-    const close = await busted.waitFor(isClose(conn.flow));
-    t.is(close.tx, 0);
-    t.is(close.rx, 0);
-    t.true(close.durationMs >= 5000, `durationMs ${close.durationMs}`);
-    t.is(busted.records.filter((r) => r.type === 'connect' && r.flow === conn.flow).length, 1, 'reported once');
-  } finally {
-    await busted.stop();
-    server.shut();
-  }
-});
+// an idle connection, and (busted --all: one that cannot be LLM traffic is kept back from its first
+// send) one that keeps sending: both reported while open, by the idle iterator
+for (const c of [
+  { mode: 'idle', seconds: 6, what: 'moves no byte' },
+  { mode: 'stream', seconds: 4, what: 'keeps sending (not LLM traffic: kept back from its first send under --all)' },
+] as const) {
+  kernelTest(`a connection that ${c.what} is reported while it is open, within 3 s of its connect, with its pid, addresses and connect time`, async (t) => {
+    const server = await holdingServer('127.0.0.1');
+    const busted = await startBusted();
+    try {
+      const client = await readyClient([c.mode, '127.0.0.1', portOf(server), c.seconds]);
+      const connectedAt = Date.now();
+      const conn = await busted.waitFor(isConnect(client.pid), 5000);
+      const after = Date.now() - connectedAt;
+      t.true(after < 3000, `reported ${after} ms after the connect`);
+      t.is(conn.src, `127.0.0.1:${client.sport}`);
+      t.is(conn.dst, `127.0.0.1:${portOf(server)}`);
+      t.is(conn.error, null);
+      t.true(Math.abs(Date.parse(conn.ts) - connectedAt) < 500, `its time is its connect's (${conn.ts})`);
+      t.false(busted.records.some((r) => r.type === 'close' && r.flow === conn.flow), 'not by its close: it is still open');
+      const done = await client.done;
+      const close = await busted.waitFor(isClose(conn.flow));
+      t.true(close.durationMs >= (c.seconds - 1) * 1000, `durationMs ${close.durationMs}`);
+      t.is(busted.records.filter((r) => r.type === 'connect' && r.flow === conn.flow).length, 1, 'reported once');
+      if (c.mode === 'idle') {
+        t.is(close.tx, 0);
+        t.is(close.rx, 0);
+      } else {
+        const sent = done.sent as number;
+        t.is(close.tx, sent, 'every byte in its close');
+        const traffic = busted.records.filter((r): r is TrafficRecord => r.type === 'traffic' && r.flow === conn.flow);
+        t.true(traffic.length >= 1, 'traffic records while it was open');
+        t.true(traffic.reduce((n, r) => n + r.tx, 0) <= sent);
+      }
+    } finally {
+      await busted.stop();
+      server.shut();
+    }
+  });
+}
 
 kernelTest('an idle connection in a network namespace of its own (a container\'s) is reported while it is open, by its pid', async (t) => {
   const busted = await startBusted();
