@@ -143,7 +143,7 @@ export class TrafficCounters implements Closable {
       for (let i = 0; i < n; i++) {
         const v = i * TRAFFIC.size;
         const cookie = this.keys.readBigUInt64LE(i * 8);
-        const announced = this.values.readUInt32LE(v + TRAFFIC.announced); // 0..3: the low word
+        const announced = this.values.readUInt32LE(v + TRAFFIC.announced); // Announced.*: the low word holds it
         if (announced === Announced.NO || (this.late && announced !== Announced.YES)) {
           this.unannounced.push(cookie);
           this.unannouncedAt.push(-1);
