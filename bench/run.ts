@@ -985,6 +985,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const results: FigureResult[] = [];
   let floor: Floor | null = null;
+  const hookPairs = opts.quick ? 1 : 3;
   if (opts.bpfStats) {
     enableBpfStats();
     log(`kernel.bpf_stats_enabled set to 1 for the bench (was ${bpfStatsBefore}); ratios from this run include its cost.`);
@@ -998,7 +999,6 @@ async function main(): Promise<void> {
       // the ratios above ran without the statistics (they add to every run): the kernel time
       // per hook run comes from more pairs in each churn mode with them on, each program's
       // median over their monitored runs (one run's mean moved by ±10 ns between runs here)
-      const hookPairs = opts.quick ? 1 : 3;
       enableBpfStats();
       log(`\n== kernel time per hook run: ${hookPairs === 1 ? 'one churn pair' : `${hookPairs} churn pairs`} in each mode and one iperf3 128 KiB pair with kernel.bpf_stats_enabled (was ${bpfStatsBefore}), and the floor`);
       try {
@@ -1055,7 +1055,7 @@ async function main(): Promise<void> {
 
   if (results.length) log(`\n${table(results)}`);
   const kernelTable = bpfTable([...results, ...(extras.hooks ?? [])], floor);
-  if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : 'one churn pair per mode and one iperf3 128 KiB pair with the statistics on'}, statistics overhead included):\n${kernelTable}`);
+  if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : `${hookPairs === 1 ? 'one churn pair per mode' : `${hookPairs} churn pairs per mode (medians)`} and one iperf3 128 KiB pair with the statistics on`}, statistics overhead included):\n${kernelTable}`);
   if (floor?.skipped) log(`\nthe statistics' floor was not measured: ${floor.skipped}`);
   else if (floor) {
     log(`\nthe statistics' floor: an empty program on the same hooks during the churn (without busted) took ${floor.programs.filter((p) => p.runs >= MIN_JUDGED_RUNS).map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
