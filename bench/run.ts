@@ -3,7 +3,7 @@
  * without it. Not a test: it prints numbers (and writes bench/results.json); the targets are
  * printed next to them.
  *
- *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~13 min)
+ *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~20 min)
  *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~4 min)
  *
  * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-default,churn-shared,exec,
@@ -91,7 +91,7 @@ const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-default', 'churn-s
 type FigureId = (typeof FIGURE_IDS)[number];
 /**
  * The figures of issue 8 that are not a load's ratio, run after those: the kernel time per hook
- * run (one churn pair in each mode with kernel.bpf_stats_enabled, and the floor; from the figures
+ * run (three churn pairs in each mode with kernel.bpf_stats_enabled, one with --quick, and the floor; from the figures
  * themselves with --bpf-stats), and the separate scripts bench/cpu.ts, bench/counters.ts and
  * bench/tui-frame.tsx (quick modes with --quick).
  */

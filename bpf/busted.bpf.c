@@ -642,6 +642,13 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 	/* xchg to DONE: a compare-and-swap still to come (the idle iterator, or a ClientHello, racing
 	 * this end on another CPU) finds no state it expects and announces nothing after the end */
 	announced = __sync_lock_test_and_set(&x->t->announced, BUSTED_ANNOUNCED_DONE);
+	if (kind == BUSTED_EV_FAIL && announced == BUSTED_ANNOUNCED_YES) {
+		/* The caller judged "never used" from a plain read, and another CPU announced it since
+		 * (its first byte, or the idle iterator): its CONNECT is on the ring, so it ends as an
+		 * announced connection does, with a CLOSE (as tcp_closed ends one), never a FAIL after it. */
+		kind = BUSTED_EV_CLOSE;
+		error = 0;
+	}
 	if (announced == BUSTED_ANNOUNCED_QUIET || (announced == BUSTED_ANNOUNCED_KEPT && kind == BUSTED_EV_CLOSE)) {
 		if (cfg.quiet == BUSTED_QUIET_LATE)
 			emit(cookie, x->s, BUSTED_EV_BRIEF, a, 0, x->t->tx, x->t->rx);
