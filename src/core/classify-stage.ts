@@ -87,6 +87,11 @@ export class ClassificationStage {
     return this.flows.get(flow)?.held ?? false;
   }
 
+  /** Whether a connect of `flow` came and its close has not (connected, held or quiet). */
+  isOpen(flow: string): boolean {
+    return this.flows.has(flow);
+  }
+
   /** A new connect from the kernel: classified from what is known now, then published or held. */
   connect(rec: ConnectRecord): void {
     // connections go to few destinations: the last one's parts are kept

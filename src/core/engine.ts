@@ -280,6 +280,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       closed(flow, ev, ev.pid);
       return;
     }
+    // a failure of a flow that is open here ends it: the kernel sends a CLOSE then, but a record
+    // of an older kernel object (or a race it missed) must not make a second connect record,
+    // which would leave the flow open for good
+    if (ev.kind === Kind.FAIL && stage.isOpen(flow)) {
+      closed(flow, ev, ev.owner.tgid);
+      return;
+    }
     connected(flow, ev);
     // busted --all: a connection the kernel kept back until it closed (one record): its close now
     if (ev.kind === Kind.BRIEF) closed(flow, ev, ev.owner.tgid);

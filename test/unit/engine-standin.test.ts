@@ -89,6 +89,18 @@ test('a brief record (busted --all: a connection kept back until its close) beco
   t.is(Date.parse(cl.ts) - Date.parse(c.ts), 1500, 'the connect record carries the connect time, the close its own');
 });
 
+test('a failure record of a flow already connected ends it with a close, not a second connect (a connection announced on another CPU while its end judged it unused)', async (t) => {
+  const { pid, flow } = await throughEngine((owner, pid) => [
+    { kind: Kind.CONNECT, proto: 6, cookie: 79, tsNs: 1_000_000_000, connectNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40002', dst: '127.0.0.2:8443', error: 0, tx: 0, rx: 0 },
+    { kind: Kind.FAIL, proto: 6, cookie: 79, tsNs: 1_004_000_000, connectNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40002', dst: '127.0.0.2:8443', error: 104, tx: 5, rx: 7 },
+  ]);
+  t.deepEqual(flow.map((r) => r.type), ['connect', 'close']);
+  const [c, cl] = flow;
+  if (c?.type !== 'connect' || cl?.type !== 'close') return t.fail();
+  t.like(c, { flow: '79', pid, error: null });
+  t.like(cl, { flow: '79', pid, tx: 5, rx: 7, durationMs: 4 });
+});
+
 test('WallClock writes kernel times as wall-clock ISO times, to the millisecond, in any order', (t) => {
   const clock = new WallClock();
   const nowNs = process.hrtime.bigint();
