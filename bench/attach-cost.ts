@@ -7,7 +7,12 @@
  * speed drifts over seconds to minutes by more than what is measured here; adjacent short
  * windows cancel that drift, which separate runs of busted cannot.
  *
- *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--bpf-stats] [--json FILE] [LABEL=OBJECT[:prog,prog…][+MODE] …]
+ *   sudo npx tsx bench/attach-cost.ts [--rounds N] [--seconds S] [--all] [--floor OBJECT] [--bpf-stats] [--load churn|iperf-128k|iperf-1k] [--json FILE] [LABEL=OBJECT[:prog,prog…][+MODE] …]
+ *
+ * --load iperf-128k (or iperf-1k) runs one iperf3 stream in each window instead of the churn, as
+ * `npm run bench` runs it (128 KiB or 1 KiB writes, sender on CPU 0, receiver on CPU 1), against
+ * one iperf3 server started here: the programs' cost to a bulk stream, in interleaved windows,
+ * without busted's process (whose whole 10 s runs spread ±10 % there).
  *
  * The LLM address maps are filled with the catalog's ranges, as busted fills them.
  * --all configures the objects as `busted --all` does (each churn connection is one BRIEF record on
@@ -31,7 +36,7 @@
  * per object, the median churn rate of its windows against the median of the windows with
  * nothing attached, and the median of the per-round ratios. Root; loopback only.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,11 +55,18 @@ const { values, positionals } = parseArgs({
     floor: { type: 'string' }, // OBJECT: empty programs on the same hooks (bench/floor.bpf.c)
     json: { type: 'string' }, // FILE: the medians also as JSON (npm run bench reads them)
     'bpf-stats': { type: 'boolean', default: false },
+    load: { type: 'string', default: 'churn' }, // churn | iperf-128k | iperf-1k
   },
   allowPositionals: true,
 });
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
+const IPERF_LEN: Record<string, string> = { 'iperf-128k': '128K', 'iperf-1k': '1K' };
+const load = values.load;
+if (load !== 'churn' && !(load in IPERF_LEN)) {
+  console.error(`attach-cost: --load takes churn, iperf-128k or iperf-1k, not ${load}`);
+  process.exit(2);
+}
 if (!(rounds > 0) || !(seconds > 0)) {
   console.error('attach-cost: --rounds and --seconds take positive numbers');
   process.exit(2);
@@ -132,11 +144,25 @@ const dir = mkdtempSync(join(tmpdir(), 'busted-attach-'));
 const churn = join(dir, 'churn');
 execFileSync('cc', ['-O2', '-pthread', '-o', churn, new URL('./churn.c', import.meta.url).pathname]);
 const execFileAsync = promisify(execFile);
-/** One churn window; the event loop stays free meanwhile (--all drains the rings on a timer). */
+/** --load iperf-*: one iperf3 server for every window, on a fixed loopback port. */
+const IPERF_PORT = 5900 + (process.pid % 90);
+const iperfServer = load === 'churn' ? null : spawn('iperf3', ['-s', '-p', String(IPERF_PORT), '-B', '127.0.0.1'], { stdio: 'ignore' });
+if (iperfServer) await new Promise((r) => setTimeout(r, 500));
+/**
+ * One window of the load; the event loop stays free meanwhile (--all drains the rings on a
+ * timer). The churn: connections per second. iperf3 (one stream, the sender on CPU 0 and the
+ * receiver on CPU 1, as `npm run bench` runs it): Gbit/s received.
+ */
 const run = async () => {
-  const { stdout } = await execFileAsync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' });
-  return (JSON.parse(stdout.trim().split('\n').pop()!) as { cps: number }).cps;
+  if (load === 'churn') {
+    const { stdout } = await execFileAsync(churn, [String(seconds), '100000000', '4', '0'], { encoding: 'utf8' });
+    return (JSON.parse(stdout.trim().split('\n').pop()!) as { cps: number }).cps;
+  }
+  const { stdout } = await execFileAsync('iperf3', ['-c', '127.0.0.1', '-p', String(IPERF_PORT), '-t', String(seconds), '-l', IPERF_LEN[load]!, '-A', '0,1', '--json'], { encoding: 'utf8' });
+  return (JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
 };
+const unit = load === 'churn' ? 'conn/s' : 'Gbit/s';
+const fmt = (x: number) => (load === 'churn' ? x.toFixed(0) : x.toFixed(2));
 
 const cg = openSync(cgroup, 'r');
 async function attached(s: Subject): Promise<number> {
@@ -177,16 +203,16 @@ try {
       const s = slots[(i + r) % slots.length]!;
       const cps = s === null ? await run() : await attached(s);
       (s === null ? none : s.rates).push(cps);
-      line.push(`${s === null ? 'none' : s.label} ${cps.toFixed(0)}`);
+      line.push(`${s === null ? 'none' : s.label} ${fmt(cps)}`);
     }
     console.log(`round ${r + 1}: ${line.join('  ')}`);
   }
   const base = median(none);
-  console.log(`\nnothing attached: median ${base.toFixed(0)} conn/s over ${none.length} windows of ${seconds} s`);
+  console.log(`\nnothing attached: median ${fmt(base)} ${unit} over ${none.length} windows of ${seconds} s (${load})`);
   const out = subjects.map((s) => {
     const pairs = s.rates.map((x, i) => x / none[i]!);
     const recs = s.ring ? `; ${s.records} ring records drained` : '';
-    console.log(`${s.label}: median ${median(s.rates).toFixed(0)} conn/s, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
+    console.log(`${s.label}: median ${fmt(median(s.rates))} ${unit}, ratio ${(median(s.rates) / base).toFixed(3)}, median of per-round ratios ${median(pairs).toFixed(3)}${recs}`);
     return { label: s.label, median: median(s.rates), ratio: median(s.rates) / base, roundRatio: median(pairs) };
   });
   if (values['bpf-stats']) {
@@ -196,8 +222,9 @@ try {
       console.log(`${s.label}: ${ran.map(([n, k]) => `${n} ${k.runs} x ${(k.ns / k.runs).toFixed(0)} ns`).join(', ')}`);
     }
   }
-  if (values.json) writeFileSync(values.json, `${JSON.stringify({ rounds, seconds, all: values.all, none: base, subjects: out }, null, 2)}\n`);
+  if (values.json) writeFileSync(values.json, `${JSON.stringify({ load, rounds, seconds, all: values.all, none: base, subjects: out }, null, 2)}\n`);
 } finally {
+  iperfServer?.kill();
   if (statsBefore !== null) writeFileSync(BPF_STATS, statsBefore);
   closeSync(cg);
   for (const s of subjects) {
