@@ -799,10 +799,10 @@ int busted_idle(struct bpf_iter__tcp *ctx)
 	if (!tp)
 		return 0;
 	addrs_from_btf(&a, (const struct sock *)tp);
-	if (was == BUSTED_ANNOUNCED_NO && cfg.quiet != BUSTED_QUIET_LATE)
-		announce(cookie, x.s, x.t, &a); /* judged: one kept back now is counted at its end */
+	if (cfg.quiet == BUSTED_QUIET_LATE)
+		announce_from(cookie, x.s, x.t, &a, was); /* busted --all: whatever it is, reported now */
 	else
-		announce_from(cookie, x.s, x.t, &a, was); /* BUSTED_QUIET_LATE: whatever it is, reported now */
+		announce(cookie, x.s, x.t, &a); /* NO (checked above): judged; one kept back now is counted at its end */
 	return 0;
 }
 
