@@ -11,7 +11,8 @@
  * (the eBPF object it loads, through BUSTED_BPF_OBJECT: an experimental build against the committed one),
  * --out FILE (default bench/results.json), --bpf-stats (turn on kernel.bpf_stats_enabled while the
  * bench runs and report the kernel time of each busted program; this adds a little cost to every
- * BPF program on the machine, so the headline ratios should come from a run without it).
+ * BPF program on the machine, so the headline ratios should come from a run without it),
+ * --settle S (seconds a monitored load waits after busted attached: 10 in full mode, 0 with --quick).
  *
  * Figures (all over loopback only):
  *   iperf-128k / iperf-1k: iperf3 throughput, 128 KiB and 1 KiB writes, one TCP stream.
@@ -49,7 +50,9 @@
  * the VM's speed over a figure favours neither side.
  * A monitored run starts `node bin/busted.js --format json --all` (churn-default: without --all,
  * with --metrics on a free loopback port), waits for its first line (the
- * `session` record: everything attached), runs the load, then stops busted with SIGINT. busted's
+ * `session` record: everything attached) and then --settle seconds (Node's one-time work after
+ * start, V8's memory reducer among it, falls before the load, as for a busted running as a
+ * daemon), runs the load, then stops busted with SIGINT. busted's
  * output goes to a temporary file (nothing reads it while the load runs) and is counted afterwards:
  * records, `lost`, and the `connect`/`close` records of the load's pid, which must match the
  * connections the load made.
@@ -85,6 +88,8 @@ interface Options {
   bpfStats: boolean;
   /** --bpf-object PATH: the eBPF object busted loads (BUSTED_BPF_OBJECT), e.g. an experimental build */
   bpfObject: string | null;
+  /** --settle S: seconds busted runs after its session line before a monitored load starts */
+  settle: number;
 }
 
 const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-default', 'churn-shared', 'exec'] as const;
@@ -99,7 +104,7 @@ const EXTRA_IDS = ['hooks', 'kernel', 'cpu', 'counters', 'tui'] as const;
 type ExtraId = (typeof EXTRA_IDS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${[...FIGURE_IDS, ...EXTRA_IDS].join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${[...FIGURE_IDS, ...EXTRA_IDS].join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats] [--settle S]\n`);
   process.exit(2);
 }
 
@@ -114,6 +119,7 @@ function parseOptions(argv: string[]): Options {
     out: join(ROOT, 'bench', 'results.json'),
     bpfStats: false,
     bpfObject: null,
+    settle: quick ? 0 : SETTLE_S,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -127,6 +133,7 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--bpf-object') opts.bpfObject = resolve(value());
     else if (a === '--runs') opts.runs = Number(value());
     else if (a === '--seconds') opts.seconds = Number(value());
+    else if (a === '--settle') opts.settle = Number(value());
     else if (a === '--busted') opts.busted = value();
     else if (a === '--out') opts.out = value();
     else if (a === '--only') {
@@ -136,6 +143,7 @@ function parseOptions(argv: string[]): Options {
   }
   if (!Number.isInteger(opts.runs) || opts.runs < 1 || opts.runs > 50) usage('--runs must be an integer in 1..50');
   if (!Number.isFinite(opts.seconds) || opts.seconds < 1 || opts.seconds > 120) usage('--seconds must be in 1..120');
+  if (!Number.isFinite(opts.settle) || opts.settle < 0 || opts.settle > 120) usage('--settle must be in 0..120');
   if (!existsSync(opts.busted)) usage(`no busted at ${opts.busted}`);
   if (opts.bpfObject !== null && !existsSync(opts.bpfObject)) usage(`no eBPF object at ${opts.bpfObject}`);
   return opts;
@@ -195,6 +203,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** By default busted reads the kernel's kept-back count every second: the bench waits for the
  * load's connections in busted_connections_total{provider="none"} this long after the load. */
 const QUIET_WAIT_MS = 3_250;
+
+/**
+ * Seconds a monitored run lets busted run after its session line before the load starts (full
+ * mode; --settle S). Node's one-time work after start (V8's memory reducer: about 0.1 s of CPU
+ * 6-10 s after the session line on the project's machine) then falls before the load, as it does
+ * for a busted that runs as a daemon; the load meets busted as it runs from then on. The
+ * attach time (startupMs) is measured as before, and busted's CPU is counted from the load's start.
+ */
+const SETTLE_S = 10;
 
 /** utime+stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
 function cpuSeconds(pid: number): number | null {
@@ -311,7 +328,7 @@ interface MonitorReport {
 let monitorSeq = 0;
 
 /** Starts busted and resolves once it printed its session record; `cpu` pins it (via taskset). */
-async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean, all: boolean, bpfObject: string | null): Promise<Monitor> {
+async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boolean, all: boolean, bpfObject: string | null, settleS = 0): Promise<Monitor> {
   const file = join(tmp, `busted-${++monitorSeq}.jsonl`);
   const fh = await open(file, 'w');
   const t0 = performance.now();
@@ -343,6 +360,10 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
   }
   const startupMs = performance.now() - t0;
   const pid = child.pid ?? 0;
+  if (settleS > 0) {
+    await sleep(settleS * 1000);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`busted exited (code ${child.exitCode}) while settling: ${stderr.trim()}`);
+  }
   const cpu0 = cpuSeconds(pid);
   return {
     pid,
@@ -673,7 +694,8 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
   const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
   const others = otherBusted();
   if (others.length) log(`note: another busted is running (pid ${others.join(', ')}): its programs see these loads too, baseline included.`);
-  log(`\n== ${fig.label} (${opts.runs} pairs of ${opts.seconds} s runs, ${target}${where}; load average ${loadavg.split(' ').slice(0, 3).join(' ')})`);
+  const settle = opts.settle > 0 ? `, the load ${opts.settle} s after busted attached` : '';
+  log(`\n== ${fig.label} (${opts.runs} pairs of ${opts.seconds} s runs${settle}, ${target}${where}; load average ${loadavg.split(' ').slice(0, 3).join(' ')})`);
   await fig.load(Math.max(1, Math.round(opts.seconds / 2))); // warm-up, discarded
   const base: number[] = [];
   const mon: MonitoredRun[] = [];
@@ -687,7 +709,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     };
     const b = baselineFirst ? await baseline() : null;
 
-    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats, fig.all, opts.bpfObject);
+    const busted = await startBusted(opts.busted, fig.bustedCpu, opts.bpfStats, fig.all, opts.bpfObject, opts.settle);
     let m: LoadResult;
     try {
       m = await fig.load(opts.seconds);
@@ -971,7 +993,8 @@ async function main(): Promise<void> {
   const extras: Extras = {};
   preflight(opts, new Set(figures.map((f) => f.id)));
   const m = machine(opts.busted);
-  log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure)`);
+  log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure` +
+    `${opts.settle > 0 ? `; each monitored load starts ${opts.settle} s after busted attached (--settle)` : ''})`);
   log(`machine: ${m.nproc} CPUs, ${m.cpu}, kernel ${m.kernel}, ${m.memGiB} GiB, node ${m.node}, ${m.iperf3 ?? 'no iperf3'}`);
   log(`busted: ${opts.busted} (commit ${m.commit ?? '?'})${opts.bpfObject ? `, eBPF object ${opts.bpfObject}` : ''}; load average at start: ${m.loadavg}`);
   const others = otherBusted();
@@ -1078,6 +1101,7 @@ async function main(): Promise<void> {
     ...(floor ? { bpfFloor: floor } : {}),
     runs: opts.runs,
     seconds: opts.seconds,
+    settleS: opts.settle,
     machine: { ...m, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim() },
     figures: results,
     ...extras,
