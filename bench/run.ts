@@ -3,7 +3,7 @@
  * without it. Not a test: it prints numbers (and writes bench/results.json); the targets are
  * printed next to them.
  *
- *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~20 min)
+ *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~25 min)
  *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~4 min)
  *
  * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-default,churn-shared,exec,
