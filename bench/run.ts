@@ -20,7 +20,7 @@
  *     the load pinned to CPU 0 in both runs, busted free to run on any CPU.
  *   churn-default: the same churn with busted as it runs by default (LLM flows only: the load,
  *     which is not LLM traffic, is kept back and only counted). Every connection must be counted
- *     in busted_connections_total{provider="none"} (scraped from --metrics before busted stops,
+ *     in busted_connections_total{provider="none"} (its growth from the load's start, scraped from --metrics before busted stops,
  *     read again until it holds them, for up to 3.25 s after the load: busted reads the kernel's
  *     count every second; the wait is printed) and none printed.
  *   churn-shared (information, no target): the same with busted pinned to the load's CPU too, so
@@ -133,7 +133,10 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--bpf-object') opts.bpfObject = resolve(value());
     else if (a === '--runs') opts.runs = Number(value());
     else if (a === '--seconds') opts.seconds = Number(value());
-    else if (a === '--settle') opts.settle = Number(value());
+    else if (a === '--settle') {
+      const v = value();
+      opts.settle = /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
+    }
     else if (a === '--busted') opts.busted = value();
     else if (a === '--out') opts.out = value();
     else if (a === '--only') {
@@ -265,6 +268,14 @@ function progNames(): Map<number, string> {
   return names;
 }
 
+/** Each program's runs and time since `before` (an earlier progStats of the same process). */
+function since(after: ProgStat[], before: ProgStat[]): ProgStat[] {
+  return after.map((p) => {
+    const b = before.find((q) => q.id === p.id);
+    return b ? { ...p, runs: p.runs - b.runs, ns: p.ns - b.ns } : p;
+  });
+}
+
 function progStats(pid: number): ProgStat[] {
   const byId = new Map<number, ProgStat>();
   let fds: string[] = [];
@@ -360,11 +371,17 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
   }
   const startupMs = performance.now() - t0;
   const pid = child.pid ?? 0;
-  if (settleS > 0) {
-    await sleep(settleS * 1000);
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`busted exited (code ${child.exitCode}) while settling: ${stderr.trim()}`);
+  for (const until = performance.now() + settleS * 1000; performance.now() < until; ) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`busted exited (code ${child.exitCode}, signal ${child.signalCode}) while settling before the load: ${stderr.trim()}`);
+    }
+    await sleep(Math.min(100, until - performance.now()));
   }
+  // from here on is the load's: busted's CPU, its programs' run counts and times, and the
+  // connections it counted as not LLM traffic (what busted did before is subtracted)
   const cpu0 = cpuSeconds(pid);
+  const progs0 = bpfStats ? progStats(pid) : null;
+  const quiet0 = all ? null : await noneConnections(metricsPort);
   return {
     pid,
     startupMs,
@@ -381,13 +398,14 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       if (!all && !diedEarly) {
         const deadline = t1 + QUIET_WAIT_MS;
         for (;;) {
-          quietCounted = await noneConnections(metricsPort);
+          const now = await noneConnections(metricsPort);
+          quietCounted = now === null || quiet0 === null ? null : now - quiet0;
           if ((quietCounted !== null && quietCounted >= expectedQuiet) || performance.now() >= deadline) break;
           await sleep(100);
         }
         quietAfterMs = performance.now() - t1;
       }
-      const progs = bpfStats && !diedEarly ? progStats(pid) : null;
+      const progs = bpfStats && !diedEarly ? since(progStats(pid), progs0 ?? []) : null;
       if (!diedEarly) child.kill('SIGINT');
       const clean = await waitExit(child, 30_000);
       if (!clean) stderr += '\n(bench: busted did not exit within 30 s of SIGINT and was killed)';
