@@ -60,7 +60,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -310,8 +310,8 @@ interface Monitor {
   pid: number;
   startupMs: number;
   /** Stops busted (SIGINT) and counts what it printed; `loadPid` selects the load's records. */
-  /** expectedQuiet: by default, the connections busted_connections_total{provider="none"} must reach */
-  stop(loadPid: number, expectedQuiet?: number): Promise<MonitorReport>;
+  /** expected: the connections the load made (by default busted_connections_total{provider="none"} must reach it; with --all, fewer connect records keep busted's output) */
+  stop(loadPid: number, expected?: number): Promise<MonitorReport>;
 }
 
 interface MonitorReport {
@@ -325,6 +325,8 @@ interface MonitorReport {
   quietCounted: number | null;
   /** default mode: ms from the load's end until the metrics held every connection (or gave up) */
   quietAfterMs: number | null;
+  /** --all: busted's output, kept when it misses a connection of the load */
+  keptOutput: string | null;
   loadFailedConnects: number;
   loadCloses: number;
   /** CPU time busted used between its session record and SIGINT */
@@ -385,7 +387,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
   return {
     pid,
     startupMs,
-    async stop(loadPid: number, expectedQuiet = 0) {
+    async stop(loadPid: number, expected = 0) {
       const t1 = performance.now();
       const diedEarly = child.exitCode !== null || child.signalCode !== null;
       // busted drains the ring buffer every 100 ms and to its end when it stops; give it a moment
@@ -400,7 +402,7 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
         for (;;) {
           const now = await noneConnections(metricsPort);
           quietCounted = now === null || quiet0 === null ? null : now - quiet0;
-          if ((quietCounted !== null && quietCounted >= expectedQuiet) || performance.now() >= deadline) break;
+          if ((quietCounted !== null && quietCounted >= expected) || performance.now() >= deadline) break;
           await sleep(100);
         }
         quietAfterMs = performance.now() - t1;
@@ -411,11 +413,19 @@ async function startBusted(bustedPath: string, cpu: number | null, bpfStats: boo
       if (!clean) stderr += '\n(bench: busted did not exit within 30 s of SIGINT and was killed)';
       if (diedEarly) stderr += `\n(bench: busted exited during the load, code ${child.exitCode} signal ${child.signalCode})`;
       const report = await countRecords(file, loadPid);
+      // --all: a run that misses a connection of the load keeps busted's output for a look at
+      // which one (outside the bench's temporary folder, which goes when the bench ends)
+      let keptOutput: string | null = null;
+      if (all && expected > 0 && report.loadConnects + report.loadFailedConnects < expected) {
+        keptOutput = join(tmpdir(), `busted-bench-mismatch-${process.pid}-${monitorSeq}.jsonl`);
+        await copyFile(file, keptOutput);
+      }
       await rm(file, { force: true });
       return {
         ...report,
         quietCounted,
         quietAfterMs,
+        keptOutput,
         exitCode: child.exitCode,
         cpuSeconds: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 100) / 100 : null,
         progs,
@@ -751,7 +761,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     log(fig.all
       ? `      reported: ${rep.loadConnects.toLocaleString('en-US')}/${m.connections.toLocaleString('en-US')} connects of pid ${m.pid}` +
         `, ${rep.loadCloses.toLocaleString('en-US')} closes, ${rep.loadFailedConnects}/${m.failed} failed connects, lost ${rep.lost}` +
-        ` -> ${complete ? 'all reported' : 'MISMATCH'}`
+        ` -> ${complete ? 'all reported' : 'MISMATCH'}${rep.keptOutput ? ` (busted's output kept: ${rep.keptOutput})` : ''}`
       : `      not LLM traffic: ${rep.loadConnects + rep.loadCloses} records of pid ${m.pid} printed; counted as provider none: ` +
         `${rep.quietCounted?.toLocaleString('en-US') ?? '?'} (load: ${(m.connections + m.failed).toLocaleString('en-US')}) ` +
         `${rep.quietAfterMs === null ? '' : `${(rep.quietAfterMs / 1000).toFixed(1)} s after the load, `}lost ${rep.lost}` +
