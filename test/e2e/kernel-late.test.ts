@@ -26,19 +26,38 @@ async function helloSink(): Promise<Server> {
   return server;
 }
 
-/** A listener that answers a connection's first bytes, then resets it (RST), its peer still holding its socket. */
+/**
+ * A listener that answers a connection's first bytes, and resets it (RST) when the peer sends
+ * again, its peer still holding its socket. The peer sends again only after it read the answer:
+ * bytes still in the receive queue when the kernel ends the connection on a reset are read after
+ * its one record went out, and are not in it.
+ */
 async function resettingServer(): Promise<Server> {
-  const server = createServer((s) => s.once('data', () => s.write('pong', () => s.resetAndDestroy())).on('error', () => {}));
+  const server = createServer((s) => {
+    let answered = false;
+    s.on('data', () => {
+      if (!answered) {
+        answered = true;
+        s.write('pong');
+      } else {
+        s.resetAndDestroy();
+      }
+    }).on('error', () => {});
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return server;
 }
 
-/** A client that sends 4 bytes, reads the answer, waits for the reset, then closes; prints its pid and port. */
+/** A client that sends 4 bytes, reads the 4-byte answer, sends 1 byte, waits for the reset, then closes; prints its pid and port. */
 const RESET_CLIENT = `
 import json, os, socket, sys, time
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
-s.sendall(b'ping'); s.recv(4); time.sleep(0.3)
+s.sendall(b'ping')
+got = b''
+while len(got) < 4:
+    got += s.recv(4 - len(got))
+s.sendall(b'!'); time.sleep(0.3)
 try:
     s.recv(1)
 except OSError:
@@ -98,7 +117,7 @@ kernelTest('--all in the kernel: a short non-LLM connection is one BRIEF record 
     // reset by its peer after its exchange: ended by the kernel (tcp_done cleared skc_num), still one BRIEF with its port
     const ofReset = seen.filter((s) => s.pid === reset.pid);
     t.deepEqual(ofReset.map((s) => s.kind), [Kind.BRIEF], 'the reset connection: one record');
-    t.like(ofReset[0]!.ev, { src: `127.0.0.1:${reset.sport}`, dst: `127.0.0.1:${portOf(resetter)}`, tx: 4, rx: 4 });
+    t.like(ofReset[0]!.ev, { src: `127.0.0.1:${reset.sport}`, dst: `127.0.0.1:${portOf(resetter)}`, tx: 5, rx: 4 });
   } finally {
     clearInterval(poll);
     probe.close();
