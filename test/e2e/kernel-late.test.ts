@@ -56,7 +56,10 @@ s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 s.sendall(b'ping')
 got = b''
 while len(got) < 4:
-    got += s.recv(4 - len(got))
+    chunk = s.recv(4 - len(got))
+    if not chunk:
+        break
+    got += chunk
 s.sendall(b'!'); time.sleep(0.3)
 try:
     s.recv(1)
