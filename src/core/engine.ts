@@ -231,12 +231,18 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   const clock = new WallClock();
   const pods = startKubePods(opts.onWarning); // pod namespaces and names, when running in a cluster
   const identities = new IdentityResolver({ agents: opts.agents ?? loadAgents(), pods });
-  /** Identities whose details changed since their last record: a process record each, once the table knows them. */
-  const changed = new Map<string, number>();
+  /**
+   * Identities whose details changed since their last record: a process record each, once the
+   * table knows them. The identity is kept here: the resolver forgets a process when it exits,
+   * and what it learns after that (the hash of a process that was quick) is still told.
+   */
+  const changed = new Map<string, { since: number; who: Identity }>();
   /** Identities that have had their first process record. */
   const described = new Set<string>();
-  identities.onChange((key) => {
-    if (!changed.has(key)) changed.set(key, Date.now());
+  identities.onChange((key, who) => {
+    const was = changed.get(key);
+    if (was) was.who = who;
+    else changed.set(key, { since: Date.now(), who });
   });
   /** Open flows whose counters are read, by flow id (the socket cookie in decimal). */
   const live = new ChurnMap<string, LiveFlow>();
@@ -445,7 +451,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
         // one process record follows a process's first connect: cmdline and parents travel there
         if (described.size >= 65536) described.clear();
         described.add(key);
-        changed.set(key, Date.now());
+        changed.set(key, { since: Date.now(), who });
       } else {
         changed.delete(key);
       }
@@ -475,13 +481,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   let lastBad = 0;
   const publishChangedIdentities = () => {
     const now = Date.now();
-    for (const [key, since] of changed) {
-      const who = identities.get(key);
-      if (who && store.table.hasProcess(key)) {
+    for (const [key, { since, who: told }] of changed) {
+      const who = identities.get(key) ?? told;
+      if (store.table.hasProcess(key)) {
         const [pid] = key.split(':').map(Number) as [number];
         publish({ type: 'process', ts: new Date(now).toISOString(), pid, ...processFields(who) });
         changed.delete(key);
-      } else if (!who || now - since > 10_000) {
+      } else if (now - since > 10_000) {
         changed.delete(key); // its connect never reached the table (held, failed or filtered)
       }
     }

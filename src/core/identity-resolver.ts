@@ -96,6 +96,13 @@ interface Entry {
   used: boolean;
   /** New facts arrived while running: enrich once more when done. */
   again?: boolean;
+  /**
+   * forget() came (the process exited) while its enrichment or hash was pending: it is no
+   * longer looked up, but that work still finishes and its listeners hear the result.
+   */
+  forgotten?: boolean;
+  /** The hash of its executable is being computed. */
+  hashing?: boolean;
 }
 
 interface LearnedPath {
@@ -192,7 +199,19 @@ export class IdentityResolver {
     return readStartTime(pid, this.procRoot) === startTime;
   }
 
+  /**
+   * The process has exited: its identity is no longer kept. Enrichment already queued or
+   * running still finishes (a process that is gone is what the learned and seeded paths are
+   * for) and is told to the listeners, so a short-lived process still gets its hash and cgroup.
+   */
   forget(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    if (e.state === 'waiting' || e.state === 'running' || e.hashing) {
+      e.forgotten = true;
+      this.entries.delete(key);
+      return;
+    }
     this.drop(key);
   }
 
@@ -236,7 +255,7 @@ export class IdentityResolver {
   private pump(): void {
     while (this.running < this.opts.concurrency && this.waiting.length > 0) {
       const entry = this.waiting.shift()!;
-      if (this.entries.get(entry.key) !== entry) continue; // forgotten meanwhile
+      if (!this.isCurrent(entry)) continue; // evicted meanwhile
       this.running++;
       entry.state = 'running';
       void this.enrich(entry)
@@ -269,6 +288,12 @@ export class IdentityResolver {
     }
   }
 
+  /** Whether the entry is the identity of its key, or a forgotten one still finishing its work. */
+  private isCurrent(entry: Entry): boolean {
+    const now = this.entries.get(entry.key);
+    return now === entry || (now === undefined && entry.forgotten === true);
+  }
+
   private drop(key: string): void {
     const e = this.entries.get(key);
     if (!e) return;
@@ -290,7 +315,7 @@ export class IdentityResolver {
     if ('exe' in patch || 'cmdline' in patch) next.agent = this.agentOf(next.exe, entry.facts.comm ?? null, entry.cmdArgs ?? null);
     if (JSON.stringify(next) === JSON.stringify(entry.identity)) return;
     entry.identity = next;
-    if (this.entries.get(entry.key) !== entry) return;
+    if (!this.isCurrent(entry)) return;
     for (const l of this.listeners) l(entry.key, next, entry.facts);
   }
 
@@ -324,7 +349,8 @@ export class IdentityResolver {
       this.update(entry, { exe: fallback?.path ?? null }); // drops the unverified hint when it no longer holds
     }
     // the hash may wait behind other files: it does not hold an enrichment slot
-    this.track(this.finishHash(entry, f, fromExe, fallback));
+    entry.hashing = true;
+    this.track(this.finishHash(entry, f, fromExe, fallback).finally(() => (entry.hashing = false)));
     const work: Array<Promise<void>> = [this.resolveCgroup(entry, seen?.cgroup ?? null)];
     if (seen) work.push(readParentChain(seen.ppid, this.procRoot, this.opts.maxParents).then((parents) => this.update(entry, { parents })));
     await Promise.all(work);

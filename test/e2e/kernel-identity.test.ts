@@ -7,7 +7,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { once } from 'node:events';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
+import { copyFileSync, chmodSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConnectRecord, EventRecord, ProcessRecord } from '../../src/core/records.js';
@@ -42,6 +42,12 @@ async function run(argv: string[]): Promise<ClientResult> {
 
 const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
+async function sha256OfFile(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
 kernelTest('a client in a new cgroup v2 child is reported with that cgroup path and its executable\'s SHA-256', async (t) => {
   const mount = findCgroup2Mount();
   t.truthy(mount, 'cgroup v2 mount');
@@ -64,6 +70,33 @@ kernelTest('a client in a new cgroup v2 child is reported with that cgroup path 
     await busted.stop();
     server.close();
     rmdirSync(dir);
+  }
+});
+
+kernelTest('a process that exits while its executable is still being hashed gets its SHA-256 in a later process record', async (t) => {
+  // a copy of the interpreter made 256 MiB long (sparse; the loader ignores what follows the
+  // ELF's segments): hashing it takes about a second, the client is gone within milliseconds,
+  // and with --interval 100 busted sees it exit (and forgets it) while the hash is still running
+  const dir = mkdtempSync(join(tmpdir(), 'busted-bigexe-'));
+  const big = join(dir, 'bigpython');
+  copyFileSync(PYTHON, big);
+  chmodSync(big, 0o755);
+  truncateSync(big, 256 * 1024 * 1024);
+  const server = await sink();
+  const busted = await startBusted(['--interval', '100']);
+  try {
+    const client = await runClient(['exchange', '127.0.0.1', (server.address() as AddressInfo).port, 10, 0], big);
+    const conn = await connectOf(busted, client.pid);
+    t.is(conn.exe, big);
+    const exited = Date.now();
+    const hashed = conn.sha256 ?? (await busted.waitFor((r): r is ProcessRecord =>
+      r.type === 'process' && r.pid === client.pid && r.sha256 !== null, 15_000)).sha256;
+    t.is(hashed, await sha256OfFile(big));
+    t.log(`sha256 ${conn.sha256 === null ? `in a process record ${Date.now() - exited} ms after the connect record` : 'on the connect record'}`);
+  } finally {
+    await busted.stop();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

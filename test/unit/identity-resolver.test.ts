@@ -251,6 +251,53 @@ test('with a cgroup2 mount, the kernel cgroup id gives the path, container and p
   t.is(r.lookup({ pid: 100, startTime: 2, exeDev: 0, exeIno: 0n, uid: 0, gid: 0, cgroupId }).cgroup, path);
 });
 
+test('a process forgotten (it exited) before its enrichment ran or its hash was done still gets them, told to the listeners', async (t) => {
+  const dir = tempDir(t);
+  const procRoot = join(dir, 'proc');
+  const mount = join(dir, 'cgroup');
+  mkdirSync(join(mount, 'jobs', 'quick'), { recursive: true });
+  const cgroupId = statSync(join(mount, 'jobs', 'quick'), { bigint: true }).ino;
+  const exe = join(dir, 'quick-tool');
+  writeFileSync(exe, 'quick tool');
+  const r = resolver(procRoot, { concurrency: 1, cgroups: new CgroupResolver({ mount, minWalkIntervalMs: 0 }) });
+  const told = new Map<string, Identity>();
+  r.onChange((key, id) => told.set(key, id));
+  // an installed binary (what the seeded paths give), run by three processes that are gone
+  // from /proc: the first is forgotten while its enrichment runs, the second while it waits
+  // behind the first, the third once enriched but with its hash still to do
+  const gone = (pid: number): ProcessFacts => ({ pid, startTime: 7, ...exeFacts(exe), uid: 0, gid: 0, cgroupId, execPath: exe });
+  r.lookup(gone(21));
+  r.lookup(gone(22));
+  r.forget('21:7');
+  r.forget('22:7');
+  t.is(r.get('21:7'), null, 'not looked up any more');
+  t.is(r.get('22:7'), null);
+  await r.idle();
+  for (const key of ['21:7', '22:7']) {
+    t.is(told.get(key)?.sha256, sha('quick tool'), `${key}: its hash is told`);
+    t.is(told.get(key)?.cgroup, '/jobs/quick', `${key}: its cgroup is told`);
+    t.is(r.get(key), null, `${key}: still forgotten`);
+  }
+  // forgotten while only its hash was pending: the hasher is busy with a large file first
+  const big = join(dir, 'big');
+  writeFileSync(big, Buffer.alloc(64 * 1024 * 1024));
+  const hasher = new FileHasher();
+  const r2 = resolver(procRoot, { hasher, cgroups: new CgroupResolver({ mount, minWalkIntervalMs: 0 }) });
+  const told2 = new Map<string, Identity>();
+  r2.onChange((key, id) => told2.set(key, id));
+  const bigHash = hasher.hash(big);
+  r2.lookup(gone(23));
+  while (told2.get('23:7')?.cgroup !== '/jobs/quick') await new Promise((res) => setTimeout(res, 1));
+  t.true(hasher.reading || hasher.pending > 0, 'the big file is still being hashed');
+  t.is(told2.get('23:7')?.sha256, null);
+  r2.forget('23:7');
+  await bigHash;
+  await r2.idle();
+  t.is(told2.get('23:7')?.sha256, sha('quick tool'), 'the hash done after forget() is told');
+  // a new identity under the same key is not overwritten by a forgotten one's late results
+  t.is(r2.get('23:7'), null);
+});
+
 test('enrichment is bounded: beyond maxWaiting, identities keep the kernel facts', async (t) => {
   const dir = tempDir(t);
   const r = resolver(join(dir, 'proc'), { concurrency: 1, maxWaiting: 2 });
