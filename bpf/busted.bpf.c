@@ -18,7 +18,8 @@
  *   tp_btf/inet_sk_error_report emit FAIL for a TCP connection the kernel ends on an error
  *                               (refused, timed out, reset) while its owner still holds it.
  *   iter/tcp                    run by user space: emit CONNECT for idle connections (tracked,
- *                               established, no byte moved yet).
+ *                               established, no byte moved yet); the census (busted_census):
+ *                               finish a tracked socket that left the TCP tables unseen.
  *   tp_btf/inet_sock_set_state  attached only without the cgroup programs (no cgroup v2):
  *                               SYN_SENT: capture the owner; ESTABLISHED: emit CONNECT;
  *                               CLOSE: emit FAIL or CLOSE.
@@ -49,8 +50,10 @@
 /* TCP states (include/net/tcp_states.h); enum values are stable ABI. */
 #define BUSTED_TCP_ESTABLISHED 1
 #define BUSTED_TCP_SYN_SENT 2
+#define BUSTED_TCP_TIME_WAIT 6
 #define BUSTED_TCP_CLOSE 7
 #define BUSTED_TCP_CLOSE_WAIT 8
+#define BUSTED_TCP_NEW_SYN_RECV 12
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -227,6 +230,15 @@ static __always_inline void fill_owner(struct busted_owner *o)
 	}
 	/* two 8-byte loads (as bpf_get_current_comm, unlocked: a rename meanwhile may tear it) */
 	__builtin_memcpy(o->comm, task->comm, sizeof(o->comm));
+}
+
+/* The caller's network namespace (its inode), where the sockets it creates live; 0 if none. */
+static __always_inline __u32 current_netns(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct nsproxy *ns = task->nsproxy;
+
+	return ns ? ns->net_ns->ns.inum : 0;
 }
 
 /* Endpoints of a flow, from whichever view of the socket a hook has. */
@@ -434,6 +446,7 @@ static __always_inline void track(__u64 cookie, __u16 proto, __u64 announced)
 	fill_owner(&s.owner);
 	if (cfg.self_tgid && s.owner.tgid == cfg.self_tgid)
 		return;
+	s.netns = current_netns();
 	s.connect_ns = bpf_ktime_get_ns();
 	s.proto = proto;
 	if (claim_slot(cookie, &s, announced) == 0)
@@ -650,8 +663,8 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 		error = 0;
 	}
 	if (announced == BUSTED_ANNOUNCED_QUIET || (announced == BUSTED_ANNOUNCED_KEPT && kind == BUSTED_EV_CLOSE)) {
-		if (cfg.quiet == BUSTED_QUIET_LATE)
-			emit(cookie, x->s, BUSTED_EV_BRIEF, a, 0, x->t->tx, x->t->rx);
+		if (cfg.quiet == BUSTED_QUIET_LATE) /* error: 0, or the census's BUSTED_END_UNSEEN */
+			emit(cookie, x->s, BUSTED_EV_BRIEF, a, kind == BUSTED_EV_CLOSE ? error : 0, x->t->tx, x->t->rx);
 		else
 			stat_inc(BUSTED_STAT_QUIET); /* kept back whole: counted, not reported */
 	} else if (kind == BUSTED_EV_FAIL && cfg.quiet == BUSTED_QUIET_COUNT &&
@@ -803,6 +816,143 @@ int busted_idle(struct bpf_iter__tcp *ctx)
 		announce_from(cookie, x.s, x.t, &a, was); /* busted --all: whatever it is, reported now */
 	else
 		announce(cookie, x.s, x.t, &a); /* NO (checked above): judged; one kept back now is counted at its end */
+	return 0;
+}
+
+/* ---- the census: a second witness of a TCP connection's end (busted.h) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BUSTED_SLOTS);
+	__type(key, __u32);
+	__type(value, struct busted_census_slot);
+} census SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct busted_census_cfg);
+} census_cfg SEC(".maps");
+
+/* Network namespaces (inode) -> the generation of the last census that walked them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BUSTED_CENSUS_NETNS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} census_ns SEC(".maps");
+
+/* A slot whose socket no hook saw end: finished as its release would have, without addresses
+ * (a CLOSE is read for its counters and times; under --all one kept back is reported whole, a
+ * BRIEF with no addresses; one not announced yet, which user space cannot judge without them, is
+ * only counted). */
+static __always_inline void finish_unseen(__u64 cookie, struct tracked *x)
+{
+	struct busted_sock copy;
+	struct addrs a = {};
+
+	if (x->t->announced != BUSTED_ANNOUNCED_NO) {
+		finish(cookie, x, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN);
+		return;
+	}
+	if (!take(cookie, x, &copy))
+		return; /* its real end came meanwhile */
+	if (__sync_lock_test_and_set(&x->t->announced, BUSTED_ANNOUNCED_DONE) == BUSTED_ANNOUNCED_YES)
+		emit(cookie, x->s, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN, x->t->tx, x->t->rx); /* announced meanwhile */
+	else
+		stat_inc(BUSTED_STAT_UNSEEN);
+	give_back(cookie, x);
+}
+
+struct census_judge {
+	struct busted_census_cfg cfg;
+};
+
+static long census_judge_slot(__u32 idx, struct census_judge *j)
+{
+	struct busted_census_slot *c;
+	struct busted_slot *slot;
+	struct busted_sock *s;
+	struct tracked x;
+	__u32 *walked;
+	__u64 cookie;
+
+	slot = bpf_map_lookup_elem(&traffic_slots, &idx);
+	if (!slot)
+		return 1;
+	cookie = slot->cookie;
+	if (cookie == 0 || cookie == BUSTED_SLOT_BUSY)
+		return 0;
+	s = bpf_map_lookup_elem(&slot_socks, &idx);
+	c = bpf_map_lookup_elem(&census, &idx);
+	if (!s || !c)
+		return 1;
+	/* tracked after the census began (maybe not in the TCP tables yet), UDP, or in a namespace
+	 * this census did not walk: not judged */
+	if (s->proto != IPPROTO_TCP || s->connect_ns >= j->cfg.start_ns)
+		return 0;
+	walked = bpf_map_lookup_elem(&census_ns, &s->netns);
+	if (!walked || *walked != j->cfg.gen)
+		return 0;
+	if (c->cookie != cookie) {
+		c->cookie = cookie;
+		c->seen = 0;
+		c->missed = 0;
+	}
+	if (c->seen == j->cfg.gen) {
+		c->missed = 0;
+		return 0;
+	}
+	if (++c->missed < BUSTED_CENSUS_MISSES)
+		return 0;
+	x.slot = slot;
+	x.t = &slot->counters;
+	x.s = s;
+	finish_unseen(cookie, &x);
+	return 0;
+}
+
+SEC("iter/tcp")
+int busted_census(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct busted_census_cfg *cc;
+	struct busted_census_slot *c;
+	struct busted_slot *slot;
+	struct census_judge j;
+	__u32 zero = 0, idx;
+	__u64 cookie;
+
+	cc = bpf_map_lookup_elem(&census_cfg, &zero);
+	if (!cc || !cc->gen)
+		return 0;
+	if (!skc) {
+		/* the end of a walk (the iterator's last call): the last walk judges every slot */
+		if (cc->finish) {
+			j.cfg = *cc;
+			bpf_loop(BUSTED_SLOTS, census_judge_slot, &j, 0);
+		}
+		return 0;
+	}
+	/* a time-wait socket stands for one that has ended (its owner closed it, or shut it down and
+	 * the peer closed too): it carries that socket's cookie, but is not it */
+	if (skc->skc_state == BUSTED_TCP_TIME_WAIT || skc->skc_state == BUSTED_TCP_NEW_SYN_RECV)
+		return 0;
+	cookie = skc->skc_cookie.counter;
+	if (!cookie)
+		return 0;
+	slot = slot_of(cookie, &idx);
+	if (!slot)
+		return 0; /* untracked, or in the overflow hashes (not judged) */
+	c = bpf_map_lookup_elem(&census, &idx);
+	if (!c)
+		return 0;
+	if (c->cookie != cookie) {
+		c->cookie = cookie;
+		c->missed = 0;
+	}
+	c->seen = cc->gen;
 	return 0;
 }
 

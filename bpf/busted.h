@@ -176,7 +176,9 @@ enum busted_stat {
 				    * among their BUSTED_SLOT_PROBES candidates (incremented after the insert) */
 	BUSTED_STAT_QUIET = 3,     /* config.quiet: connections closed without being reported */
 	BUSTED_STAT_QUIET_FAILED = 4, /* config.quiet: failed connects not reported */
-	BUSTED_STAT_MAX = 5,
+	BUSTED_STAT_UNSEEN = 5,    /* the census found a tracked TCP socket gone whose end no hook saw,
+				    * before it was announced: freed, not reported */
+	BUSTED_STAT_MAX = 6,
 };
 
 /* Who owned a socket when it connected (captured in process context). 64 bytes. */
@@ -201,7 +203,7 @@ struct busted_sock {
 	__u16 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
 	__u16 hello_need; /* a ClientHello record longer than the stream's first send: the stream
 			   * bytes to sample (at most BUSTED_HELLO_MAX), until they are; else 0 */
-	__u32 _pad1;
+	__u32 netns;      /* inode of the owner's network namespace at connect() (the census) */
 };
 
 #define BUSTED_PATH_MAX 248
@@ -304,6 +306,34 @@ struct busted_slot {
 	struct busted_traffic counters;
 };
 
+/*
+ * The census: a second witness of a TCP connection's end. Now and then user space runs the
+ * busted_census iterator over the TCP sockets of each network namespace that owns tracked
+ * sockets (generation `gen`; `census_ns` says which namespaces were walked in it), then once
+ * more in its own with `finish` set. Every tracked socket the walks meet has its slot's entry in
+ * `census` stamped with the generation; the last walk's end then looks at every slot: a TCP
+ * socket tracked before the census began, whose namespace was walked, that none of the walks met
+ * (no longer in the kernel's TCP tables: it has ended, or is a closed socket its owner still
+ * holds) misses once; two censuses in a row and it is finished with a CLOSE whose error is
+ * BUSTED_END_UNSEEN (or, never announced, counted in BUSTED_STAT_UNSEEN). Its release or close
+ * would have done that: this catches the rare socket whose end no hook saw (bench/README.md).
+ */
+struct busted_census_slot {
+	__u64 cookie;     /* the socket this entry is about; another: the slot was claimed again */
+	__u32 seen;       /* generation of the last census that met it */
+	__u32 missed;     /* censuses in a row that did not */
+};
+
+struct busted_census_cfg {
+	__u64 start_ns;   /* bpf_ktime_get_ns() when this census began */
+	__u32 gen;        /* its generation (from 1) */
+	__u32 finish;     /* 1 during the last walk: its end judges every slot */
+};
+
+#define BUSTED_CENSUS_MISSES 2          /* censuses in a row that must miss a socket */
+#define BUSTED_CENSUS_NETNS_MAX 1024    /* namespaces one census can walk */
+#define BUSTED_END_UNSEEN (-1)          /* busted_event.error of a CLOSE the census made */
+
 /* The one ring-buffer record. 152 bytes. */
 struct busted_event {
 	__u32 kind;       /* enum busted_kind */
@@ -317,7 +347,8 @@ struct busted_event {
 	__u8 daddr[16];
 	__u16 sport;      /* host byte order */
 	__u16 dport;      /* host byte order */
-	__s32 error;      /* BUSTED_EV_FAIL: positive errno from sk_err, 0 if none */
+	__s32 error;      /* BUSTED_EV_FAIL: positive errno from sk_err, 0 if none; a CLOSE:
+			   * 0, or BUSTED_END_UNSEEN when the census ended it */
 	__u64 connect_ns; /* at connect() */
 	__u64 tx;         /* BUSTED_EV_CLOSE, BRIEF: total bytes sent */
 	__u64 rx;         /* BUSTED_EV_CLOSE, BRIEF: total bytes received */

@@ -118,7 +118,7 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
-export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, QUIET: 3, QUIET_FAILED: 4, MAX: 5 } as const;
+export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, QUIET: 3, QUIET_FAILED: 4, UNSEEN: 5, MAX: 6 } as const;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -158,7 +158,17 @@ export const EXEC = { size: 272, tgid: 0, seq: 8, start_ns: 16, path: 24 } as co
 export const EXEC_SLOTS = 8192;
 
 /** struct busted_sock */
-export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello_need: 74 } as const;
+export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello_need: 74, netns: 76 } as const;
+/** struct busted_census_slot: the `census` array's entry per counter slot. */
+export const CENSUS_SLOT = { size: 16, cookie: 0, seen: 8, missed: 12 } as const;
+/** struct busted_census_cfg: the `census_cfg` array's one entry. */
+export const CENSUS_CFG = { size: 16, start_ns: 0, gen: 8, finish: 12 } as const;
+/** Censuses in a row that must miss a tracked socket before it is finished (BUSTED_CENSUS_MISSES). */
+export const CENSUS_MISSES = 2;
+/** Network namespaces one census can walk (BUSTED_CENSUS_NETNS_MAX: the `census_ns` hash). */
+export const CENSUS_NETNS_MAX = 1024;
+/** busted_event.error of a CLOSE the census made: no hook saw the connection end (BUSTED_END_UNSEEN). */
+export const END_UNSEEN = -1;
 
 
 /** struct busted_payload */
@@ -265,6 +275,8 @@ export interface CloseEvent {
   /** Bytes (exact up to 2^53, 9 PB). */
   tx: number;
   rx: number;
+  /** No hook saw it end: the census found its socket gone from the kernel's TCP tables (END_UNSEEN). */
+  unseen: boolean;
 }
 
 /**
@@ -407,6 +419,7 @@ export function decodeEvent(view: DataView, offset: number, length: number): Ker
       kind, cookie: cookieAt(view, o + EVENT.cookie), tsNs: u64At(view, o + EVENT.ts_ns),
       pid: view.getUint32(o + EVENT.owner + OWNER.tgid, true), connectNs: u64At(view, o + EVENT.connect_ns),
       tx: u64At(view, o + EVENT.tx), rx: u64At(view, o + EVENT.rx),
+      unseen: view.getInt32(o + EVENT.error, true) === END_UNSEEN,
     };
   }
   if (kind !== Kind.CONNECT && kind !== Kind.FAIL && kind !== Kind.BRIEF) return null;

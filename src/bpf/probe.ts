@@ -4,7 +4,7 @@
  */
 import { openSync, closeSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONFIG, DnsSync, IPPROTO_TCP, MODEL_PORTS, QuietMode, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
+import { CENSUS_CFG, CENSUS_NETNS_MAX, CONFIG, DnsSync, IPPROTO_TCP, MODEL_PORTS, QuietMode, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
@@ -19,7 +19,7 @@ export const OBJECT_PATH = process.env.BUSTED_BPF_OBJECT ?? fileURLToPath(new UR
 export const PROGRAMS = [
   'busted_set_state', 'busted_send', 'busted_recv',
   'busted_egress', 'busted_ingress', 'busted_connect4', 'busted_connect6', 'busted_release',
-  'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6', 'busted_sk_error', 'busted_idle',
+  'busted_exec', 'busted_sendmsg4', 'busted_sendmsg6', 'busted_sk_error', 'busted_idle', 'busted_census',
 ] as const;
 
 /**
@@ -61,12 +61,26 @@ export const STATE_PROGRAM = 'busted_set_state';
  */
 export const IDLE_PROGRAM = 'busted_idle';
 
+/**
+ * The census iterator (busted.h): a second witness of a TCP connection's end, run by user space
+ * now and then (KernelProbe.census); with the cgroup programs, as the idle iterator.
+ */
+export const CENSUS_PROGRAM = 'busted_census';
+
+/** What one census did. */
+export interface CensusRun {
+  /** Network namespaces walked (busted's own included). */
+  walked: number;
+  /** Namespaces of owners that could not be entered: their sockets were not judged. */
+  unreachable: number;
+}
+
 /** Whether busted attaches program `name` at start, with the cgroup programs or without them. */
 export function attachedAtStart(name: string, section: string, withCgroup: boolean): boolean {
   if (PACKET_PROGRAMS.includes(name)) return false;
   if (isCgroupSection(section)) return withCgroup;
   if (name === STATE_PROGRAM) return !withCgroup;
-  if (name === IDLE_PROGRAM) return withCgroup;
+  if (name === IDLE_PROGRAM || name === CENSUS_PROGRAM) return withCgroup;
   return true;
 }
 
@@ -137,6 +151,7 @@ export class KernelProbe {
     private readonly obj: BpfObject,
     opts: ProbeOptions,
     private readonly idleLink: Ptr | null = null,
+    private readonly censusLink: Ptr | null = null,
   ) {
     this.ring = new RingBuffer(obj.map('events'), (view, offset, length) => {
       const rec = decodeRecord(view, offset, length);
@@ -199,21 +214,23 @@ export class KernelProbe {
     const obj = BpfObject.open(OBJECT_PATH);
     try {
       configureObject(obj, opts);
-      if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name) && name !== IDLE_PROGRAM);
+      if (opts.cgroupPath === null) obj.setAutoload((name) => !isCgroupProgram(obj, name) && name !== IDLE_PROGRAM && name !== CENSUS_PROGRAM);
       obj.load();
       let idleLink: Ptr | null = null;
+      let censusLink: Ptr | null = null;
       const cgroupFd = opts.cgroupPath === null ? -1 : openSync(opts.cgroupPath, 'r');
       try {
         for (const prog of obj.programs()) {
           if (!attachedAtStart(prog.name, prog.section, cgroupFd >= 0)) continue;
           if (isCgroupSection(prog.section)) obj.attachCgroup(prog, cgroupFd);
           else if (prog.name === IDLE_PROGRAM) idleLink = obj.attach(prog);
+          else if (prog.name === CENSUS_PROGRAM) censusLink = obj.attach(prog);
           else obj.attach(prog);
         }
       } finally {
         if (cgroupFd >= 0) closeSync(cgroupFd); // links keep their own reference to the cgroup
       }
-      return new KernelProbe(obj, opts, idleLink);
+      return new KernelProbe(obj, opts, idleLink, censusLink);
     } catch (err) {
       obj.close();
       throw err;
@@ -262,11 +279,92 @@ export class KernelProbe {
     }
   }
 
-  /** One run of the iterator over the TCP sockets of this thread's network namespace. */
+  /** One run of the idle iterator over the TCP sockets of this thread's network namespace. */
   private iterateIdle(): void {
+    this.iterate(this.idleLink!, IDLE_PROGRAM);
+  }
+
+  /** Whether census() does anything (the cgroup programs are attached). */
+  get takesCensus(): boolean {
+    return this.censusLink !== null;
+  }
+
+  private censusGen = 0;
+  /** Namespaces the last census marked as walked in `census_ns`. */
+  private censusMarked = new Set<number>();
+  private readonly censusKey = Buffer.alloc(4);
+  private readonly censusValue = Buffer.alloc(CENSUS_CFG.size);
+  private readonly censusNsKey = Buffer.alloc(4);
+  private readonly censusNsValue = Buffer.alloc(4);
+
+  /**
+   * The census (busted.h): walks the TCP sockets of busted's own network namespace and of each
+   * process in `pids` (the owners of open flows; a container's), then judges every counter slot:
+   * a tracked TCP socket that two censuses in a row did not find, in a namespace both walked,
+   * ended without any hook seeing it, and gets its CLOSE now (CloseEvent.unseen). Synchronous;
+   * null without the cgroup programs (the state-change tracepoint sees every end then).
+   */
+  census(pids: Iterable<number> = []): CensusRun | null {
+    if (this.censusLink === null) return null;
+    const gen = ++this.censusGen;
+    // CLOCK_MONOTONIC, as bpf_ktime_get_ns(): sockets tracked from now on are not judged
+    this.writeCensusCfg(process.hrtime.bigint(), gen, 0);
+    const own = Number(ownNetns());
+    const walked = new Set<number>([own]);
+    let unreachable = 0;
+    for (const pid of pids) {
+      const ns = netnsOf(pid);
+      if (ns === null || walked.has(Number(ns))) continue;
+      if (walked.size >= CENSUS_NETNS_MAX) {
+        unreachable++;
+        continue;
+      }
+      if (inNetnsOf(pid, () => this.iterate(this.censusLink!, CENSUS_PROGRAM))) {
+        walked.add(Number(ns));
+        this.markWalked(Number(ns), gen);
+      } else {
+        unreachable++;
+      }
+    }
+    // its own namespace last: the end of that walk judges every slot
+    this.markWalked(own, gen);
+    const startNs = this.censusValue.readBigUInt64LE(CENSUS_CFG.start_ns);
+    this.writeCensusCfg(startNs, gen, 1);
+    try {
+      this.iterate(this.censusLink, CENSUS_PROGRAM);
+    } finally {
+      this.writeCensusCfg(startNs, gen, 0);
+    }
+    // namespaces not walked this time are forgotten (the hash stays small)
+    const map = this.obj.map('census_ns');
+    for (const ns of this.censusMarked) {
+      if (walked.has(ns)) continue;
+      this.censusNsKey.writeUInt32LE(ns, 0);
+      map.delete(this.censusNsKey);
+    }
+    this.censusMarked = walked;
+    return { walked: walked.size, unreachable };
+  }
+
+  private writeCensusCfg(startNs: bigint, gen: number, finish: number): void {
+    this.censusValue.writeBigUInt64LE(startNs, CENSUS_CFG.start_ns);
+    this.censusValue.writeUInt32LE(gen, CENSUS_CFG.gen);
+    this.censusValue.writeUInt32LE(finish, CENSUS_CFG.finish);
+    this.censusKey.writeUInt32LE(0, 0);
+    this.obj.map('census_cfg').update(this.censusKey, this.censusValue);
+  }
+
+  private markWalked(ns: number, gen: number): void {
+    this.censusNsKey.writeUInt32LE(ns, 0);
+    this.censusNsValue.writeUInt32LE(gen, 0);
+    this.obj.map('census_ns').update(this.censusNsKey, this.censusNsValue);
+  }
+
+  /** One run of an iterator program over the TCP sockets of this thread's network namespace. */
+  private iterate(link: Ptr, name: string): void {
     const lib = libbpf();
-    const fd = lib.bpf_iter_create(lib.bpf_link__fd(this.idleLink) as number) as number;
-    if (fd < 0) throw new BpfError('bpf_iter_create(busted_idle)', -fd, strerror(fd));
+    const fd = lib.bpf_iter_create(lib.bpf_link__fd(link) as number) as number;
+    if (fd < 0) throw new BpfError(`bpf_iter_create(${name})`, -fd, strerror(fd));
     try {
       // the program prints nothing: one read runs it over every socket and returns 0 (the end)
       while (readSync(fd, this.idleOut) > 0);
@@ -316,6 +414,11 @@ export class KernelProbe {
 
   untracked(): bigint {
     return this.stats.read(Stat.UNTRACKED);
+  }
+
+  /** Tracked sockets the census found gone unseen before they were announced (freed, not reported). */
+  unseen(): bigint {
+    return this.stats.read(Stat.UNSEEN);
   }
 
   /** Connections kept back in the kernel (quiet mode): closed ones, and failed connects. */

@@ -96,6 +96,7 @@ const HOOK_ROLE: Record<(typeof PROGRAMS)[number], { required: boolean; role: st
   busted_release: { required: false, role: 'TCP and UDP closes' },
   busted_exec: { required: false, role: 'executable paths of short-lived processes' },
   busted_idle: { required: false, role: 'TCP connections that move no byte, announced within seconds (with the cgroup programs)' },
+  busted_census: { required: false, role: 'a second witness of TCP connection ends: one no hook saw end is closed within about a minute' },
 };
 
 export async function runDoctor(): Promise<DoctorReport> {

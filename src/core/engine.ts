@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type ConnectEvent, type Cookie, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { END_UNSEEN, IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type ConnectEvent, type Cookie, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe, type ProbeOptions } from '../bpf/probe.js';
@@ -26,7 +26,7 @@ import { ancestorsFromIds, decide } from './policy-match.js';
 import { statSync } from 'node:fs';
 import { ChurnMap } from './churn-map.js';
 import { IdleSweep } from './idle.js';
-import { SCHEMA_VERSION, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
+import { SCHEMA_VERSION, type CloseRecord, type ConnectRecord, type EventRecord, type SessionRecord } from './records.js';
 import { turnClock, type Store } from './store.js';
 import { VERSION } from './version.js';
 import type { KernelStats } from './kernel-stats.js';
@@ -98,6 +98,14 @@ const IDLE_MIN_AGE_MS = 1000;
 const IDLE_ITER_MIN_AGE_NS = 500_000_000n;
 /** Owners looked up for one run of the iterator (a map lookup each: which network namespaces to look in). */
 const IDLE_OWNER_LOOKUPS = 1024;
+/**
+ * How often the census runs (KernelProbe.census, bpf/busted.h): a tracked TCP connection whose
+ * end no hook saw (the kernel showed none, about once in tens of millions here: bench/README.md)
+ * is closed, marked endUnseen, two to three periods after it ended, and its slot freed. One walk
+ * over the TCP sockets of each owner's network namespace and one over the counter slots: a few
+ * milliseconds. BUSTED_CENSUS_MS sets another period (tests).
+ */
+const CENSUS_MS = 30_000;
 /** At a block, how long busted reads the ring for the connections the iterator announced (they come after what waits there). */
 const TAKE_IN_MS = 200;
 /** At stop, how long busted keeps reading records a busy machine keeps producing. */
@@ -143,7 +151,7 @@ export interface EngineOptions {
 }
 
 /** What the engine uses of the kernel probe. */
-export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'ownerOf' | 'close'>;
+export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'ownerOf' | 'census' | 'unseen' | 'close'>;
 
 export interface Engine {
   session: SessionRecord;
@@ -266,7 +274,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
 
   /** The process of the last connect: its identity key, made once. */
   let lastOwner: { tgid: number; startNs: bigint; startTime: number; key: string } | null = null;
-  const closed = (flow: string, ev: { cookie: Cookie; tsNs: number; connectNs: number; tx: number; rx: number }, pid: number) => {
+  /** Connections the census closed (endUnseen). */
+  let closedUnseen = 0;
+  /** `unseen`: the census found it gone (no hook saw its end). */
+  const closed = (flow: string, ev: { cookie: Cookie; tsNs: number; connectNs: number; tx: number; rx: number }, pid: number, unseen = false) => {
     // a held connect goes out before its close; a quiet flow's close stays back with it
     if (connectedBeforeReload.size > 0) connectedBeforeReload.delete(flow); // closed unannounced, or kept back
     if (!stage.forget(flow)) return;
@@ -275,15 +286,20 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     // a close whose connect record was lost (ring buffer full) is still reported: then the
     // `lost` count is exactly the records missing
     if (lf) enforcement?.closed(lf.proc, ev.cookie);
-    publish({
+    const rec: CloseRecord = {
       type: 'close', ts: clock.iso(ev.tsNs), flow, pid, tx: ev.tx, rx: ev.rx,
       durationMs: Math.round((ev.tsNs - ev.connectNs) / 1e3) / 1e3,
-    });
+    };
+    if (unseen) {
+      rec.endUnseen = true; // the census found it gone: it ended before ts, unseen
+      closedUnseen++;
+    }
+    publish(rec);
   };
   const onEvent = (ev: KernelEvent) => {
     const flow = flowId(ev.cookie);
     if (ev.kind === Kind.CLOSE) {
-      closed(flow, ev, ev.pid);
+      closed(flow, ev, ev.pid, ev.unseen);
       return;
     }
     // a failure of a flow that is open here ends it: the kernel sends a CLOSE then, but a record
@@ -295,7 +311,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }
     connected(flow, ev);
     // busted --all: a connection the kernel kept back until it closed (one record): its close now
-    if (ev.kind === Kind.BRIEF) closed(flow, ev, ev.owner.tgid);
+    if (ev.kind === Kind.BRIEF) closed(flow, ev, ev.owner.tgid, ev.error === END_UNSEEN);
   };
   /** A CONNECT, FAIL or BRIEF record: the flow's connect record, to classify and publish. */
   const connected = (flow: string, ev: ConnectEvent) => {
@@ -629,6 +645,14 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   };
   pollTimer = setTimeout(pollLoop, pollDelay);
   const counterTimer = setInterval(() => guard(readCounters), opts.intervalMs);
+  // the census: the network namespaces of the open flows' owners, each once (probe.census)
+  const takeCensus = () => {
+    const pids = new Set<number>();
+    for (const lf of live.values()) pids.add(lf.pid);
+    probe.census(pids);
+  };
+  const censusMs = Number(process.env.BUSTED_CENSUS_MS) > 0 ? Number(process.env.BUSTED_CENSUS_MS) : CENSUS_MS;
+  const censusTimer = setInterval(() => guard(takeCensus), censusMs);
   const guard = (fn: () => void) => {
     try {
       fn();
@@ -698,7 +722,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
-    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...probe.kernelStats() }),
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), unseen: closedUnseen + Number(probe.unseen()), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => {
       const e = needEnforcement();
       if (action === 'block') takeInOpenFlows([pid]);
@@ -710,6 +734,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       stopped = true;
       if (pollTimer) clearTimeout(pollTimer);
       clearInterval(counterTimer);
+      clearInterval(censusTimer);
       pods?.stop();
       // everything the kernel delivered before now is published: the ring is drained to the end
       // (bounded in time, in case a load keeps producing), held connects go out, then the last

@@ -124,6 +124,12 @@ export interface CloseRecord extends RecordBase {
   tx: number;
   rx: number;
   durationMs: number;
+  /**
+   * Present (true) when no hook saw the connection end: the census found its socket gone from
+   * the kernel's TCP tables, up to three census periods (90 s) after it ended. `ts` and
+   * `durationMs` are then when it was found; the byte totals are exact.
+   */
+  endUnseen?: true;
 }
 
 export interface PolicyRecord extends RecordBase {

@@ -267,6 +267,17 @@ export class BustedMetrics {
         }
       },
     });
+    let unseenExported = 0;
+    new Counter({
+      name: 'busted_kernel_unseen_ends_total', help: 'Tracked TCP connections whose end no hook saw, found gone by the census: closed with endUnseen, or freed unreported when never announced.', registers,
+      collect() {
+        const n = read()?.unseen ?? 0;
+        if (n > unseenExported) {
+          this.inc(n - unseenExported);
+          unseenExported = n;
+        }
+      },
+    });
     new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {

@@ -164,6 +164,8 @@ export class Printer {
     this.flows.delete(rec.flow);
     const who = c ? ` (${c.comm}) | UID: ${c.uid} | ${c.src} -> ${c.dst}` : '';
     const prov = c ? ` | Provider: ${this.provider(c.provider, c.host)}` : '';
-    return `[TCP_CLOSE] PID: ${rec.pid}${who} | TX: ${formatBytes(rec.tx)} | RX: ${formatBytes(rec.rx)} | ${formatDurationMs(rec.durationMs)}${prov}`;
+    // the census found it gone: its duration runs to when it was found
+    const unseen = rec.endUnseen ? ' | end unseen (found gone)' : '';
+    return `[TCP_CLOSE] PID: ${rec.pid}${who} | TX: ${formatBytes(rec.tx)} | RX: ${formatBytes(rec.rx)} | ${formatDurationMs(rec.durationMs)}${prov}${unseen}`;
   }
 }

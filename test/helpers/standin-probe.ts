@@ -19,6 +19,8 @@ export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { han
     announcesIdle: false, // no cgroup programs: the state-change tracepoint announces connections
     announceIdle: () => {},
     ownerOf: () => null,
+    census: () => null, // no cgroup programs: no census
+    unseen: () => 0n,
     kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
     close: () => {},
     poll: (budget = Infinity) => ({ fill: 0, ...poll(opts, budget) }),

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { CENSUS_CFG, CENSUS_MISSES, CENSUS_NETNS_MAX, CENSUS_SLOT, END_UNSEEN, CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -29,6 +29,8 @@ const LAYOUTS: Record<string, Record<string, number>> = {
   busted_policy_event: POLICY_EVENT,
   busted_exec_event: EXEC_EVENT,
   busted_payload: PAYLOAD,
+  busted_census_slot: CENSUS_SLOT,
+  busted_census_cfg: CENSUS_CFG,
 };
 
 function compilerLayout(): Record<string, Record<string, number>> & { consts: Record<string, number> } {
@@ -42,8 +44,9 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     lines.push('printf("}, ");');
   }
   lines.push(
-    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"BRIEF\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
-    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_EV_BRIEF, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"BRIEF\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"UNSEEN\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_EV_BRIEF, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_UNSEEN, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"CENSUS_MISSES\\": %d, \\"CENSUS_NETNS_MAX\\": %d, \\"END_UNSEEN\\": %d, ", BUSTED_CENSUS_MISSES, BUSTED_CENSUS_NETNS_MAX, BUSTED_END_UNSEEN);',
     'printf("\\"MODEL_PORTS\\": %d, \\"DNS_SEEN\\": %d, \\"DNS_APPLIED\\": %d, ", BUSTED_MODEL_PORTS, BUSTED_DNS_SEEN, BUSTED_DNS_APPLIED);',
     'printf("\\"Q_OFF\\": %d, \\"Q_COUNT\\": %d, \\"Q_LATE\\": %d, ", BUSTED_QUIET_OFF, BUSTED_QUIET_COUNT, BUSTED_QUIET_LATE);',
     'printf("\\"A_NO\\": %d, \\"A_YES\\": %d, \\"A_QUIET\\": %d, \\"A_KEPT\\": %d, \\"A_DONE\\": %d, ", BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES, BUSTED_ANNOUNCED_QUIET, BUSTED_ANNOUNCED_KEPT, BUSTED_ANNOUNCED_DONE);',
@@ -71,7 +74,8 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   const c = compilerLayout();
   for (const [struct, fields] of Object.entries(LAYOUTS)) t.deepEqual({ ...fields }, c[struct], struct);
   t.deepEqual(c.consts, {
-    ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, MAX: Stat.MAX, COMM: 16,
+    ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, UNSEEN: Stat.UNSEEN, MAX: Stat.MAX, COMM: 16,
+    CENSUS_MISSES, CENSUS_NETNS_MAX, END_UNSEEN,
     MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED, Q_OFF: QuietMode.OFF, Q_COUNT: QuietMode.COUNT, Q_LATE: QuietMode.LATE,
     A_NO: Announced.NO, A_YES: Announced.YES, A_QUIET: Announced.QUIET, A_KEPT: Announced.KEPT, A_DONE: Announced.DONE,
     SLOTS, SLOT_PROBES, OVERFLOW_MAX, SLOT_BUSY: SLOT_BUSY.toString(), EXEC_SLOTS,
@@ -121,7 +125,11 @@ test('decodeEvent reads a record laid out as the kernel writes it', (t) => {
   // the same bytes as a close: its totals and pid, nothing of the connect's
   v.setUint32(EVENT.kind, Kind.CLOSE, true);
   v.setBigUint64(EVENT.connect_ns, 42n, true);
-  t.deepEqual(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, cookie: 0x1234_5678_9abc, tsNs: 99, pid: 4242, connectNs: 42, tx: 5, rx: 7 });
+  t.deepEqual(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, cookie: 0x1234_5678_9abc, tsNs: 99, pid: 4242, connectNs: 42, tx: 5, rx: 7, unseen: false });
+  // one the census ended (no hook saw its end)
+  v.setInt32(EVENT.error, END_UNSEEN, true);
+  t.like(decodeEvent(v, 0, v.byteLength), { kind: Kind.CLOSE, unseen: true });
+  v.setInt32(EVENT.error, 0, true);
   // as a brief (a connection reported whole at its close): the connect's fields and the close's totals
   v.setUint32(EVENT.kind, Kind.BRIEF, true);
   t.like(decodeEvent(v, 0, v.byteLength), {

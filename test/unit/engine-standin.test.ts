@@ -62,7 +62,7 @@ async function throughEngine(events: (owner: Owner, pid: number) => KernelEvent[
 test('a connect and a close from the probe become connect and close records, in order, and a process record follows', async (t) => {
   const { pid, startTicks, exePath, polls, seen, flow } = await throughEngine((owner, pid) => [
     { kind: Kind.CONNECT, proto: 6, cookie: 77, tsNs: 1_000_000_000, connectNs: 1_000_000_000, owner, tid: pid, src: '127.0.0.1:40000', dst: '127.0.0.2:8443', error: 0, tx: 0, rx: 0 },
-    { kind: Kind.CLOSE, cookie: 77, tsNs: 1_002_500_000, pid, connectNs: 1_000_000_000, tx: 100, rx: 200 },
+    { kind: Kind.CLOSE, cookie: 77, tsNs: 1_002_500_000, pid, connectNs: 1_000_000_000, tx: 100, rx: 200, unseen: false },
   ]);
   t.true(polls > 0);
   t.deepEqual(flow.map((r) => r.type), ['connect', 'close']);

@@ -63,7 +63,7 @@ test('a connect/close event decodes at any offset; addresses and comm are copies
   view.setBigUint64(o + EVENT.rx, 7n, true);
   const close = decodeRecord(view, o, EVENT.size);
   bytes.fill(0xee, o, o + EVENT.size);
-  t.deepEqual(close, { kind: Kind.CLOSE, cookie: 0xdead_beef_0043, tsNs: Number(0xeeee_eeee_eeee_eeeen), pid: 4242, connectNs: 100, tx: 5, rx: 7 });
+  t.deepEqual(close, { kind: Kind.CLOSE, cookie: 0xdead_beef_0043, tsNs: Number(0xeeee_eeee_eeee_eeeen), pid: 4242, connectNs: 100, tx: 5, rx: 7, unseen: false });
 });
 
 test('payload samples decode at any offset, small and large, and their bytes are copies', (t) => {
