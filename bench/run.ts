@@ -43,6 +43,7 @@
  *     configured as by --all (one BRIEF record per churn connection, at its close, drained unread).
  *   cpu: bench/cpu.ts (busted's own CPU at 10k connections/s and idle, both modes).
  *   counters: bench/counters.ts (reading 16k flows' counters in one tick).
+ *   census: bench/census.ts (one census with 8,000 open connections; information, no target).
  *   tui: bench/tui-frame.tsx (busted-top's frame with 1,000 processes and 10,000 flows).
  * Each prints its own lines as it runs, and a row in a last table.
  * Each figure: one discarded warm-up run, then N pairs of runs, baseline and monitored alternating:
@@ -97,10 +98,10 @@ type FigureId = (typeof FIGURE_IDS)[number];
 /**
  * The figures of issue 8 that are not a load's ratio, run after those: the kernel time per hook
  * run (three churn pairs in each mode with kernel.bpf_stats_enabled, one with --quick, and the floor; from the figures
- * themselves with --bpf-stats), and the separate scripts bench/cpu.ts, bench/counters.ts and
- * bench/tui-frame.tsx (quick modes with --quick).
+ * themselves with --bpf-stats), and the separate scripts bench/cpu.ts, bench/counters.ts,
+ * bench/census.ts and bench/tui-frame.tsx (quick modes with --quick).
  */
-const EXTRA_IDS = ['hooks', 'kernel', 'cpu', 'counters', 'tui'] as const;
+const EXTRA_IDS = ['hooks', 'kernel', 'cpu', 'counters', 'census', 'tui'] as const;
 type ExtraId = (typeof EXTRA_IDS)[number];
 
 function usage(msg: string): never {
@@ -971,6 +972,7 @@ interface Extras {
 
   cpu?: { figures: CpuFigure[] };
   counters?: { flows: number; targetMs: number; medianMs: { steady: number; batch: number; single: number } };
+  census?: { conns: number; periodMs: number; medianMs: { open: number; empty: number }; cpuPercent: number; closedByCensus: number };
   tui?: { processes: number; flows: number; targetMs: number; screens: { columns: number; rows: number; frameMs: { median: number; p95: number; max: number } }[] };
 }
 
@@ -1000,6 +1002,11 @@ function extraTable(x: Extras): string | null {
     const m = x.counters.medianMs;
     rows.push([`reading ${x.counters.flows.toLocaleString('en-US')} flows' counters, batch (mmap scan)`, `${m.steady.toFixed(2)} ms`, `<= ${x.counters.targetMs} ms`, m.steady <= x.counters.targetMs ? 'meets' : 'MISSES']);
     rows.push(['  the same one by one (the former hash: get_next_key + lookup)', `${m.single.toFixed(2)} ms`, '-', 'info']);
+  }
+  if (x.census) {
+    const c = x.census;
+    rows.push([`one census, ${c.conns.toLocaleString('en-US')} open connections (every ${c.periodMs / 1000} s: ${c.cpuPercent.toFixed(3)} % of a core)`, `${c.medianMs.open.toFixed(2)} ms`, '-', c.closedByCensus === 0 ? 'info' : `CLOSED ${c.closedByCensus}`]);
+    rows.push(['  the same with no socket open (judging the 65,536 slots)', `${c.medianMs.empty.toFixed(2)} ms`, '-', 'info']);
   }
   for (const sc of x.tui?.screens ?? []) {
     const judged = sc.columns === 80 && sc.rows === 24;
@@ -1092,6 +1099,10 @@ async function main(): Promise<void> {
     if (extraIds.includes('counters')) {
       log(`\n== reading 16,384 flows' counters in one tick (bench/counters.ts${opts.quick ? ' --quick' : ''})`);
       extras.counters = (await script('counters', () => runScript('counters.ts', quick))) as Extras['counters'];
+    }
+    if (extraIds.includes('census')) {
+      log(`\n== one census: the second witness of connection ends (bench/census.ts${opts.quick ? ' --quick' : ''})`);
+      extras.census = (await script('census', () => runScript('census.ts', quick))) as Extras['census'];
     }
     if (extraIds.includes('tui')) {
       log(`\n== busted-top frame time (bench/tui-frame.tsx, React's production build${opts.quick ? ', 20 frames' : ''})`);

@@ -232,13 +232,13 @@ static __always_inline void fill_owner(struct busted_owner *o)
 	__builtin_memcpy(o->comm, task->comm, sizeof(o->comm));
 }
 
-/* The caller's network namespace (its inode), where the sockets it creates live; 0 if none. */
-static __always_inline __u32 current_netns(void)
+/* The network namespace (its inode) a TCP socket lives in, where the census looks for it: its
+ * own, not its owner's, which may have moved since it made it. */
+static __always_inline __u32 sock_netns(struct bpf_sock *sk)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct nsproxy *ns = task->nsproxy;
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
 
-	return ns ? ns->net_ns->ns.inum : 0;
+	return tp ? tp->inet_conn.icsk_inet.sk.__sk_common.skc_net.net->ns.inum : 0;
 }
 
 /* Endpoints of a flow, from whichever view of the socket a hook has. */
@@ -433,7 +433,7 @@ static __always_inline int claim_slot(__u64 cookie, const struct busted_sock *ow
 
 /* Process context (connect()): remember who owns the socket; `announced`: its first state
  * (BUSTED_ANNOUNCED_NO, or KEPT: judged out at its connect). */
-static __always_inline void track(__u64 cookie, __u16 proto, __u64 announced)
+static __always_inline void track(__u64 cookie, __u16 proto, __u64 announced, __u32 netns)
 {
 	struct busted_traffic zero = { .announced = announced };
 	struct busted_sock s = {};
@@ -446,7 +446,7 @@ static __always_inline void track(__u64 cookie, __u16 proto, __u64 announced)
 	fill_owner(&s.owner);
 	if (cfg.self_tgid && s.owner.tgid == cfg.self_tgid)
 		return;
-	s.netns = current_netns();
+	s.netns = netns;
 	s.connect_ns = bpf_ktime_get_ns();
 	s.proto = proto;
 	if (claim_slot(cookie, &s, announced) == 0)
@@ -723,7 +723,7 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (newstate == BUSTED_TCP_SYN_SENT) {
-		track(bpf_get_socket_cookie((void *)sk), IPPROTO_TCP, BUSTED_ANNOUNCED_NO);
+		track(bpf_get_socket_cookie((void *)sk), IPPROTO_TCP, BUSTED_ANNOUNCED_NO, sk->__sk_common.skc_net.net->ns.inum);
 		return 0;
 	}
 	if (newstate == BUSTED_TCP_CLOSE) {
@@ -844,15 +844,17 @@ struct {
 } census_ns SEC(".maps");
 
 /* A slot whose socket no hook saw end: finished as its release would have, without addresses
- * (a CLOSE is read for its counters and times; under --all one kept back is reported whole, a
- * BRIEF with no addresses; one not announced yet, which user space cannot judge without them, is
- * only counted). */
+ * (a CLOSE is read for its counters and times; under --all one kept back after it moved bytes
+ * is reported whole, a BRIEF with no addresses). One that never moved a byte (not announced,
+ * or kept back at its connect and never used: most likely a connect that failed before a packet
+ * went out, whose owner still holds it) is only counted. */
 static __always_inline void finish_unseen(__u64 cookie, struct tracked *x)
 {
 	struct busted_sock copy;
 	struct addrs a = {};
+	__u64 was = x->t->announced;
 
-	if (x->t->announced != BUSTED_ANNOUNCED_NO) {
+	if (was != BUSTED_ANNOUNCED_NO && was != BUSTED_ANNOUNCED_KEPT) {
 		finish(cookie, x, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN);
 		return;
 	}
@@ -1645,12 +1647,12 @@ static __always_inline void track_connect(struct bpf_sock_addr *ctx, int v6, int
 	if (ctx->type == SOCK_STREAM) {
 		if (ctx->protocol != IPPROTO_TCP)
 			return; /* an MPTCP socket: its TCP subflows connect through here themselves */
-		track(bpf_get_socket_cookie(ctx), IPPROTO_TCP, judged_at_connect(ctx, v6, llm));
+		track(bpf_get_socket_cookie(ctx), IPPROTO_TCP, judged_at_connect(ctx, v6, llm), sock_netns(ctx->sk));
 		return;
 	}
 	if (ctx->type != SOCK_DGRAM || !cfg.udp_port || bpf_ntohs((__u16)ctx->user_port) != cfg.udp_port)
 		return;
-	track(bpf_get_socket_cookie(ctx), IPPROTO_UDP, BUSTED_ANNOUNCED_NO);
+	track(bpf_get_socket_cookie(ctx), IPPROTO_UDP, BUSTED_ANNOUNCED_NO, 0); /* the census judges TCP only */
 }
 
 SEC("cgroup/connect4")
