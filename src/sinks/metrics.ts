@@ -256,28 +256,25 @@ export class BustedMetrics {
         for (const m of read()?.maps ?? []) this.set({ map: m.name }, m.max);
       },
     });
-    let untrackedExported = 0;
-    new Counter({
-      name: 'busted_kernel_untracked_connections_total', help: 'Connections the kernel could not track (no free counter slot among its candidates and the overflow hashes full).', registers,
-      collect() {
-        const n = read()?.untracked ?? 0;
-        if (n > untrackedExported) {
-          this.inc(n - untrackedExported);
-          untrackedExported = n;
-        }
-      },
-    });
-    let unseenExported = 0;
-    new Counter({
-      name: 'busted_kernel_unseen_ends_total', help: 'Tracked TCP connections whose end no hook saw, found gone by the census: closed with endUnseen, or freed unreported when never announced.', registers,
-      collect() {
-        const n = read()?.unseen ?? 0;
-        if (n > unseenExported) {
-          this.inc(n - unseenExported);
-          unseenExported = n;
-        }
-      },
-    });
+    // the kernel's monotonic counts, exported as counters that follow them
+    const kernelCount = (name: string, help: string, pick: (k: KernelStats) => number | undefined) => {
+      let exported = 0;
+      new Counter({
+        name, help, registers,
+        collect() {
+          const k = read();
+          const n = (k && pick(k)) ?? 0;
+          if (n > exported) {
+            this.inc(n - exported);
+            exported = n;
+          }
+        },
+      });
+    };
+    kernelCount('busted_kernel_untracked_connections_total',
+      'Connections the kernel could not track (no free counter slot among its candidates and the overflow hashes full).', (k) => k.untracked);
+    kernelCount('busted_kernel_unseen_ends_total',
+      'Tracked TCP connections whose end no hook saw, found gone by the census: closed with endUnseen, or freed unreported when never announced.', (k) => k.unseen);
     new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {

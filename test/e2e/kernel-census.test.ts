@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { readyClient, runClient, startBusted, type BustedRun } from '../helpers/busted.js';
+import { sample, scrape } from '../helpers/prom.js';
+import { freePort } from '../helpers/servers.js';
 
 const CENSUS_MS = 300;
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
@@ -118,13 +120,14 @@ kernelTest('with every hook in place the census closes nothing: 300 connections,
   }
 });
 
-kernelTest('busted without --all: an LLM connection whose end no hook sees is closed by the census with its exact bytes; its connect record has its addresses', async (t) => {
+kernelTest('busted without --all: an LLM connection whose end no hook sees is closed by the census with its exact bytes and counted in the metrics; its connect record has its addresses', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'busted-census-'));
   const providers = join(dir, 'providers.yaml');
   writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
   const server = await sink('127.88.0.9');
   const port = (server.address() as AddressInfo).port;
-  const busted = await startBusted(['--providers', providers], { BUSTED_CENSUS_MS: String(CENSUS_MS) }, { all: false });
+  const metricsPort = await freePort();
+  const busted = await startBusted(['--providers', providers, '--metrics', `127.0.0.1:${metricsPort}`], { BUSTED_CENSUS_MS: String(CENSUS_MS) }, { all: false });
   try {
     detachRelease(busted.child.pid!);
     const client = await runClient(['exchange', '127.88.0.9', port, 4321, 0]);
@@ -135,6 +138,8 @@ kernelTest('busted without --all: an LLM connection whose end no hook sees is cl
     t.is(close.endUnseen, true);
     t.is(close.tx, 4321);
     t.is(close.pid, client.pid);
+    const metrics = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
+    t.is(sample(metrics, 'busted_kernel_unseen_ends_total'), 1);
   } finally {
     await busted.stop();
     server.close();

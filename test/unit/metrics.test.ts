@@ -98,7 +98,7 @@ test('names follow the Prometheus conventions: busted_ prefix, counters end in _
   }
 });
 
-test('kernel stats: map and ring-buffer gauges; lost events take the larger of records and stats, and never go back', async (t) => {
+test('kernel stats: map and ring-buffer gauges; lost events take the larger of records and stats; the kernel\'s counts never go back', async (t) => {
   let stats: KernelStats = { lost: 2, ringbufUsedBytes: 128, ringbufSizeBytes: 1 << 20, maps: [{ name: 'sockets', entries: 10, max: 65536 }, { name: 'events_meta', entries: 0, max: 512 }] };
   const m = new BustedMetrics({ version: '1', stats: () => stats });
   m.handle(session(0));
@@ -115,9 +115,16 @@ test('kernel stats: map and ring-buffer gauges; lost events take the larger of r
   s = await scrape(m);
   t.is(s.get('busted_kernel_lost_events_total'), 9);
   t.is(s.get(key('busted_map_entries', { map: 'sockets' })), 3);
-  stats = { ...stats, lost: 1 }; // a confused source never makes a counter go back
+  t.is(s.get('busted_kernel_untracked_connections_total'), 0);
+  t.is(s.get('busted_kernel_unseen_ends_total'), 0);
+  stats = { ...stats, untracked: 4, unseen: 2 };
+  s = await scrape(m);
+  t.is(s.get('busted_kernel_untracked_connections_total'), 4);
+  t.is(s.get('busted_kernel_unseen_ends_total'), 2);
+  stats = { ...stats, lost: 1, unseen: 1 }; // a confused source never makes a counter go back
   s = await scrape(m);
   t.is(s.get('busted_kernel_lost_events_total'), 9);
+  t.is(s.get('busted_kernel_unseen_ends_total'), 2);
   const broken = new BustedMetrics({ version: '1', stats: () => { throw new Error('probe closed'); } });
   t.notThrows(() => void broken.metrics());
   t.true((await broken.metrics()).includes('busted_build_info'));
