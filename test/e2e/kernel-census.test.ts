@@ -146,3 +146,27 @@ kernelTest('busted without --all: an LLM connection whose end no hook sees is cl
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+kernelTest('a socket made in one network namespace and connected after its owner moved to another is judged by its own: never closed by the census while open', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-census-'));
+  const providers = join(dir, 'providers.yaml');
+  writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
+  const busted = await startBusted(['--providers', providers], { BUSTED_CENSUS_MS: String(CENSUS_MS) }, { all: false });
+  try {
+    // made in a new namespace (its own listener there); connected once its owner is back in
+    // busted's: the census walks busted's namespace, where this socket is not
+    const inNetns = ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"'];
+    const client = await readyClient(['moved', '127.88.0.1', 10 * CENSUS_MS / 1000 + 2, `/proc/${process.pid}/ns/net`], inNetns);
+    const conn = await busted.waitFor(isConnect(client.pid), 5000);
+    t.is(conn.dst, `127.88.0.1:${client.port}`);
+    await sleep(10 * CENSUS_MS);
+    t.deepEqual(closesOf(busted, conn.flow), [], 'still open: not closed by the census');
+    await client.done;
+    const close = await busted.waitFor(isClose(conn.flow), 5000);
+    t.is(close.endUnseen, undefined, 'closed by its release');
+    t.is(close.tx, 10);
+  } finally {
+    await busted.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

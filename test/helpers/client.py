@@ -10,6 +10,9 @@ usage: client.py exchange HOST PORT SEND RECV   connect, send SEND bytes, receiv
        client.py udp HOST PORT SEND              connected UDP socket, send SEND bytes once
        client.py refused HOST PORT              connect to a port nobody listens on
        client.py churn HOST PORT COUNT          COUNT connect/close pairs as fast as possible
+       client.py moved HOST SECONDS NETNS       a socket made here, connected (to a listener of
+                                                 its own, 10 bytes sent) after the process moved
+                                                 to network namespace NETNS; held SECONDS
 Prints one JSON line with its pid and what happened.
 """
 import json
@@ -222,6 +225,30 @@ def idle_self(host, seconds):
     return out
 
 
+def moved(host, seconds, netns):
+    """A socket whose namespace is not its owner's: made here (with a listener of its own), then the
+    process moves to `netns` (setns) and connects it, sends 10 bytes and holds it `seconds`."""
+    import ctypes
+    import time
+    srv = socket.socket(family(host), socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(1)
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(netns, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        raise SystemExit('setns: errno %d' % ctypes.get_errno())
+    os.close(fd)
+    s.connect((host, srv.getsockname()[1]))  # the socket's own namespace: its own listener
+    s.sendall(b'm' * 10)
+    local = s.getsockname()[1]
+    print(json.dumps({'pid': os.getpid(), 'sport': local, 'port': srv.getsockname()[1], 'ready': True}), flush=True)
+    time.sleep(seconds)
+    s.close()
+    srv.close()
+    return {'sport': local}
+
+
 def listen_first(host, port, expect):
     """Connects to a server that speaks first: reads `expect` bytes, sends nothing, closes."""
     s = socket.socket(family(host), socket.SOCK_STREAM)
@@ -298,6 +325,8 @@ def main():
         out = listen_first(host, port, int(sys.argv[4]))
     elif mode == 'stalled-server':
         out = stalled_server(host)
+    elif mode == 'moved':
+        out = moved(host, float(sys.argv[3]), sys.argv[4])
     elif mode == 'churn':
         out = churn(host, port, int(sys.argv[4]))
     else:
