@@ -643,15 +643,15 @@ static __always_inline void announce(__u64 cookie, const struct busted_sock *s,
  * CLOSE or FAIL exactly once: only the hook that takes the socket's entry reports it, with the
  * counters as they are then (every byte its owner moved through hooks that ran before). A
  * connection kept back whole is counted (BUSTED_QUIET_COUNT) or reported now in one record,
- * BRIEF (BUSTED_QUIET_LATE: `a` then holds its addresses).
+ * BRIEF (BUSTED_QUIET_LATE: `a` then holds its addresses). 1 if this hook finished it.
  */
-static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, const struct addrs *a, __s32 error)
+static __always_inline int finish(__u64 cookie, struct tracked *x, __u32 kind, const struct addrs *a, __s32 error)
 {
 	struct busted_sock copy;
 	__u64 announced;
 
 	if (!take(cookie, x, &copy))
-		return; /* another hook finished it first */
+		return 0; /* another hook finished it first */
 	/* xchg to DONE: a compare-and-swap still to come (the idle iterator, or a ClientHello, racing
 	 * this end on another CPU) finds no state it expects and announces nothing after the end */
 	announced = __sync_lock_test_and_set(&x->t->announced, BUSTED_ANNOUNCED_DONE);
@@ -674,6 +674,7 @@ static __always_inline void finish(__u64 cookie, struct tracked *x, __u32 kind, 
 		emit(cookie, x->s, kind, a, error, x->t->tx, x->t->rx);
 	}
 	give_back(cookie, x);
+	return 1;
 }
 
 /*
@@ -845,9 +846,10 @@ struct {
 
 /* A slot whose socket no hook saw end: finished as its release would have, without addresses
  * (a CLOSE is read for its counters and times; under --all one kept back after it moved bytes
- * is reported whole, a BRIEF with no addresses). One that never moved a byte (not announced,
- * or kept back at its connect and never used: most likely a connect that failed before a packet
- * went out, whose owner still holds it) is only counted. */
+ * is reported whole, a BRIEF with no addresses; by default one kept back is counted as any).
+ * One that never moved a byte (not announced, or kept back at its connect and never used: most
+ * likely a connect that failed before a packet went out, whose owner still holds it) is not
+ * reported. Each is counted in BUSTED_STAT_UNSEEN. */
 static __always_inline void finish_unseen(__u64 cookie, struct tracked *x)
 {
 	struct busted_sock copy;
@@ -855,15 +857,15 @@ static __always_inline void finish_unseen(__u64 cookie, struct tracked *x)
 	__u64 was = x->t->announced;
 
 	if (was != BUSTED_ANNOUNCED_NO && was != BUSTED_ANNOUNCED_KEPT) {
-		finish(cookie, x, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN);
+		if (finish(cookie, x, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN))
+			stat_inc(BUSTED_STAT_UNSEEN);
 		return;
 	}
 	if (!take(cookie, x, &copy))
 		return; /* its real end came meanwhile */
 	if (__sync_lock_test_and_set(&x->t->announced, BUSTED_ANNOUNCED_DONE) == BUSTED_ANNOUNCED_YES)
 		emit(cookie, x->s, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN, x->t->tx, x->t->rx); /* announced meanwhile */
-	else
-		stat_inc(BUSTED_STAT_UNSEEN);
+	stat_inc(BUSTED_STAT_UNSEEN);
 	give_back(cookie, x);
 }
 

@@ -176,8 +176,8 @@ enum busted_stat {
 				    * among their BUSTED_SLOT_PROBES candidates (incremented after the insert) */
 	BUSTED_STAT_QUIET = 3,     /* config.quiet: connections closed without being reported */
 	BUSTED_STAT_QUIET_FAILED = 4, /* config.quiet: failed connects not reported */
-	BUSTED_STAT_UNSEEN = 5,    /* the census found a tracked TCP socket gone whose end no hook saw,
-				    * before it was announced: freed, not reported */
+	BUSTED_STAT_UNSEEN = 5,    /* tracked TCP sockets the census found gone, whose end no hook saw:
+				    * finished by it (a CLOSE with BUSTED_END_UNSEEN where reported) */
 	BUSTED_STAT_MAX = 6,
 };
 
@@ -315,7 +315,7 @@ struct busted_slot {
  * socket tracked before the census began, whose namespace was walked, that none of the walks met
  * (no longer in the kernel's TCP tables: it has ended, or is a closed socket its owner still
  * holds) misses once; two censuses in a row and it is finished with a CLOSE whose error is
- * BUSTED_END_UNSEEN (or, never announced, counted in BUSTED_STAT_UNSEEN). Its release or close
+ * BUSTED_END_UNSEEN (one never announced is not reported); each is counted in BUSTED_STAT_UNSEEN. Its release or close
  * would have done that: this catches the rare socket whose end no hook saw (bench/README.md).
  */
 struct busted_census_slot {

@@ -416,7 +416,7 @@ export class KernelProbe {
     return this.stats.read(Stat.UNTRACKED);
   }
 
-  /** Tracked sockets the census found gone unseen before they were announced (freed, not reported). */
+  /** Tracked TCP sockets the census found gone, whose end no hook saw: finished by it. */
   unseen(): bigint {
     return this.stats.read(Stat.UNSEEN);
   }

@@ -274,8 +274,6 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
 
   /** The process of the last connect: its identity key, made once. */
   let lastOwner: { tgid: number; startNs: bigint; startTime: number; key: string } | null = null;
-  /** Connections the census closed (endUnseen). */
-  let closedUnseen = 0;
   /** `unseen`: the census found it gone (no hook saw its end). */
   const closed = (flow: string, ev: { cookie: Cookie; tsNs: number; connectNs: number; tx: number; rx: number }, pid: number, unseen = false) => {
     // a held connect goes out before its close; a quiet flow's close stays back with it
@@ -290,10 +288,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       type: 'close', ts: clock.iso(ev.tsNs), flow, pid, tx: ev.tx, rx: ev.rx,
       durationMs: Math.round((ev.tsNs - ev.connectNs) / 1e3) / 1e3,
     };
-    if (unseen) {
-      rec.endUnseen = true; // the census found it gone: it ended before ts, unseen
-      closedUnseen++;
-    }
+    if (unseen) rec.endUnseen = true; // the census found it gone: it ended before ts, unseen
     publish(rec);
   };
   const onEvent = (ev: KernelEvent) => {
@@ -722,7 +717,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
-    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), unseen: closedUnseen + Number(probe.unseen()), ...probe.kernelStats() }),
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), unseen: Number(probe.unseen()), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => {
       const e = needEnforcement();
       if (action === 'block') takeInOpenFlows([pid]);

@@ -4,7 +4,7 @@ export interface KernelStats {
   lost: number;
   /** Connections the kernel could not track because it had no room for them: no free counter slot among their candidates and the overflow hashes full (monotonic). */
   untracked?: number;
-  /** Tracked TCP connections whose end no hook saw, found gone by the census (monotonic): closed with endUnseen, or freed unreported when never announced. */
+  /** Tracked TCP connections whose end no hook saw, finished by the census (monotonic): reported closes get endUnseen. */
   unseen?: number;
   /** Bytes waiting in the ring buffer, and its size. */
   ringbufUsedBytes?: number;

@@ -274,7 +274,7 @@ export class BustedMetrics {
     kernelCount('busted_kernel_untracked_connections_total',
       'Connections the kernel could not track (no free counter slot among its candidates and the overflow hashes full).', (k) => k.untracked);
     kernelCount('busted_kernel_unseen_ends_total',
-      'Tracked TCP connections whose end no hook saw, found gone by the census: closed with endUnseen, or freed unreported when never announced.', (k) => k.unseen);
+      'Tracked TCP connections whose end no hook saw, found gone and finished by the census (a reported one gets a close record with endUnseen; a kept-back one is counted as closed).', (k) => k.unseen);
     new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {
