@@ -101,8 +101,6 @@ interface Entry {
    * longer looked up, but that work still finishes and its listeners hear the result.
    */
   forgotten?: boolean;
-  /** The hash of its executable is being computed. */
-  hashing?: boolean;
 }
 
 interface LearnedPath {
@@ -207,12 +205,8 @@ export class IdentityResolver {
   forget(key: string): void {
     const e = this.entries.get(key);
     if (!e) return;
-    if (e.state === 'waiting' || e.state === 'running' || e.hashing) {
-      e.forgotten = true;
-      this.entries.delete(key);
-      return;
-    }
-    this.drop(key);
+    e.forgotten = true; // nothing pending: nothing holds it any more
+    this.entries.delete(key);
   }
 
   /** Resolves when no enrichment is waiting or running (hashes included). */
@@ -349,8 +343,7 @@ export class IdentityResolver {
       this.update(entry, { exe: fallback?.path ?? null }); // drops the unverified hint when it no longer holds
     }
     // the hash may wait behind other files: it does not hold an enrichment slot
-    entry.hashing = true;
-    this.track(this.finishHash(entry, f, fromExe, fallback).finally(() => (entry.hashing = false)));
+    this.track(this.finishHash(entry, f, fromExe, fallback));
     const work: Array<Promise<void>> = [this.resolveCgroup(entry, seen?.cgroup ?? null)];
     if (seen) work.push(readParentChain(seen.ppid, this.procRoot, this.opts.maxParents).then((parents) => this.update(entry, { parents })));
     await Promise.all(work);

@@ -5,8 +5,6 @@
  * nothing. The missed end is made real by detaching busted's own sock_release link (bpftool),
  * which is what the kernel's rare missed end looks like to busted: no release, no close.
  */
-import { createServer, type AddressInfo, type Server } from 'node:net';
-import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,19 +13,12 @@ import type { CloseRecord, ConnectRecord, EventRecord } from '../../src/core/rec
 import { kernelTest } from '../helpers/kernel.js';
 import { readyClient, runClient, startBusted, type BustedRun } from '../helpers/busted.js';
 import { sample, scrape } from '../helpers/prom.js';
-import { freePort } from '../helpers/servers.js';
+import { freePort, holdingServer, portOf } from '../helpers/servers.js';
 
 const CENSUS_MS = 300;
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
 const isClose = (flow: string) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.flow === flow;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function sink(host = '127.0.0.1'): Promise<Server> {
-  const server = createServer((s) => s.on('data', () => {}).on('error', () => {}));
-  server.listen(0, host);
-  await once(server, 'listening');
-  return server;
-}
 
 /** Detaches the sock_release link of busted process `pid` (found among its fds); its link id. */
 function detachRelease(pid: number): number {
@@ -49,11 +40,19 @@ function detachRelease(pid: number): number {
   throw new Error(`no busted_release link among the fds of busted (pid ${pid})`);
 }
 
+/** A --providers file that makes 127.88.0.0/16 an LLM provider's range (loopback only). */
+function providersFile(): { dir: string; providers: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-census-'));
+  const providers = join(dir, 'providers.yaml');
+  writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
+  return { dir, providers };
+}
+
 const closesOf = (b: BustedRun, flow: string) => b.records.filter((r) => r.type === 'close' && r.flow === flow);
 
 kernelTest('a connection whose end no hook sees is closed by the census, endUnseen, with its exact bytes; open ones are left alone, here and in another network namespace', async (t) => {
-  const server = await sink();
-  const port = (server.address() as AddressInfo).port;
+  const server = await holdingServer('127.0.0.1');
+  const port = portOf(server);
   const busted = await startBusted([], { BUSTED_CENSUS_MS: String(CENSUS_MS) });
   try {
     // open throughout: one that keeps sending, one idle in a network namespace of its own
@@ -95,13 +94,13 @@ kernelTest('a connection whose end no hook sees is closed by the census, endUnse
     t.deepEqual(closesOf(busted, idleConn.flow), [], 'not judged: its namespace was not walked');
   } finally {
     await busted.stop();
-    server.close();
+    server.shut();
   }
 });
 
 kernelTest('with every hook in place the census closes nothing: 300 connections, a census every 50 ms, each closed once by its release', async (t) => {
-  const server = await sink();
-  const port = (server.address() as AddressInfo).port;
+  const server = await holdingServer('127.0.0.1');
+  const port = portOf(server);
   const busted = await startBusted([], { BUSTED_CENSUS_MS: '50' });
   try {
     const pids: number[] = [];
@@ -116,16 +115,14 @@ kernelTest('with every hook in place the census closes nothing: 300 connections,
     t.deepEqual(closes.filter((c) => c.endUnseen), [], 'none by the census');
   } finally {
     await busted.stop();
-    server.close();
+    server.shut();
   }
 });
 
 kernelTest('busted without --all: an LLM connection whose end no hook sees is closed by the census with its exact bytes and counted in the metrics; its connect record has its addresses', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'busted-census-'));
-  const providers = join(dir, 'providers.yaml');
-  writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
-  const server = await sink('127.88.0.9');
-  const port = (server.address() as AddressInfo).port;
+  const { dir, providers } = providersFile();
+  const server = await holdingServer('127.88.0.9');
+  const port = portOf(server);
   const metricsPort = await freePort();
   const busted = await startBusted(['--providers', providers, '--metrics', `127.0.0.1:${metricsPort}`], { BUSTED_CENSUS_MS: String(CENSUS_MS) }, { all: false });
   try {
@@ -142,15 +139,13 @@ kernelTest('busted without --all: an LLM connection whose end no hook sees is cl
     t.is(sample(metrics, 'busted_kernel_unseen_ends_total'), 1);
   } finally {
     await busted.stop();
-    server.close();
+    server.shut();
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 kernelTest('a socket made in one network namespace and connected after its owner moved to another is judged by its own: never closed by the census while open', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'busted-census-'));
-  const providers = join(dir, 'providers.yaml');
-  writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n');
+  const { dir, providers } = providersFile();
   const busted = await startBusted(['--providers', providers], { BUSTED_CENSUS_MS: String(CENSUS_MS) }, { all: false });
   try {
     // made in a new namespace (its own listener there); connected once its owner is back in

@@ -40,6 +40,9 @@ test('failed connects, closes, lost and verbose fields in text', (t) => {
   t.is(out[2], '[TRAFFIC] PID: 42315 (python3) | 10.0.1.5:54321 -> 20.42.73.21:443 | TX: +10 B | RX: +2.0 KiB');
   t.is(out[3], '[TCP_CLOSE] PID: 42315 (python3) | UID: 1000 | 10.0.1.5:54321 -> 20.42.73.21:443 | TX: 10 B | RX: 2.0 KiB | 1.50 s | Provider: -');
   t.regex(out[4]!, /^\[LOST\] 3 events/);
+  // a close the census made (no hook saw the end) says so
+  const unseen = lines({}, [connect, { type: 'close', ts: connect.ts, flow: '77', pid: 42315, tx: 10, rx: 0, durationMs: 61000, endUnseen: true }]);
+  t.regex(unseen[1]!, /^\[TCP_CLOSE\] PID: 42315 .*\| end unseen \(found gone\)$/);
 });
 
 test('traffic lines only with --verbose in text; every record in JSON, one parseable object per line', (t) => {
