@@ -136,7 +136,9 @@ kernelTest('busted without --all: an LLM connection whose end no hook sees is cl
     t.is(close.tx, 4321);
     t.is(close.pid, client.pid);
     const metrics = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
-    t.is(sample(metrics, 'busted_kernel_unseen_ends_total'), 1);
+    // at least this one: with the release detached, every TCP connection on the machine that
+    // closes meanwhile (another test file's) ends unseen too
+    t.true((sample(metrics, 'busted_kernel_unseen_ends_total') ?? 0) >= 1);
   } finally {
     await busted.stop();
     server.shut();
