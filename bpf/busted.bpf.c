@@ -850,7 +850,13 @@ struct {
  * One that never moved a byte (not announced, or kept back at its connect and never used: most
  * likely a connect that failed before a packet went out, whose owner still holds it) is not
  * reported. Each is counted in BUSTED_STAT_UNSEEN. */
-static __always_inline void finish_unseen(__u64 cookie, struct tracked *x)
+static __always_inline void unseen_counted(__u8 last_state)
+{
+	stat_inc(BUSTED_STAT_UNSEEN);
+	stat_inc(BUSTED_STAT_UNSEEN_LAST + (last_state & (BUSTED_TCP_STATES - 1)));
+}
+
+static __always_inline void finish_unseen(__u64 cookie, struct tracked *x, __u8 last_state)
 {
 	struct busted_sock copy;
 	struct addrs a = {};
@@ -858,14 +864,14 @@ static __always_inline void finish_unseen(__u64 cookie, struct tracked *x)
 
 	if (was != BUSTED_ANNOUNCED_NO && was != BUSTED_ANNOUNCED_KEPT) {
 		if (finish(cookie, x, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN))
-			stat_inc(BUSTED_STAT_UNSEEN);
+			unseen_counted(last_state);
 		return;
 	}
 	if (!take(cookie, x, &copy))
 		return; /* its real end came meanwhile */
 	if (__sync_lock_test_and_set(&x->t->announced, BUSTED_ANNOUNCED_DONE) == BUSTED_ANNOUNCED_YES)
 		emit(cookie, x->s, BUSTED_EV_CLOSE, &a, BUSTED_END_UNSEEN, x->t->tx, x->t->rx); /* announced meanwhile */
-	stat_inc(BUSTED_STAT_UNSEEN);
+	unseen_counted(last_state);
 	give_back(cookie, x);
 }
 
@@ -903,6 +909,7 @@ static long census_judge_slot(__u32 idx, struct census_judge *j)
 		c->cookie = cookie;
 		c->seen = 0;
 		c->missed = 0;
+		c->state = 0;
 	}
 	if (c->seen == j->cfg.gen) {
 		c->missed = 0;
@@ -913,7 +920,7 @@ static long census_judge_slot(__u32 idx, struct census_judge *j)
 	x.slot = slot;
 	x.t = &slot->counters;
 	x.s = s;
-	finish_unseen(cookie, &x);
+	finish_unseen(cookie, &x, c->state);
 	return 0;
 }
 
@@ -957,6 +964,7 @@ int busted_census(struct bpf_iter__tcp *ctx)
 		c->missed = 0;
 	}
 	c->seen = cc->gen;
+	c->state = skc->skc_state;
 	return 0;
 }
 

@@ -168,6 +168,8 @@ enum busted_payload_what {
 #define BUSTED_PAYLOAD_CHUNKS 4 /* samples per send at most; ClientHellos up to 4 KiB */
 #define BUSTED_HELLO_MAX 4096   /* stream bytes sampled per flow at most */
 
+#define BUSTED_TCP_STATES 16 /* TCP state numbers the census tells apart (BUSTED_STAT_UNSEEN_LAST) */
+
 /* Indexes of the per-CPU `stats` array. */
 enum busted_stat {
 	BUSTED_STAT_LOST = 0,      /* ring-buffer records that could not be reserved (a BRIEF counts 2) */
@@ -178,7 +180,9 @@ enum busted_stat {
 	BUSTED_STAT_QUIET_FAILED = 4, /* config.quiet: failed connects not reported */
 	BUSTED_STAT_UNSEEN = 5,    /* tracked TCP sockets the census found gone, whose end no hook saw:
 				    * finished by it (a CLOSE with BUSTED_END_UNSEEN where reported) */
-	BUSTED_STAT_MAX = 6,
+	BUSTED_STAT_UNSEEN_LAST = 6, /* + s (s < BUSTED_TCP_STATES): of those, the ones the census last
+				      * met in TCP state s (kernel numbering; 0: none met them) */
+	BUSTED_STAT_MAX = 6 + BUSTED_TCP_STATES,
 };
 
 /* Who owned a socket when it connected (captured in process context). 64 bytes. */
@@ -315,13 +319,16 @@ struct busted_slot {
  * socket tracked before the census began, whose namespace was walked, that none of the walks met
  * (no longer in the kernel's TCP tables: it has ended, or is a closed socket its owner still
  * holds) misses once; two censuses in a row and it is finished with a CLOSE whose error is
- * BUSTED_END_UNSEEN (one never announced is not reported); each is counted in BUSTED_STAT_UNSEEN. Its release or close
+ * BUSTED_END_UNSEEN (one never announced is not reported); each is counted in BUSTED_STAT_UNSEEN,
+ * and in BUSTED_STAT_UNSEEN_LAST + the TCP state it was last met in (0: never met). Its release or close
  * would have done that: this catches the rare socket whose end no hook saw (bench/README.md).
  */
 struct busted_census_slot {
 	__u64 cookie;     /* the socket this entry is about; another: the slot was claimed again */
 	__u32 seen;       /* generation of the last census that met it */
-	__u32 missed;     /* censuses in a row that did not */
+	__u16 missed;     /* censuses in a row that did not */
+	__u8 state;       /* the TCP state it was last met in (0: never met) */
+	__u8 _pad0;
 };
 
 struct busted_census_cfg {

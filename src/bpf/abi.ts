@@ -118,7 +118,12 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export type KindValue = (typeof Kind)[keyof typeof Kind];
 
-export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, QUIET: 3, QUIET_FAILED: 4, UNSEEN: 5, MAX: 6 } as const;
+export const Stat = { LOST: 0, UNTRACKED: 1, OVERFLOW: 2, QUIET: 3, QUIET_FAILED: 4, UNSEEN: 5, UNSEEN_LAST: 6, MAX: 22 } as const;
+/** TCP state numbers the census tells apart (BUSTED_TCP_STATES): Stat.UNSEEN_LAST + s counts the
+ * unseen ends last met in state s. */
+export const TCP_STATES = 16;
+/** The kernel's TCP state names by number (include/net/tcp_states.h); 0: the census never met it. */
+export const TCP_STATE_NAMES: readonly string[] = ['none', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV', 'BOUND_INACTIVE'];
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -160,7 +165,7 @@ export const EXEC_SLOTS = 8192;
 /** struct busted_sock */
 export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello_need: 74, netns: 76 } as const;
 /** struct busted_census_slot: the `census` array's entry per counter slot. */
-export const CENSUS_SLOT = { size: 16, cookie: 0, seen: 8, missed: 12 } as const;
+export const CENSUS_SLOT = { size: 16, cookie: 0, seen: 8, missed: 12, state: 14 } as const;
 /** struct busted_census_cfg: the `census_cfg` array's one entry. */
 export const CENSUS_CFG = { size: 16, start_ns: 0, gen: 8, finish: 12 } as const;
 /** Censuses in a row that must miss a tracked socket before it is finished (BUSTED_CENSUS_MISSES). */

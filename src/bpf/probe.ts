@@ -4,7 +4,7 @@
  */
 import { openSync, closeSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CENSUS_CFG, CENSUS_NETNS_MAX, CONFIG, DnsSync, IPPROTO_TCP, MODEL_PORTS, QuietMode, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
+import { CENSUS_CFG, CENSUS_NETNS_MAX, CONFIG, TCP_STATES, TCP_STATE_NAMES, DnsSync, IPPROTO_TCP, MODEL_PORTS, QuietMode, OWNER, SOCK, decodeCString, decodeRecord, EXEC, EXEC_SLOTS, Kind, Stat, type KernelEvent, type PayloadSample, type PolicyDecision, type ExecEvent } from './abi.js';
 import { PerCpuStats, TrafficCounters } from './counters.js';
 import { BpfObject, type BpfMap } from './object.js';
 import { RingBuffer } from './ringbuf.js';
@@ -419,6 +419,16 @@ export class KernelProbe {
   /** Tracked TCP sockets the census found gone, whose end no hook saw: finished by it. */
   unseen(): bigint {
     return this.stats.read(Stat.UNSEEN);
+  }
+
+  /** The same, by the TCP state the census last met each in (its name; `none`: never met). */
+  unseenByState(): Record<string, bigint> {
+    const by: Record<string, bigint> = {};
+    for (let s = 0; s < TCP_STATES; s++) {
+      const n = this.stats.read(Stat.UNSEEN_LAST + s);
+      if (n > 0n) by[TCP_STATE_NAMES[s] ?? `state_${s}`] = n;
+    }
+    return by;
   }
 
   /** Connections kept back in the kernel (quiet mode): closed ones, and failed connects. */

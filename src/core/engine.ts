@@ -151,7 +151,7 @@ export interface EngineOptions {
 }
 
 /** What the engine uses of the kernel probe. */
-export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'ownerOf' | 'census' | 'unseen' | 'close'>;
+export type Probe = Pick<KernelProbe, 'counters' | 'enforcer' | 'execPath' | 'poll' | 'kernelStats' | 'lost' | 'untracked' | 'quiet' | 'dnsApplied' | 'announcesIdle' | 'announceIdle' | 'ownerOf' | 'census' | 'unseen' | 'unseenByState' | 'close'>;
 
 export interface Engine {
   session: SessionRecord;
@@ -699,6 +699,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   };
 
   let stopped = false;
+  // read by state only once there is one (16 more lookups)
+  const unseenStats = (): Pick<KernelStats, 'unseen' | 'unseenByState'> => {
+    const unseen = Number(probe.unseen());
+    if (unseen === 0) return { unseen };
+    return { unseen, unseenByState: Object.fromEntries(Object.entries(probe.unseenByState()).map(([s, n]) => [s, Number(n)])) };
+  };
   const needEnforcement = (): Enforcement => {
     if (!enforcement) throw new Error('Verdicts need the cgroup programs, which are not attached here: run busted doctor.');
     return enforcement;
@@ -717,7 +723,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
-    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), unseen: Number(probe.unseen()), ...probe.kernelStats() }),
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...unseenStats(), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => {
       const e = needEnforcement();
       if (action === 'block') takeInOpenFlows([pid]);

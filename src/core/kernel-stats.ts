@@ -6,6 +6,8 @@ export interface KernelStats {
   untracked?: number;
   /** Tracked TCP connections whose end no hook saw, finished by the census (monotonic): reported closes get endUnseen. */
   unseen?: number;
+  /** The same by the TCP state the census last met each connection in (`ESTABLISHED`, `CLOSE_WAIT`, …; `none`: never met). */
+  unseenByState?: Record<string, number>;
   /** Bytes waiting in the ring buffer, and its size. */
   ringbufUsedBytes?: number;
   ringbufSizeBytes?: number;

@@ -275,6 +275,20 @@ export class BustedMetrics {
       'Connections the kernel could not track (no free counter slot among its candidates and the overflow hashes full).', (k) => k.untracked);
     kernelCount('busted_kernel_unseen_ends_total',
       'Tracked TCP connections whose end no hook saw, found gone and finished by the census (a reported one gets a close record with endUnseen; a kept-back one is counted as closed).', (k) => k.unseen);
+    const byState = new Map<string, number>();
+    new Counter({
+      name: 'busted_kernel_unseen_ends_by_state_total', labelNames: ['last_state'], registers,
+      help: 'busted_kernel_unseen_ends_total by the TCP state the census last met each connection in (none: it never met it).',
+      collect() {
+        for (const [state, n] of Object.entries(read()?.unseenByState ?? {})) {
+          const exported = byState.get(state) ?? 0;
+          if (n > exported) {
+            this.inc({ last_state: state }, n - exported);
+            byState.set(state, n);
+          }
+        }
+      },
+    });
     new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {

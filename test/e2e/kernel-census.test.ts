@@ -50,10 +50,11 @@ function providersFile(): { dir: string; providers: string } {
 
 const closesOf = (b: BustedRun, flow: string) => b.records.filter((r) => r.type === 'close' && r.flow === flow);
 
-kernelTest('a connection whose end no hook sees is closed by the census, endUnseen, with its exact bytes; open ones are left alone, here and in another network namespace', async (t) => {
+kernelTest('a connection whose end no hook sees is closed by the census, endUnseen, with its exact bytes; open ones are left alone, here and in another network namespace; the metrics count it by the state it was last met in', async (t) => {
   const server = await holdingServer('127.0.0.1');
   const port = portOf(server);
-  const busted = await startBusted([], { BUSTED_CENSUS_MS: String(CENSUS_MS) });
+  const metricsPort = await freePort();
+  const busted = await startBusted(['--metrics', `127.0.0.1:${metricsPort}`], { BUSTED_CENSUS_MS: String(CENSUS_MS) });
   try {
     // open throughout: one that keeps sending, one idle in a network namespace of its own
     const streaming = await readyClient(['stream', '127.0.0.1', port, 5]);
@@ -89,6 +90,10 @@ kernelTest('a connection whose end no hook sees is closed by the census, endUnse
     const streamClose = await busted.waitFor(isClose(streamConn.flow), 10 * CENSUS_MS + 5000);
     t.is(streamClose.endUnseen, true);
     t.is(streamClose.tx, streamed.sent as number);
+    // the censuses met it established until it closed (then in FIN_WAIT at the very most)
+    const metrics = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
+    const lastMet = (state: string) => sample(metrics, 'busted_kernel_unseen_ends_by_state_total', { last_state: state }) ?? 0;
+    t.true(lastMet('ESTABLISHED') + lastMet('FIN_WAIT1') + lastMet('FIN_WAIT2') >= 1, metrics.split('\n').filter((l) => l.includes('unseen')).join('\n'));
     // the idle one's namespace went with its process: nothing can walk it, its slot is not judged
     await sleep(4 * CENSUS_MS);
     t.deepEqual(closesOf(busted, idleConn.flow), [], 'not judged: its namespace was not walked');

@@ -21,6 +21,7 @@ export function standInProbe(poll: (opts: ProbeOptions, budget: number) => { han
     ownerOf: () => null,
     census: () => null, // no cgroup programs: no census
     unseen: () => 0n,
+    unseenByState: () => ({}),
     kernelStats: () => ({ maps: [], ringbufUsedBytes: 0, ringbufSizeBytes: 0 }),
     close: () => {},
     poll: (budget = Infinity) => ({ fill: 0, ...poll(opts, budget) }),

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { CENSUS_CFG, CENSUS_MISSES, CENSUS_NETNS_MAX, CENSUS_SLOT, END_UNSEEN, CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { TCP_STATES, TCP_STATE_NAMES, CENSUS_CFG, CENSUS_MISSES, CENSUS_NETNS_MAX, CENSUS_SLOT, END_UNSEEN, CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -44,8 +44,8 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     lines.push('printf("}, ");');
   }
   lines.push(
-    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"BRIEF\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"UNSEEN\\": %d, \\"MAX\\": %d, \\"COMM\\": %d, ",',
-    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_EV_BRIEF, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_UNSEEN, BUSTED_STAT_MAX, BUSTED_COMM_LEN);',
+    'printf("\\"consts\\": {\\"CONNECT\\": %d, \\"FAIL\\": %d, \\"CLOSE\\": %d, \\"PAYLOAD\\": %d, \\"POLICY\\": %d, \\"EXEC\\": %d, \\"BRIEF\\": %d, \\"LOST\\": %d, \\"UNTRACKED\\": %d, \\"OVERFLOW\\": %d, \\"QUIET\\": %d, \\"QUIET_FAILED\\": %d, \\"UNSEEN\\": %d, \\"UNSEEN_LAST\\": %d, \\"MAX\\": %d, \\"TCP_STATES\\": %d, \\"COMM\\": %d, ",',
+    '  BUSTED_EV_CONNECT, BUSTED_EV_FAIL, BUSTED_EV_CLOSE, BUSTED_EV_PAYLOAD, BUSTED_EV_POLICY, BUSTED_EV_EXEC, BUSTED_EV_BRIEF, BUSTED_STAT_LOST, BUSTED_STAT_UNTRACKED, BUSTED_STAT_OVERFLOW, BUSTED_STAT_QUIET, BUSTED_STAT_QUIET_FAILED, BUSTED_STAT_UNSEEN, BUSTED_STAT_UNSEEN_LAST, BUSTED_STAT_MAX, BUSTED_TCP_STATES, BUSTED_COMM_LEN);',
     'printf("\\"CENSUS_MISSES\\": %d, \\"CENSUS_NETNS_MAX\\": %d, \\"END_UNSEEN\\": %d, ", BUSTED_CENSUS_MISSES, BUSTED_CENSUS_NETNS_MAX, BUSTED_END_UNSEEN);',
     'printf("\\"MODEL_PORTS\\": %d, \\"DNS_SEEN\\": %d, \\"DNS_APPLIED\\": %d, ", BUSTED_MODEL_PORTS, BUSTED_DNS_SEEN, BUSTED_DNS_APPLIED);',
     'printf("\\"Q_OFF\\": %d, \\"Q_COUNT\\": %d, \\"Q_LATE\\": %d, ", BUSTED_QUIET_OFF, BUSTED_QUIET_COUNT, BUSTED_QUIET_LATE);',
@@ -74,7 +74,7 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
   const c = compilerLayout();
   for (const [struct, fields] of Object.entries(LAYOUTS)) t.deepEqual({ ...fields }, c[struct], struct);
   t.deepEqual(c.consts, {
-    ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, UNSEEN: Stat.UNSEEN, MAX: Stat.MAX, COMM: 16,
+    ...Kind, LOST: Stat.LOST, UNTRACKED: Stat.UNTRACKED, OVERFLOW: Stat.OVERFLOW, QUIET: Stat.QUIET, QUIET_FAILED: Stat.QUIET_FAILED, UNSEEN: Stat.UNSEEN, UNSEEN_LAST: Stat.UNSEEN_LAST, MAX: Stat.MAX, TCP_STATES, COMM: 16,
     CENSUS_MISSES, CENSUS_NETNS_MAX, END_UNSEEN,
     MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED, Q_OFF: QuietMode.OFF, Q_COUNT: QuietMode.COUNT, Q_LATE: QuietMode.LATE,
     A_NO: Announced.NO, A_YES: Announced.YES, A_QUIET: Announced.QUIET, A_KEPT: Announced.KEPT, A_DONE: Announced.DONE,
@@ -84,6 +84,22 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
     RF_EXE: RuleField.EXE, RF_UID: RuleField.UID, RF_COMM: RuleField.COMM, RF_CGROUP: RuleField.CGROUP,
     RF_HASH: RuleField.HASH, RF_NEVER: RuleField.NEVER, RULE_DEFAULT, RULE_TOGGLE,
   });
+});
+
+test('TCP_STATE_NAMES numbers the states as the C library does (the census counts unseen ends by them)', (t) => {
+  const names = TCP_STATE_NAMES.slice(1, 12); // ESTABLISHED .. CLOSING: the ones <netinet/tcp.h> names
+  const dir = mkdtempSync(join(tmpdir(), 'busted-tcp-'));
+  try {
+    writeFileSync(join(dir, 'tcp.c'), ['#include <stdio.h>', '#include <netinet/tcp.h>', 'int main(void) {',
+      ...names.map((n) => `printf("%d\\n", TCP_${n});`), 'return 0; }'].join('\n'));
+    execFileSync(process.env.CC ?? 'cc', ['-o', join(dir, 'tcp'), join(dir, 'tcp.c')]);
+    const numbers = execFileSync(join(dir, 'tcp'), { encoding: 'utf8' }).trim().split('\n').map(Number);
+    t.deepEqual(numbers, names.map((_, i) => i + 1));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  t.is(TCP_STATE_NAMES[0], 'none');
+  t.true(TCP_STATE_NAMES.length <= TCP_STATES);
 });
 
 test('the compiled object keeps busted_config as its only .rodata variable, at offset 0', (t) => {

@@ -117,14 +117,22 @@ test('kernel stats: map and ring-buffer gauges; lost events take the larger of r
   t.is(s.get(key('busted_map_entries', { map: 'sockets' })), 3);
   t.is(s.get('busted_kernel_untracked_connections_total'), 0);
   t.is(s.get('busted_kernel_unseen_ends_total'), 0);
-  stats = { ...stats, untracked: 4, unseen: 2 };
+  t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'CLOSE_WAIT' })), undefined);
+  stats = { ...stats, untracked: 4, unseen: 2, unseenByState: { CLOSE_WAIT: 1, none: 1 } };
   s = await scrape(m);
   t.is(s.get('busted_kernel_untracked_connections_total'), 4);
   t.is(s.get('busted_kernel_unseen_ends_total'), 2);
-  stats = { ...stats, lost: 1, unseen: 1 }; // a confused source never makes a counter go back
+  t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'CLOSE_WAIT' })), 1);
+  t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'none' })), 1);
+  stats = { ...stats, unseen: 4, unseenByState: { CLOSE_WAIT: 3, none: 1 } };
+  s = await scrape(m);
+  t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'CLOSE_WAIT' })), 3);
+  stats = { ...stats, lost: 1, unseen: 1, unseenByState: { CLOSE_WAIT: 1 } }; // a confused source never makes a counter go back
   s = await scrape(m);
   t.is(s.get('busted_kernel_lost_events_total'), 9);
-  t.is(s.get('busted_kernel_unseen_ends_total'), 2);
+  t.is(s.get('busted_kernel_unseen_ends_total'), 4);
+  t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'CLOSE_WAIT' })), 3);
+  t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'none' })), 1);
   const broken = new BustedMetrics({ version: '1', stats: () => { throw new Error('probe closed'); } });
   t.notThrows(() => void broken.metrics());
   t.true((await broken.metrics()).includes('busted_build_info'));
