@@ -849,7 +849,8 @@ struct {
  * is reported whole, a BRIEF with no addresses; by default one kept back is counted as any).
  * One that never moved a byte (not announced, or kept back at its connect and never used: most
  * likely a connect that failed before a packet went out, whose owner still holds it) is not
- * reported. Each is counted in BUSTED_STAT_UNSEEN. */
+ * reported. Each is counted in BUSTED_STAT_UNSEEN, and by the TCP state the census last met it in
+ * (BUSTED_STAT_UNSEEN_LAST + state; 0 when no census met it). */
 static __always_inline void unseen_counted(__u8 last_state)
 {
 	stat_inc(BUSTED_STAT_UNSEEN);
