@@ -16,6 +16,8 @@ import { sample, scrape } from '../helpers/prom.js';
 import { freePort, holdingServer, portOf } from '../helpers/servers.js';
 
 const CENSUS_MS = 300;
+/** Seconds the connections that must stay open keep open (streaming, or idle). */
+const OPEN_S = 12;
 const isConnect = (pid: number) => (r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid;
 const isClose = (flow: string) => (r: EventRecord): r is CloseRecord => r.type === 'close' && r.flow === flow;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -57,9 +59,13 @@ kernelTest('a connection whose end no hook sees is closed by the census, endUnse
   const busted = await startBusted(['--metrics', `127.0.0.1:${metricsPort}`], { BUSTED_CENSUS_MS: String(CENSUS_MS) });
   try {
     // open throughout: one that keeps sending, one idle in a network namespace of its own
-    const streaming = await readyClient(['stream', '127.0.0.1', port, 5]);
+    // (long enough to outlast the steps before the check below on a loaded machine: in one CI
+    // run those took over 5 s)
+    const streaming = await readyClient(['stream', '127.0.0.1', port, OPEN_S]);
+    let streamEnded = false;
+    void streaming.done.then(() => (streamEnded = true), () => {});
     const inNetns = ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"'];
-    const idle = await readyClient(['idle-self', '127.0.0.1', 5], inNetns);
+    const idle = await readyClient(['idle-self', '127.0.0.1', OPEN_S], inNetns);
     const streamConn = await busted.waitFor(isConnect(streaming.pid), 5000);
     const idleConn = await busted.waitFor(isConnect(idle.pid), 5000);
 
@@ -82,6 +88,7 @@ kernelTest('a connection whose end no hook sees is closed by the census, endUnse
 
     // many censuses later, the open connections are still open
     await sleep(6 * CENSUS_MS);
+    t.false(streamEnded, `the stream ended before the check: the steps before it took over ${OPEN_S} s`);
     t.deepEqual(closesOf(busted, streamConn.flow), [], 'the streaming connection is open');
     t.deepEqual(closesOf(busted, idleConn.flow), [], 'the idle connection in its own namespace is open');
     const streamed = await streaming.done;
