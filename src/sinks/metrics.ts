@@ -256,17 +256,22 @@ export class BustedMetrics {
         for (const m of read()?.maps ?? []) this.set({ map: m.name }, m.max);
       },
     });
-    // the kernel's monotonic counts, exported as counters that follow them
-    const kernelCount = (name: string, help: string, pick: (k: KernelStats) => number | undefined) => {
-      let exported = 0;
+    // the kernel's monotonic counts, exported as counters that follow them (never back); a count
+    // by label is picked as { label value: count }
+    const kernelCount = (name: string, help: string, pick: (k: KernelStats) => number | Record<string, number> | undefined, labelName?: string) => {
+      const exported = new Map<string, number>();
       new Counter({
-        name, help, registers,
+        name, help, registers, labelNames: labelName ? [labelName] : [],
         collect() {
           const k = read();
-          const n = (k && pick(k)) ?? 0;
-          if (n > exported) {
-            this.inc(n - exported);
-            exported = n;
+          const got = k ? pick(k) : undefined;
+          const counts = typeof got === 'object' ? got : { '': got ?? 0 };
+          for (const [value, n] of Object.entries(counts)) {
+            const before = exported.get(value) ?? 0;
+            if (n <= before) continue;
+            if (labelName) this.inc({ [labelName]: value }, n - before);
+            else this.inc(n - before);
+            exported.set(value, n);
           }
         },
       });
@@ -275,20 +280,8 @@ export class BustedMetrics {
       'Connections the kernel could not track (no free counter slot among its candidates and the overflow hashes full).', (k) => k.untracked);
     kernelCount('busted_kernel_unseen_ends_total',
       'Tracked TCP connections whose end no hook saw, found gone and finished by the census (a reported one gets a close record with endUnseen; a kept-back one is counted as closed).', (k) => k.unseen);
-    const byState = new Map<string, number>();
-    new Counter({
-      name: 'busted_kernel_unseen_ends_by_state_total', labelNames: ['last_state'], registers,
-      help: 'busted_kernel_unseen_ends_total by the TCP state the census last met each connection in (none: it never met it).',
-      collect() {
-        for (const [state, n] of Object.entries(read()?.unseenByState ?? {})) {
-          const exported = byState.get(state) ?? 0;
-          if (n > exported) {
-            this.inc({ last_state: state }, n - exported);
-            byState.set(state, n);
-          }
-        }
-      },
-    });
+    kernelCount('busted_kernel_unseen_ends_by_state_total',
+      'busted_kernel_unseen_ends_total by the TCP state the census last met each connection in (none: it never met it).', (k) => k.unseenByState ?? {}, 'last_state');
     new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {

@@ -97,7 +97,9 @@ test('the demo at 80x24: agent label and recorded user names in the table, ident
   const tm = new Tmux('identity');
   t.teardown(() => tm.kill());
   tm.start(command(`--replay ${DEMO} --speed 50`), 80, 24);
-  let lines = await tm.waitFor((s) => s.includes('REPLAY ×50 ended'), 'the end of the demo');
+  // 150 s of demo at ×50 is 3 s, but this file's other terminals start meanwhile on the same
+  // CPUs (one CI run took over 10 s to get 50 s into it)
+  let lines = await tm.waitFor((s) => s.includes('REPLAY ×50 ended'), 'the end of the demo', 30_000);
   t.true(lines.some((l) => /^\s+53390 alice\s+Claude Code\s+anthropic /.test(l)), 'the agent label in PROCESS');
   t.true(lines.some((l) => /^\s+22310 bob\s+python3 /.test(l)), 'a recorded user name (a replay names no one but root itself)');
   t.true(lines.some((l) => /^\s+51007 10001\s+node /.test(l)), 'a uid no name was recorded for');
