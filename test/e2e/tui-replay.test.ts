@@ -3,6 +3,8 @@
  * that every way out (q, Ctrl-C, SIGTERM) gives the terminal back as it was. No root needed.
  */
 import test from 'ava';
+// one terminal at a time: busted-tops starting together on a small loaded machine took over 10 s
+// to draw their replays in CI
 import { execFileSync } from 'node:child_process';
 import { ROOT } from '../helpers/busted.js';
 import { Tmux } from '../helpers/tmux.js';
@@ -33,11 +35,11 @@ test.before(() => {
   execFileSync('tmux', ['-V']); // fails the run (not skips) when tmux is missing
 });
 
-test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores the terminal', async (t) => {
+test.serial('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores the terminal', async (t) => {
   const tm = new Tmux('tui');
   t.teardown(() => tm.kill());
   tm.start(command(`--replay ${FIXTURE} --speed 10`), 80, 24);
-  let lines = await tm.waitFor((s) => s.includes('REPLAY ×10 ended') && /\s4211 /.test(s), 'the replayed rows');
+  let lines = await tm.waitFor((s) => s.includes('REPLAY ×10 ended') && /\s4211 /.test(s), 'the replayed rows', 30_000);
   t.is(tm.format('alternate_on'), '1', 'on the alternate screen');
   t.regex(lines[0]!, /^busted-top {2}AUDIT {2}REPLAY ×10 ended/);
   t.regex(lines[1]!, /procs 3 {2}conns 3\/4 .*lost 3$/);
@@ -93,7 +95,7 @@ test('replay at 80x24: rows, sort, filter, detail, help, resize, and q restores 
   t.notRegex(text, /PROVIDERS/, 'no UI left on the normal screen');
 });
 
-test('the demo at 80x24: agent label and recorded user names in the table, identity in the detail view', async (t) => {
+test.serial('the demo at 80x24: agent label and recorded user names in the table, identity in the detail view', async (t) => {
   const tm = new Tmux('identity');
   t.teardown(() => tm.kill());
   tm.start(command(`--replay ${DEMO} --speed 50`), 80, 24);
@@ -150,7 +152,7 @@ for (const [name, stop] of [
   ['Ctrl-C', (tm: Tmux) => tm.keys('C-c')],
   ['SIGTERM', (tm: Tmux) => process.kill(bustedTopPid(tm), 'SIGTERM')],
 ] as const) {
-  test(`${name} also restores the terminal`, async (t) => {
+  test.serial(`${name} also restores the terminal`, async (t) => {
     const tm = new Tmux(`stop-${name}`);
     t.teardown(() => tm.kill());
     tm.start(command(`--replay ${FIXTURE} --speed 10`), 80, 24);
@@ -166,7 +168,7 @@ for (const [name, stop] of [
   });
 }
 
-test('an uncaught exception restores the terminal and says what happened, exit 1', async (t) => {
+test.serial('an uncaught exception restores the terminal and says what happened, exit 1', async (t) => {
   const tm = new Tmux('boom');
   t.teardown(() => tm.kill());
   tm.start(command(`--replay ${FIXTURE} --speed 10`, `--import ${ROOT}test/fixtures/throw-later.mjs`), 80, 24);
