@@ -81,10 +81,26 @@ export interface Totals {
   rxRate: number;
 }
 
+/**
+ * One provider's share of every flow the table has had, including the closed flows it has since
+ * forgotten. A flow counts for the provider it has now: when a flow is classified, its connection
+ * and its bytes so far move to the new provider.
+ */
+export interface ProviderTotal {
+  /** null: flows with no known provider (not, or not yet, classified). */
+  provider: string | null;
+  bytes: number;
+  connections: number;
+  /** Current rate (tx + rx) of its flows in the table, bytes per second. */
+  rate: number;
+}
+
 export interface TableSnapshot {
   at: number;
   flows: Flow[];
   processes: ProcessRow[];
+  /** Providers with a connection or a byte, in the order they were first seen. */
+  providers: ProviderTotal[];
   totals: Totals;
   lost: number;
 }
@@ -104,6 +120,9 @@ interface FlowEntry extends Flow {
   /** Made with the flow's first bytes: most short flows close first, and need none. */
   txWindow: RateWindow | null;
   rxWindow: RateWindow | null;
+  /** Its process's entry and its provider's totals: a snapshot sums into them with no lookup. */
+  procEntry: ProcEntry;
+  totals: ProviderTotal;
 }
 
 interface ProcEntry {
@@ -112,6 +131,10 @@ interface ProcEntry {
   flows: Set<string>;
   total: number;
   failed: number;
+  /** A snapshot's sums over the process's flows (zero between snapshots). */
+  sumTxRate: number;
+  sumRxRate: number;
+  sumOpen: number;
 }
 
 export const processKey = (pid: number, startTime: number): string => `${pid}:${startTime}`;
@@ -119,6 +142,8 @@ export const processKey = (pid: number, startTime: number): string => `${pid}:${
 export class FlowTable {
   private readonly flows = new ChurnMap<string, FlowEntry>();
   private readonly procs = new Map<string, ProcEntry>();
+  /** By provider id; null for flows with none. Its `rate` is a snapshot's sum (zero between snapshots). */
+  private readonly providerTotals = new Map<string | null, ProviderTotal>();
   /** Closed flows in closing order; entries before `closedHead` are already gone (a queue without O(n) shifts). */
   private closedOrder: string[] = [];
   private closedHead = 0;
@@ -154,6 +179,15 @@ export class FlowTable {
       case 'classify': {
         const f = this.flows.get(rec.flow);
         if (!f) return;
+        if (rec.provider !== f.provider) {
+          const from = f.totals;
+          const to = this.totalsOf(rec.provider);
+          from.connections--;
+          from.bytes -= f.tx + f.rx;
+          to.connections++;
+          to.bytes += f.tx + f.rx;
+          f.totals = to;
+        }
         f.provider = rec.provider;
         f.host = rec.host;
         f.via = rec.via;
@@ -258,7 +292,6 @@ export class FlowTable {
 
   snapshot(nowMs: number): TableSnapshot {
     const flows: Flow[] = [];
-    const procRates = new Map<string, { tx: number; rx: number; open: number }>();
     const totals: Totals = { processes: 0, open: 0, connections: 0, tx: 0, rx: 0, txRate: 0, rxRate: 0 };
     for (const f of this.flows.values()) {
       f.txRate = f.txWindow?.rate(nowMs, f.openedAt) ?? 0;
@@ -269,33 +302,51 @@ export class FlowTable {
         provider: f.provider, host: f.host, via: f.via, state: f.state, error: f.error, openedAt: f.openedAt,
         closedAt: f.closedAt, tx: f.tx, rx: f.rx, txRate: f.txRate, rxRate: f.rxRate, lastActivity: f.lastActivity,
       });
-      const agg = procRates.get(f.proc) ?? { tx: 0, rx: 0, open: 0 };
-      agg.tx += f.txRate;
-      agg.rx += f.rxRate;
-      if (f.state === 'open') agg.open++;
-      procRates.set(f.proc, agg);
+      const p = f.procEntry;
+      p.sumTxRate += f.txRate;
+      p.sumRxRate += f.rxRate;
+      if (f.state === 'open') p.sumOpen++;
+      f.totals.rate += f.txRate + f.rxRate;
     }
     const processes: ProcessRow[] = [];
-    for (const [key, p] of this.procs) {
-      const agg = procRates.get(key) ?? { tx: 0, rx: 0, open: 0 };
+    for (const p of this.procs.values()) {
+      const r = p.row;
+      // an explicit literal: a spread of the row followed by more properties took 12 µs a row
+      // (1,000 rows a tick), the literal 1.5 µs
       processes.push({
-        ...p.row,
-        providers: [...p.providers.keys()].sort(),
-        open: agg.open,
-        total: p.total,
-        failed: p.failed,
-        txRate: agg.tx,
-        rxRate: agg.rx,
+        key: r.key, pid: r.pid, startTime: r.startTime, comm: r.comm, uid: r.uid, gid: r.gid, exe: r.exe,
+        cgroup: r.cgroup, user: r.user, group: r.group, sha256: r.sha256, exeReplaced: r.exeReplaced,
+        cmdline: r.cmdline, ppid: r.ppid, parents: r.parents, container: r.container, pod: r.pod, agent: r.agent,
+        verdict: r.verdict, lastPolicy: r.lastPolicy, providers: [...p.providers.keys()].sort(),
+        open: p.sumOpen, total: p.total, failed: p.failed, tx: r.tx, rx: r.rx, txRate: p.sumTxRate, rxRate: p.sumRxRate,
+        firstSeen: r.firstSeen, lastActivity: r.lastActivity, exitedAt: r.exitedAt,
       });
       totals.processes++;
-      totals.open += agg.open;
+      totals.open += p.sumOpen;
       totals.connections += p.total;
-      totals.tx += p.row.tx;
-      totals.rx += p.row.rx;
-      totals.txRate += agg.tx;
-      totals.rxRate += agg.rx;
+      totals.tx += r.tx;
+      totals.rx += r.rx;
+      totals.txRate += p.sumTxRate;
+      totals.rxRate += p.sumRxRate;
+      p.sumTxRate = 0;
+      p.sumRxRate = 0;
+      p.sumOpen = 0;
     }
-    return { at: nowMs, flows, processes, totals, lost: this.lostTotal };
+    const providers: ProviderTotal[] = [];
+    for (const t of this.providerTotals.values()) {
+      if (t.connections > 0 || t.bytes > 0) providers.push({ ...t });
+      t.rate = 0;
+    }
+    return { at: nowMs, flows, processes, providers, totals, lost: this.lostTotal };
+  }
+
+  private totalsOf(provider: string | null): ProviderTotal {
+    let t = this.providerTotals.get(provider);
+    if (!t) {
+      t = { provider, bytes: 0, connections: 0, rate: 0 };
+      this.providerTotals.set(provider, t);
+    }
+    return t;
   }
 
   private onConnect(rec: ConnectRecord, nowMs: number): void {
@@ -322,6 +373,9 @@ export class FlowTable {
         flows: new Set(),
         total: 0,
         failed: 0,
+        sumTxRate: 0,
+        sumRxRate: 0,
+        sumOpen: 0,
       };
       this.procs.set(key, p);
     }
@@ -343,8 +397,9 @@ export class FlowTable {
       src: rec.src, dst: rec.dst, provider: rec.provider, host: rec.host, via: rec.via,
       state: rec.error ? 'failed' : 'open', error: rec.error, openedAt: nowMs, closedAt: null,
       tx: 0, rx: 0, txRate: 0, rxRate: 0, lastActivity: nowMs,
-      txWindow: null, rxWindow: null,
+      txWindow: null, rxWindow: null, procEntry: p, totals: this.totalsOf(rec.provider),
     };
+    f.totals.connections++;
     this.flows.set(f.id, f);
     p.flows.add(f.id);
     this.countProvider(f);
@@ -389,8 +444,8 @@ export class FlowTable {
       if (rx > 0) (f.rxWindow ??= new RateWindow(this.rateWindowMs)).add(nowMs, rx);
     }
     f.lastActivity = nowMs;
-    const p = this.procs.get(f.proc);
-    if (!p) return;
+    f.totals.bytes += tx + rx;
+    const p = f.procEntry;
     p.row.tx += tx;
     p.row.rx += rx;
     p.row.lastActivity = nowMs;

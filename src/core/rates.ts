@@ -6,9 +6,16 @@
 
 export const DEFAULT_RATE_WINDOW_MS = 3000;
 
+/** Expired samples are dropped from the arrays' front only once this many have gathered. */
+const COMPACT_AT = 16;
+
 export class RateWindow {
+  // Samples from `head` on are in the window; those before it have expired. A snapshot asks
+  // every flow's rate every tick (10,000 flows in busted-top's bench): expiring moves `head`
+  // instead of splicing, which allocated the removed elements' array each time.
   private readonly times: number[] = [];
   private readonly bytes: number[] = [];
+  private head = 0;
   private sum = 0;
 
   constructor(private readonly windowMs = DEFAULT_RATE_WINDOW_MS) {}
@@ -30,14 +37,25 @@ export class RateWindow {
 
   private expire(nowMs: number): void {
     const cutoff = nowMs - this.windowMs;
-    let drop = 0;
-    while (drop < this.times.length && this.times[drop]! <= cutoff) {
-      this.sum -= this.bytes[drop]!;
-      drop++;
+    const { times, bytes } = this;
+    let head = this.head;
+    while (head < times.length && times[head]! <= cutoff) {
+      this.sum -= bytes[head]!;
+      head++;
     }
-    if (drop > 0) {
-      this.times.splice(0, drop);
-      this.bytes.splice(0, drop);
+    if (head === times.length) {
+      // all expired: empty arrays keep their storage
+      times.length = 0;
+      bytes.length = 0;
+      this.sum = 0; // no rounding left over from adding and subtracting
+      head = 0;
+    } else if (head >= COMPACT_AT) {
+      times.copyWithin(0, head);
+      bytes.copyWithin(0, head);
+      times.length -= head;
+      bytes.length -= head;
+      head = 0;
     }
+    this.head = head;
   }
 }

@@ -1,10 +1,9 @@
 /**
- * Per-provider accounting for the breakdown. The flow table forgets closed flows after a
- * while, so the UI keeps its own running totals: on every tick it adds each flow's growth
- * since the previous tick to its provider, and samples the provider rates for the sparklines.
- * Pure: every function returns new values and never mutates its input.
+ * Per-provider accounting for the breakdown, from the snapshot's provider totals (the flow
+ * table keeps them, closed flows it has forgotten included), and the provider rates sampled
+ * each tick for the sparklines. Pure: every function returns new values and never mutates its input.
  */
-import type { Flow } from '../core/flows.js';
+import type { ProviderTotal } from '../core/flows.js';
 
 /** The key used for flows whose provider is not (yet) known. */
 export const UNCLASSIFIED = 'unclassified';
@@ -16,15 +15,8 @@ export interface ProviderTotals {
   rate: number;
 }
 
-interface SeenFlow {
-  provider: string;
-  bytes: number;
-}
-
 export interface ProviderLedger {
   providers: ReadonlyMap<string, ProviderTotals>;
-  /** What was counted per flow at the previous tick (to compute growth and re-attribution). */
-  seen: ReadonlyMap<string, SeenFlow>;
 }
 
 export interface RateSample {
@@ -34,46 +26,15 @@ export interface RateSample {
 
 export const HISTORY_MS = 60_000;
 
-export const EMPTY_LEDGER: ProviderLedger = { providers: new Map(), seen: new Map() };
+export const EMPTY_LEDGER: ProviderLedger = { providers: new Map() };
 
-const providerOf = (f: Flow): string => f.provider ?? UNCLASSIFIED;
-
-export function updateLedger(ledger: ProviderLedger, flows: readonly Flow[]): ProviderLedger {
+/** The ledger of a snapshot's provider totals. */
+export function ledgerOf(totals: readonly ProviderTotal[]): ProviderLedger {
   const providers = new Map<string, ProviderTotals>();
-  for (const [name, t] of ledger.providers) providers.set(name, { ...t, rate: 0 });
-  const totals = (name: string): ProviderTotals => {
-    let t = providers.get(name);
-    if (!t) {
-      t = { bytes: 0, connections: 0, rate: 0 };
-      providers.set(name, t);
-    }
-    return t;
-  };
-  const seen = new Map<string, SeenFlow>();
-  for (const f of flows) {
-    const name = providerOf(f);
-    const bytes = f.tx + f.rx;
-    const before = ledger.seen.get(f.id);
-    const t = totals(name);
-    if (!before) {
-      t.connections++;
-      t.bytes += bytes;
-    } else if (before.provider !== name) {
-      // Classified since the last tick: move what was counted to the provider it now has.
-      const old = totals(before.provider);
-      old.connections = Math.max(0, old.connections - 1);
-      old.bytes = Math.max(0, old.bytes - before.bytes);
-      t.connections++;
-      t.bytes += bytes;
-    } else {
-      t.bytes += Math.max(0, bytes - before.bytes);
-    }
-    t.rate += f.txRate + f.rxRate;
-    // Unchanged entries are shared with the previous ledger (they are never mutated).
-    seen.set(f.id, before && before.provider === name && before.bytes === bytes ? before : { provider: name, bytes });
+  for (const t of totals) {
+    providers.set(t.provider ?? UNCLASSIFIED, { bytes: t.bytes, connections: t.connections, rate: t.rate });
   }
-  for (const [name, t] of providers) if (t.connections === 0 && t.bytes === 0) providers.delete(name);
-  return { providers, seen };
+  return { providers };
 }
 
 /** Adds a sample of the current provider rates and drops samples older than a minute. */

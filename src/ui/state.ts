@@ -5,7 +5,7 @@
 import type { ProcessRow } from '../core/flows.js';
 import type { StoreSnapshot } from '../core/store.js';
 import { EMPTY_FILTER, parseFilter, type Filter, type UserName } from './filter.js';
-import { addSample, EMPTY_LEDGER, updateLedger, type ProviderLedger, type RateSample } from './ledger.js';
+import { addSample, EMPTY_LEDGER, ledgerOf, type ProviderLedger, type RateSample } from './ledger.js';
 import { DEFAULT_SORT, SORT_COLUMNS, visibleRows, type SortOrder } from './rows.js';
 
 export type Screen = 'table' | 'detail' | 'help';
@@ -92,7 +92,7 @@ export const STATUS_TICKS = { info: 5, error: 10 } as const;
 const status = (text: string, level: Status['level']): Status => ({ text, level, ticksLeft: STATUS_TICKS[level] });
 
 const emptySnapshot = (at: number): StoreSnapshot => ({
-  at, flows: [], processes: [],
+  at, flows: [], processes: [], providers: [],
   totals: { processes: 0, open: 0, connections: 0, tx: 0, rx: 0, txRate: 0, rxRate: 0 },
   lost: 0, session: null,
 });
@@ -137,7 +137,7 @@ export function advanceView(view: View, snapshot: StoreSnapshot, tombstoneMs: nu
       row: { ...row, exitedAt: row.exitedAt ?? snapshot.at, open: 0, txRate: 0, rxRate: 0 },
     });
   }
-  const ledger = updateLedger(view.ledger, snapshot.flows);
+  const ledger = ledgerOf(snapshot.providers);
   return { snapshot, tombstones, ledger, history: addSample(view.history, ledger, snapshot.at) };
 }
 

@@ -139,3 +139,36 @@ test('verdict and policy records mark the process row; the POLICY column shows t
   ft.apply({ type: 'verdict', ts: iso(0), pid: 100, startTime: 555, action: null, source: 'busted-top' }, T0);
   t.is(policyCell(row()), 'WOULD');
 });
+
+test('provider totals keep every flow, closed and pruned ones included, and follow a reclassified flow', (t) => {
+  const ft = new FlowTable({ closedRetentionMs: 1000, processRetentionMs: 1000 });
+  ft.apply(connect('1', { provider: 'openai' }), T0);
+  ft.apply(connect('2'), T0);
+  ft.apply(connect('3', { pid: 200, startTime: 7, provider: 'openai' }), T0);
+  ft.apply({ type: 'traffic', ts: iso(1000), flow: '1', pid: 100, tx: 100, rx: 1000 }, T0 + 1000);
+  ft.apply({ type: 'traffic', ts: iso(1000), flow: '2', pid: 100, tx: 10, rx: 20 }, T0 + 1000);
+  ft.apply({ type: 'traffic', ts: iso(1000), flow: '3', pid: 200, tx: 1, rx: 2 }, T0 + 1000);
+  const s1 = ft.snapshot(T0 + 1000);
+  t.deepEqual(s1.providers.map((p) => [p.provider, p.connections, p.bytes]), [['openai', 2, 1103], [null, 1, 30]]);
+  // the rates are each provider's flows' rates, and the processes' rates their flows'
+  const rate = (flows: typeof s1.flows) => flows.reduce((n, f) => n + f.txRate + f.rxRate, 0);
+  t.is(s1.providers[0]!.rate, rate(s1.flows.filter((f) => f.provider === 'openai')));
+  t.true(s1.providers[0]!.rate > 0);
+  const p100 = s1.processes.find((p) => p.pid === 100)!;
+  t.is(p100.open, 2);
+  t.is(p100.txRate + p100.rxRate, rate(s1.flows.filter((f) => f.pid === 100)));
+  t.is(s1.totals.open, 3);
+  // flow 2 is classified: its connection and bytes move to anthropic
+  ft.apply({ type: 'classify', ts: iso(1100), flow: '2', pid: 100, provider: 'anthropic', host: 'api.anthropic.com', via: 'sni' }, T0 + 1100);
+  ft.apply({ type: 'close', ts: iso(1200), flow: '2', pid: 100, tx: 10, rx: 70, durationMs: 1200 }, T0 + 1200);
+  ft.apply({ type: 'close', ts: iso(1200), flow: '1', pid: 100, tx: 100, rx: 1000, durationMs: 1200 }, T0 + 1200);
+  const s2 = ft.snapshot(T0 + 1200);
+  t.deepEqual(s2.providers.map((p) => [p.provider, p.connections, p.bytes]), [['openai', 2, 1103], ['anthropic', 1, 80]],
+    'a provider left with nothing is not listed');
+  t.is(s2.processes.find((p) => p.pid === 100)!.open, 0, 'a second snapshot starts its sums at zero');
+  // the closed flows leave the table; the totals stay
+  ft.prune(T0 + 5000);
+  const s3 = ft.snapshot(T0 + 5000);
+  t.deepEqual(s3.flows.map((f) => f.id), ['3']);
+  t.deepEqual(s3.providers.map((p) => [p.provider, p.connections, p.bytes, p.rate]), [['openai', 2, 1103, 0], ['anthropic', 1, 80, 0]]);
+});
