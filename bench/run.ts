@@ -12,7 +12,15 @@
  * --out FILE (default bench/results.json), --bpf-stats (turn on kernel.bpf_stats_enabled while the
  * bench runs and report the kernel time of each busted program; this adds a little cost to every
  * BPF program on the machine, so the headline ratios should come from a run without it),
- * --settle S (seconds a monitored load waits after busted attached: 10 in full mode, 0 with --quick).
+ * --settle S (seconds a monitored load waits after busted attached: 10 in full mode, 0 with --quick),
+ * --reference FILE (an earlier results file, default bench/results.json as it was before this run:
+ *   the machine's speed is told against it, below).
+ *
+ * The machine's speed: the figures' baselines run without busted, so the end of the output compares
+ * them with the reference run's. This VM's host has had days when some loads ran at two thirds of
+ * the speed or less (iperf3 14.8 against 23.4 Gbit/s, while the churn ran faster: bench/README.md,
+ * sessions 23 and 24): the absolute figures (ns per hook run, CPU %, frame ms) can slow with it,
+ * which says nothing about busted.
  *
  * Figures (all over loopback only):
  *   iperf-128k / iperf-1k: iperf3 throughput, 128 KiB and 1 KiB writes, one TCP stream.
@@ -91,6 +99,8 @@ interface Options {
   bpfObject: string | null;
   /** --settle S: seconds busted runs after its session line before a monitored load starts */
   settle: number;
+  /** --reference FILE: an earlier results file to tell the machine's speed against */
+  reference: string;
 }
 
 const FIGURE_IDS = ['iperf-128k', 'iperf-1k', 'churn', 'churn-default', 'churn-shared', 'exec'] as const;
@@ -105,7 +115,7 @@ const EXTRA_IDS = ['hooks', 'kernel', 'cpu', 'counters', 'census', 'tui'] as con
 type ExtraId = (typeof EXTRA_IDS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${[...FIGURE_IDS, ...EXTRA_IDS].join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats] [--settle S]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--quick] [--runs N] [--seconds S] [--only ${[...FIGURE_IDS, ...EXTRA_IDS].join(',')}] [--busted PATH] [--bpf-object PATH] [--out FILE] [--bpf-stats] [--settle S] [--reference FILE]\n`);
   process.exit(2);
 }
 
@@ -121,6 +131,7 @@ function parseOptions(argv: string[]): Options {
     bpfStats: false,
     bpfObject: null,
     settle: quick ? 0 : SETTLE_S,
+    reference: join(ROOT, 'bench', 'results.json'),
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -140,6 +151,10 @@ function parseOptions(argv: string[]): Options {
     }
     else if (a === '--busted') opts.busted = value();
     else if (a === '--out') opts.out = value();
+    else if (a === '--reference') {
+      opts.reference = value();
+      if (!existsSync(opts.reference)) usage(`no results file at ${opts.reference}`);
+    }
     else if (a === '--only') {
       opts.only = new Set(value().split(','));
       for (const id of opts.only) if (![...FIGURE_IDS, ...EXTRA_IDS].includes(id as FigureId & ExtraId)) usage(`unknown figure ${id}`);
@@ -1021,8 +1036,59 @@ function extraTable(x: Extras): string | null {
   return [fmt(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(fmt)].join('\n');
 }
 
+/** An earlier run's baselines (no busted in them), read before this run may overwrite the file. */
+interface Reference {
+  file: string;
+  date: string;
+  commit: string | null;
+  mode: string;
+  baselines: Map<string, { label: string; median: number }>;
+}
+
+function readReference(file: string): Reference | string {
+  try {
+    const r = JSON.parse(readFileSync(file, 'utf8')) as {
+      date?: unknown; mode?: unknown; machine?: { commit?: unknown }; figures?: { id?: unknown; label?: unknown; baseline?: { median?: unknown } }[];
+    };
+    const baselines = new Map<string, { label: string; median: number }>();
+    for (const f of Array.isArray(r.figures) ? r.figures : []) {
+      const m = f?.baseline?.median;
+      if (typeof f?.id === 'string' && typeof m === 'number' && m > 0) baselines.set(f.id, { label: String(f.label ?? f.id), median: m });
+    }
+    if (typeof r.date !== 'string' || baselines.size === 0) return `${file} has no baselines to compare with`;
+    const commit = typeof r.machine?.commit === 'string' ? r.machine.commit : null;
+    return { file, date: r.date, commit, mode: String(r.mode ?? '?'), baselines };
+  } catch (err) {
+    return `${file} could not be read: ${(err as Error).message}`;
+  }
+}
+
+/** A baseline below this factor of the reference's: the machine ran slower on that kind of load. */
+const SLOW_FACTOR = 0.9;
+
+/** This run's baselines against the reference's: how fast the machine ran, without busted. */
+function speedAgainst(ref: Reference, results: FigureResult[]) {
+  const rows = results.flatMap((r) => {
+    const was = ref.baselines.get(r.id);
+    if (!was) return [];
+    const fig = FIGURES.find((f) => f.id === r.id)!;
+    return [{ id: r.id, label: r.label, median: r.baseline.median, reference: was.median, factor: r.baseline.median / was.median, show: fig.show }];
+  });
+  if (rows.length === 0) return null;
+  const slow = rows.filter((x) => x.factor < SLOW_FACTOR);
+  const lines = [
+    `the machine against the reference run (${ref.file}: ${ref.mode}, ${ref.date}, commit ${ref.commit ?? '?'}): the baselines, which run without busted`,
+    ...rows.map((x) => `  ${x.label}: ${x.show(x.median)} against ${x.show(x.reference)} (x${x.factor.toFixed(2)})`),
+    slow.length > 0
+      ? `  below x${SLOW_FACTOR.toFixed(2)}: ${slow.map((x) => x.id).join(', ')}. The machine ran slower than in the reference run on such loads; the absolute figures (ns per hook run, CPU %, frame ms) can slow with it, and are then not comparable with that run's`
+      : `  none below x${SLOW_FACTOR.toFixed(2)}: the machine ran about as fast as in the reference run, or faster`,
+  ];
+  return { lines, json: { file: ref.file, date: ref.date, commit: ref.commit, slow: slow.map((x) => x.id), baselines: rows.map(({ show: _, ...x }) => x) } };
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  const reference = existsSync(opts.reference) ? readReference(opts.reference) : null;
   const figures = FIGURES.filter((f) => !opts.only || opts.only.has(f.id));
   const extraIds = EXTRA_IDS.filter((id) => !opts.only || opts.only.has(id));
   const extras: Extras = {};
@@ -1131,6 +1197,9 @@ async function main(): Promise<void> {
   if (otherFigures) log(`\n${otherFigures}`);
   for (const f of extras.failed ?? []) log(`not measured: ${f.id} (${f.error})`);
   if (results.length) log(`\nratio = median(monitored) / median(baseline) over ${opts.runs} alternating runs; busted ran as \`busted --format json --all\` (churn-default and exec: \`busted --format json --metrics PORT\`).`);
+  const speed = reference && typeof reference !== 'string' ? speedAgainst(reference, results) : null;
+  if (typeof reference === 'string') log(`\nthe machine's speed is not told: ${reference}`);
+  else if (speed) log(`\n${speed.lines.join('\n')}`);
   const json = {
     date: started.toISOString(),
     durationS: Math.round((Date.now() - started.getTime()) / 1000),
@@ -1143,6 +1212,7 @@ async function main(): Promise<void> {
     settleS: opts.settle,
     machine: { ...m, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim() },
     figures: results,
+    ...(speed ? { speedAgainstReference: speed.json } : {}),
     ...extras,
   };
   await writeFile(opts.out, `${JSON.stringify(json, null, 2)}\n`);
