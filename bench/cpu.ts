@@ -11,8 +11,8 @@
  * load (measured per second with the threads' exact run times: about 0.3 s of CPU in the load's
  * first second, then about 0.05 s a second; bench/README.md, session 10), a one-off cost of each
  * new process like startup's; it is printed beside the figure, and so is the whole load's share
- * (warm-up included). The idle figure starts 15 s after attaching, past startup's one-off work
- * (seeding executables, V8 shrinking its heap), whose CPU is printed beside it.
+ * (warm-up included). The idle figure starts 30 s after attaching, past startup's one-off work
+ * (seeding executables, V8 shrinking its heaps), whose CPU is printed beside it.
  *
  * The loaded figure is the median of LOADED_RUNS runs, each with a new busted: single runs of
  * the same busted spread by ±15 % on the VM of the README's table (0.33–0.53 s of CPU in 10 s,
@@ -39,9 +39,15 @@ const WARM_S = quick ? 3 : 5;
 const IDLE_S = quick ? 5 : 20;
 /** Loaded runs per mode; the figure is their median. */
 const LOADED_RUNS = quick ? 1 : 3;
-/** Idle is measured from this long after attaching (startup's one-off work is reported apart;
- * V8 still shrinks its heap 5–10 s after the start, so the quick mode waits as long). */
-const IDLE_SETTLE_S = 15;
+/**
+ * Idle is measured from this long after attaching (startup's one-off work is reported apart).
+ * V8's memory reducer shrinks both heaps (busted's and that of tsx's module loader thread) with
+ * two or three full collections once the start's allocations stop: 5–10 s after the start on the
+ * README table's days, at 16–17.5 s on session 24's slow day, where they took 0.17 s of CPU and
+ * fell inside a window starting at 15 s (idle read 1.25–1.55 % instead of about 0.5 %). The quick
+ * mode waits as long.
+ */
+const IDLE_SETTLE_S = 30;
 const RATE = 10_000;
 const LOAD_CPU = 0;
 
