@@ -8,12 +8,8 @@ import type { ProviderTotal } from '../core/flows.js';
 /** The key used for flows whose provider is not (yet) known. */
 export const UNCLASSIFIED = 'unclassified';
 
-export interface ProviderTotals {
-  bytes: number;
-  connections: number;
-  /** Current rate (tx + rx), bytes per second. */
-  rate: number;
-}
+/** One provider's bytes, connections and current rate (tx + rx, bytes per second). */
+export type ProviderTotals = Omit<ProviderTotal, 'provider'>;
 
 export interface ProviderLedger {
   providers: ReadonlyMap<string, ProviderTotals>;
