@@ -31,11 +31,11 @@ export interface FileBusted {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts `busted --format json --all ARGS` writing to a file; resolves after its session record. */
-export async function startBustedToFile(args: string[] = []): Promise<FileBusted> {
+export async function startBustedToFile(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<FileBusted> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-out-'));
   const file = path.join(dir, 'out.jsonl');
   const fd = fs.openSync(file, 'w');
-  const child = spawn(process.execPath, [BUSTED_BIN, '--format', 'json', '--all', ...args], { stdio: ['ignore', fd, 'pipe'] });
+  const child = spawn(process.execPath, [BUSTED_BIN, '--format', 'json', '--all', ...args], { stdio: ['ignore', fd, 'pipe'], env: { ...process.env, ...env } });
   fs.closeSync(fd); // the child has its own copy
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
