@@ -686,7 +686,13 @@ function kernelMsPerSecond(r: FigureResult): number {
   return (r.bpf ?? []).reduce((sum, p) => sum + p.nsPerRun * p.runsPerSecond, 0) / 1e6;
 }
 
-function bpfTable(results: FigureResult[], floor: Floor | null): string | null {
+/** The floors measured: under the churn, and under one iperf3 128 KiB stream. */
+interface Floors {
+  churn: Floor | null;
+  iperf: Floor | null;
+}
+
+function bpfTable(results: FigureResult[], floors: Floors): string | null {
   // the verdict is on ns/run as measured; "above floor" (ns/run less an empty program's on the
   // same tracepoint) is the program's own share, shown beside it
   const rows = [['figure', 'program', 'runs/s', 'ns/run', 'above floor', 'target', 'verdict']];
@@ -694,6 +700,7 @@ function bpfTable(results: FigureResult[], floor: Floor | null): string | null {
     for (const p of r.bpf ?? []) {
       if (p.runsPerSecond === 0 || p.runs < MIN_JUDGED_RUNS) continue;
       const target = hookTarget(p.name);
+      const floor = r.id.startsWith('iperf') ? floors.iperf : floors.churn;
       const empty = floor?.programs.find((f) => f.tracepoint === floorHook(p.name));
       rows.push([
         r.id, p.name, p.runsPerSecond.toLocaleString('en-US'), String(p.nsPerRun), empty ? String(p.nsPerRun - empty.nsPerRun) : '-',
@@ -882,7 +889,7 @@ function table(results: FigureResult[]): string {
   return [fmt(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(fmt)].join('\n');
 }
 
-/** Empty programs' ns/run under the churn: what --bpf-stats adds to every hook's figure here. */
+/** Empty programs' ns/run under a load: what --bpf-stats adds to every hook's figure there. */
 interface Floor {
   /** per hook (sock_send_length, …, cgroup/sock_release) that ran: runs and ns per run */
   programs: { tracepoint: string; runs: number; nsPerRun: number }[];
@@ -910,9 +917,11 @@ const FLOOR_PROGRAM_HOOK: Record<string, string> = {
 /**
  * --bpf-stats: bench/floor.bpf.c (empty programs on every hook busted attaches at start), built
  * with clang, attached by this process (the cgroup ones to the cgroup v2 root), timed over a churn
- * run without busted. An empty program's ns/run is the statistics' own clock reads and the call.
+ * run (or an iperf3 128 KiB one) without busted. An empty program's ns/run is the statistics' own
+ * clock reads and the call, with the caches as that load leaves them: a 128 KiB write between two
+ * sends evicts what a program reads, which the churn's small writes do not.
  */
-async function measureFloor(seconds: number): Promise<Floor> {
+async function measureFloor(seconds: number, load: 'churn' | 'iperf-128k' = 'churn'): Promise<Floor> {
   const built = buildFloor();
   if ('error' in built) return { programs: [], skipped: built.error };
   const root = findCgroup2Mount();
@@ -926,7 +935,8 @@ async function measureFloor(seconds: number): Promise<Floor> {
       else bpf.attach(prog);
     }
     const before = progStats(process.pid);
-    await churn(seconds);
+    if (load === 'churn') await churn(seconds);
+    else await iperf(seconds, '128K');
     const after = progStats(process.pid);
     return {
       programs: after.filter((p) => p.name.startsWith('floor_')).map((p) => {
@@ -1108,7 +1118,7 @@ async function main(): Promise<void> {
   tmp = await mkdtemp(join(tmpdir(), 'busted-bench-'));
   const started = new Date();
   const results: FigureResult[] = [];
-  let floor: Floor | null = null;
+  const floors: Floors = { churn: null, iperf: null };
   const hookPairs = opts.quick ? 1 : 3;
   if (opts.bpfStats) {
     enableBpfStats();
@@ -1118,7 +1128,10 @@ async function main(): Promise<void> {
     if (figures.some((f) => f.id.startsWith('churn')) || opts.bpfStats || extraIds.includes('hooks')) await buildChurn();
     if (figures.some((f) => f.id === 'exec')) await buildExecs();
     for (const fig of figures) results.push(await measure(fig, opts));
-    if (opts.bpfStats) floor = await measureFloor(Math.min(opts.seconds, 5));
+    if (opts.bpfStats) {
+      floors.churn = await measureFloor(Math.min(opts.seconds, 5));
+      if (figures.some((f) => f.id.startsWith('iperf'))) floors.iperf = await measureFloor(Math.min(opts.seconds, 5), 'iperf-128k');
+    }
     if (extraIds.includes('hooks') && !opts.bpfStats) {
       // the ratios above ran without the statistics (they add to every run): the kernel time
       // per hook run comes from more pairs in each churn mode with them on, each program's
@@ -1130,8 +1143,10 @@ async function main(): Promise<void> {
         for (const id of ['churn-default', 'churn'] as const) extras.hooks.push(await measure(FIGURES.find((f) => f.id === id)!, { ...opts, runs: hookPairs, bpfStats: true }));
         // and one iperf3 128 KiB pair: busted's kernel time per second of it, which its whole
         // runs' ratio (pairs spread ±20 % here) cannot resolve
-        if (!spawnSync('iperf3', ['--version']).error) extras.hooks.push(await measure(FIGURES.find((f) => f.id === 'iperf-128k')!, { ...opts, runs: 1, bpfStats: true }));
-        floor = await measureFloor(Math.min(opts.seconds, 5));
+        const withIperf = !spawnSync('iperf3', ['--version']).error;
+        if (withIperf) extras.hooks.push(await measure(FIGURES.find((f) => f.id === 'iperf-128k')!, { ...opts, runs: 1, bpfStats: true }));
+        floors.churn = await measureFloor(Math.min(opts.seconds, 5));
+        if (withIperf) floors.iperf = await measureFloor(Math.min(opts.seconds, 5), 'iperf-128k');
       } finally {
         restoreBpfStats();
       }
@@ -1182,11 +1197,13 @@ async function main(): Promise<void> {
   }
 
   if (results.length) log(`\n${table(results)}`);
-  const kernelTable = bpfTable([...results, ...(extras.hooks ?? [])], floor);
+  const kernelTable = bpfTable([...results, ...(extras.hooks ?? [])], floors);
   if (kernelTable) log(`\nkernel time per program run (${opts.bpfStats ? '--bpf-stats; medians over the monitored runs' : `${hookPairs === 1 ? 'one churn pair per mode' : `${hookPairs} churn pairs per mode (medians)`} and one iperf3 128 KiB pair with the statistics on`}, statistics overhead included):\n${kernelTable}`);
-  if (floor?.skipped) log(`\nthe statistics' floor was not measured: ${floor.skipped}`);
-  else if (floor) {
-    log(`\nthe statistics' floor: an empty program on the same hooks during the churn (without busted) took ${floor.programs.filter((p) => p.runs >= MIN_JUDGED_RUNS).map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ')}.`);
+  const floorLine = (f: Floor) => f.programs.filter((p) => p.runs >= MIN_JUDGED_RUNS).map((p) => `${p.nsPerRun} ns (${p.tracepoint}, ${p.runs.toLocaleString('en-US')} runs)`).join(', ');
+  if (floors.churn?.skipped) log(`\nthe statistics' floor was not measured: ${floors.churn.skipped}`);
+  else if (floors.churn) {
+    log(`\nthe statistics' floor: an empty program on the same hooks during the churn (without busted) took ${floorLine(floors.churn)}.`);
+    if (floors.iperf && !floors.iperf.skipped) log(`during one iperf3 128 KiB stream: ${floorLine(floors.iperf)} (the iperf3 rows' floor).`);
     log('that much of every ns/run above is the clock reads kernel.bpf_stats_enabled adds around each run, which no program can remove.');
   }
   for (const r of [...results, ...(extras.hooks ?? [])].filter((f) => f.id.startsWith('iperf') && f.bpf)) {
@@ -1206,7 +1223,8 @@ async function main(): Promise<void> {
     mode: opts.quick ? 'quick' : 'full',
     bpfStats: opts.bpfStats,
     bpfObject: opts.bpfObject,
-    ...(floor ? { bpfFloor: floor } : {}),
+    ...(floors.churn ? { bpfFloor: floors.churn } : {}),
+    ...(floors.iperf ? { bpfFloorIperf: floors.iperf } : {}),
     runs: opts.runs,
     seconds: opts.seconds,
     settleS: opts.settle,
