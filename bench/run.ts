@@ -40,7 +40,8 @@
  * After those, the figures of issue 8 that are not ratios (--only picks them too):
  *   hooks: kernel time per hook run: three churn pairs in each mode (one with --quick; each
  *     program's median over them) and one iperf3 128 KiB pair with kernel.bpf_stats_enabled on
- *     (only for this figure; with --bpf-stats the figures above give it), and the floor; for
+ *     (only for this figure; with --bpf-stats the figures above give it), and the floor (empty
+ *     programs under the churn, and under one iperf3 128 KiB stream for the iperf3 rows); for
  *     iperf3, the programs' kernel time per second of the load.
  *   kernel: bench/attach-cost.ts (the churn with busted's kernel programs alone, configured as by
  *     default, in 1 s windows interleaved with windows where nothing is attached: 20 rounds, 8
