@@ -3,7 +3,7 @@
  * without it. Not a test: it prints numbers (and writes bench/results.json); the targets are
  * printed next to them.
  *
- *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~25 min)
+ *   sudo npm run bench               full: 5 alternating pairs per figure, 10 s runs (~40 min)
  *   sudo npm run bench -- --quick    short: 2 alternating pairs per figure, 3 s runs (~4 min)
  *
  * Options: --runs N, --seconds S (override the mode), --only iperf-128k,iperf-1k,churn,churn-default,churn-shared,exec,
@@ -12,7 +12,7 @@
  * --out FILE (default bench/results.json), --bpf-stats (turn on kernel.bpf_stats_enabled while the
  * bench runs and report the kernel time of each busted program; this adds a little cost to every
  * BPF program on the machine, so the headline ratios should come from a run without it),
- * --settle S (seconds a monitored load waits after busted attached: 10 in full mode, 0 with --quick),
+ * --settle S (seconds a monitored load waits after busted attached: 30 in full mode, 0 with --quick),
  * --reference FILE (an earlier results file, default bench/results.json as it was before this run:
  *   the machine's speed is told against it, below).
  *
@@ -226,12 +226,14 @@ const QUIET_WAIT_MS = 3_250;
 
 /**
  * Seconds a monitored run lets busted run after its session line before the load starts (full
- * mode; --settle S). Node's one-time work after start (V8's memory reducer: about 0.1 s of CPU
- * 6-10 s after the session line on the project's machine) then falls before the load, as it does
- * for a busted that runs as a daemon; the load meets busted as it runs from then on. The
- * attach time (startupMs) is measured as before, and busted's CPU is counted from the load's start.
+ * mode; --settle S). Node's one-time work after start (V8's memory reducer: 0.1-0.17 s of CPU
+ * 6-10 s after the session line on the project's machine on session 19's day, 16-17.5 s on the
+ * slow days of sessions 24-25) then falls before the load, as it does for a busted that runs as
+ * a daemon; the load meets busted as it runs from then on. 10 s until session 25, when busted's
+ * CPU during an iperf3 run read 0.16-0.35 s (settled: 0.05-0.08 s). The attach time (startupMs)
+ * is measured as before, and busted's CPU is counted from the load's start.
  */
-const SETTLE_S = 10;
+const SETTLE_S = 30;
 
 /** utime+stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
 function cpuSeconds(pid: number): number | null {
