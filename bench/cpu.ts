@@ -4,7 +4,8 @@
  * printed) and the default (`busted`: text, LLM flows only, so the churn prints nothing). The
  * output goes to a file. CPU is utime+stime of busted's process (all its threads) between /proc
  * reads, as a share of one core. In the json mode the connect and close records of the load's pid
- * are counted (after busted's output went quiet, before it is stopped) and `lost` must be 0.
+ * are counted (after busted's output went quiet and it stopped) and `lost` must be 0; a run that misses
+ * one keeps busted's output (its path is printed).
  *
  * The loaded figure is the load's steady state: the load runs WARM_S + LOAD_S seconds and the
  * figure is its last LOAD_S. Its first seconds are V8 compiling busted's per-record code for the
@@ -110,6 +111,43 @@ function buildChurn(dir: string): string {
   return bin;
 }
 
+/** The load's records in busted's output: connects, closes (and those the census made), lost, and gaps in the flow ids. */
+function countLoad(file: string, pid: number): { connects: number; closes: number; unseen: number; lost: number; gaps: string } {
+  let connects = 0;
+  let closes = 0;
+  let unseen = 0;
+  let lost = 0;
+  const flows: bigint[] = [];
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line) continue;
+    const rec = JSON.parse(line) as { type: string; pid?: number; count?: number; flow?: string; endUnseen?: boolean };
+    if (rec.type === 'lost') lost += rec.count ?? 0;
+    else if (rec.pid === pid && rec.type === 'connect') {
+      connects++;
+      if (rec.flow) flows.push(BigInt(rec.flow));
+    } else if (rec.pid === pid && rec.type === 'close') {
+      closes++;
+      if (rec.endUnseen) unseen++;
+    }
+  }
+  // the load runs on one CPU, which hands out cookies (flow ids) in order: a missing connection
+  // is most likely a gap of one between two reported ones
+  flows.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const gaps: string[] = [];
+  for (let i = 1; i < flows.length; i++) {
+    if (flows[i]! - flows[i - 1]! === 2n) gaps.push(`${flows[i - 1]! + 1n} (after connection ${i})`);
+  }
+  return { connects, closes, unseen, lost, gaps: gaps.length ? `flow ids missing between reported ones: ${gaps.slice(0, 5).join(', ')}${gaps.length > 5 ? ` and ${gaps.length - 5} more` : ''}` : 'no gap of one in the flow ids' };
+}
+
+let kept = 0;
+/** Copies busted's output out of the bench's temporary folder (removed at the end) for a look. */
+function keep(file: string): string {
+  const to = path.join(os.tmpdir(), `busted-cpu-mismatch-${process.pid}-${++kept}.jsonl`);
+  fs.copyFileSync(file, to);
+  return to;
+}
+
 interface Figure {
   mode: string;
   what: string;
@@ -164,19 +202,15 @@ async function measure(dir: string, churn: string, mode: 'json' | 'default', loa
       const wall = (t1 - tw) / 1000;
       const whole = `whole load, warm-up included: ${(((c1 - c0) / ((t1 - t0) / 1000)) * 100).toFixed(2)} % (first ${WARM_S} s: ${(cw - c0).toFixed(2)} s of CPU)`;
       if (mode === 'json') {
+        // counted once busted has stopped, as a user reads a recording: what its stop delivers counts
         await waitQuiet(b.file);
-        let connects = 0;
-        let closes = 0;
-        let lost = 0;
-        for (const line of fs.readFileSync(b.file, 'utf8').split('\n')) {
-          if (!line) continue;
-          const rec = JSON.parse(line) as { type: string; pid?: number; count?: number };
-          if (rec.type === 'lost') lost += rec.count ?? 0;
-          else if (rec.pid === out.pid && rec.type === 'connect') connects++;
-          else if (rec.pid === out.pid && rec.type === 'close') closes++;
-        }
-        const all = connects === out.connections && closes === out.connections && lost === 0;
-        extra = `${split}; ${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); reported ${connects} connects, ${closes} closes, lost ${lost} -> ${all ? 'all reported' : 'MISMATCH'}`;
+        await b.stop();
+        const c = countLoad(b.file, out.pid);
+        const all = c.connects === out.connections && c.closes === out.connections && c.lost === 0;
+        const unseen = c.unseen > 0 ? ` (${c.unseen} closes found by the census: end unseen)` : '';
+        extra = `${split}; ${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); ` +
+          `reported ${c.connects} connects, ${c.closes} closes${unseen}, lost ${c.lost} -> ${all ? 'all reported' : 'MISMATCH'}`;
+        if (!all) extra += `; ${c.gaps}; busted's output kept: ${keep(b.file)}`;
       } else {
         extra = `${split}; ${whole}; load ${Math.round(out.cps).toLocaleString('en-US')} conn/s (${out.connections.toLocaleString('en-US')}); nothing printed (not LLM traffic)`;
       }

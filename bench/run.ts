@@ -348,6 +348,8 @@ interface MonitorReport {
   keptOutput: string | null;
   loadFailedConnects: number;
   loadCloses: number;
+  /** of those closes, the ones a census made (no hook saw the end; bpf/busted.h) */
+  loadUnseen: number;
   /** CPU time busted used between its session record and SIGINT */
   cpuSeconds: number | null;
   /** with --bpf-stats: run count and kernel time of each of busted's programs */
@@ -483,12 +485,13 @@ async function countRecords(file: string, loadPid: number) {
   let loadConnects = 0;
   let loadFailedConnects = 0;
   let loadCloses = 0;
+  let loadUnseen = 0;
   let sessionMs = 0;
   let firstLostAfterMs: number | null = null;
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   for await (const line of lines) {
     if (!line) continue;
-    const rec = JSON.parse(line) as { type: string; ts: string; pid?: number; count?: number; error?: string | null };
+    const rec = JSON.parse(line) as { type: string; ts: string; pid?: number; count?: number; error?: string | null; endUnseen?: boolean };
     records++;
     byType[rec.type] = (byType[rec.type] ?? 0) + 1;
     if (rec.type === 'session') sessionMs = Date.parse(rec.ts);
@@ -498,10 +501,13 @@ async function countRecords(file: string, loadPid: number) {
     }
     else if (rec.pid === loadPid) {
       if (rec.type === 'connect') rec.error ? loadFailedConnects++ : loadConnects++;
-      else if (rec.type === 'close') loadCloses++;
+      else if (rec.type === 'close') {
+        loadCloses++;
+        if (rec.endUnseen) loadUnseen++; // closed by a census (at busted's stop, in a 10 s run)
+      }
     }
   }
-  return { records, byType, lost, firstLostAfterMs, loadConnects, loadFailedConnects, loadCloses };
+  return { records, byType, lost, firstLostAfterMs, loadConnects, loadFailedConnects, loadCloses, loadUnseen };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -787,7 +793,7 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     );
     log(fig.all
       ? `      reported: ${rep.loadConnects.toLocaleString('en-US')}/${m.connections.toLocaleString('en-US')} connects of pid ${m.pid}` +
-        `, ${rep.loadCloses.toLocaleString('en-US')} closes, ${rep.loadFailedConnects}/${m.failed} failed connects, lost ${rep.lost}` +
+        `, ${rep.loadCloses.toLocaleString('en-US')} closes${rep.loadUnseen ? ` (${rep.loadUnseen} found gone by the census: end unseen)` : ''}, ${rep.loadFailedConnects}/${m.failed} failed connects, lost ${rep.lost}` +
         ` -> ${complete ? 'all reported' : 'MISMATCH'}${rep.keptOutput ? ` (busted's output kept: ${rep.keptOutput})` : ''}`
       : `      not LLM traffic: ${rep.loadConnects + rep.loadCloses} records of pid ${m.pid} printed; counted as provider none: ` +
         `${rep.quietCounted?.toLocaleString('en-US') ?? '?'} (load: ${(m.connections + m.failed).toLocaleString('en-US')}) ` +

@@ -101,7 +101,8 @@ const IDLE_OWNER_LOOKUPS = 1024;
 /**
  * How often the census runs (KernelProbe.census, bpf/busted.h): a tracked TCP connection whose
  * end no hook saw (the kernel showed none, about once in tens of millions here: bench/README.md)
- * is closed, marked endUnseen, two to three periods after it ended, and its slot freed. One walk
+ * is closed, marked endUnseen, two to three periods after it ended (or at busted's stop, which
+ * takes two censuses), and its slot freed. One walk
  * over the TCP sockets of each owner's network namespace and one over the counter slots: a few
  * milliseconds. BUSTED_CENSUS_MS sets another period (tests).
  */
@@ -737,6 +738,12 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       clearInterval(counterTimer);
       clearInterval(censusTimer);
       pods?.stop();
+      // two censuses in a row: a connection that ended unseen since the last periodic one (up to
+      // two periods ago) gets its CLOSE now, instead of going untold with busted's exit
+      guard(() => {
+        takeCensus();
+        takeCensus();
+      });
       // everything the kernel delivered before now is published: the ring is drained to the end
       // (bounded in time, in case a load keeps producing), held connects go out, then the last
       // counter deltas

@@ -110,6 +110,40 @@ kernelTest('a connection whose end no hook sees is closed by the census, endUnse
   }
 });
 
+kernelTest('at its stop busted takes two censuses: a connection whose end no hook saw since the last census gets its CLOSE (endUnseen, exact bytes) before busted exits; an open one does not', async (t) => {
+  const server = await holdingServer('127.0.0.1');
+  const port = portOf(server);
+  // no periodic census while the test runs: only the stop's
+  const busted = await startBusted([], { BUSTED_CENSUS_MS: '600000' });
+  let open: Awaited<ReturnType<typeof readyClient>> | null = null;
+  try {
+    // open across the stop: announced by the idle iterator (it moves no byte)
+    open = await readyClient(['idle', '127.0.0.1', port, 30]);
+    void open.done.catch(() => {}); // killed at the end
+    const openConn = await busted.waitFor(isConnect(open.pid), 5000);
+
+    detachRelease(busted.child.pid!);
+    const client = await runClient(['exchange', '127.0.0.1', port, 2345, 0]);
+    await sleep(500);
+    // under --all it is kept back until its end, which no hook saw: nothing of it yet
+    t.deepEqual(busted.records.filter((r) => 'pid' in r && r.pid === client.pid), [], 'not reported before the stop');
+    t.is(await busted.stop(), 0);
+
+    const conn = busted.records.find(isConnect(client.pid));
+    t.truthy(conn, 'its connect is reported at the stop');
+    const close = busted.records.find(isClose(conn!.flow));
+    t.truthy(close, 'its close is reported at the stop');
+    t.is(close!.endUnseen, true);
+    t.is(close!.pid, client.pid);
+    t.is(close!.tx, 2345);
+    t.deepEqual(closesOf(busted, openConn.flow), [], 'the open connection is not closed by the stop\'s censuses');
+  } finally {
+    await busted.stop();
+    open?.child.kill();
+    server.shut();
+  }
+});
+
 kernelTest('with every hook in place the census closes nothing: 300 connections, a census every 50 ms, each closed once by its release', async (t) => {
   const server = await holdingServer('127.0.0.1');
   const port = portOf(server);

@@ -69,6 +69,8 @@ export async function startBusted(args: string[] = [], env: NodeJS.ProcessEnv = 
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
+      // what busted wrote before it exited (its stop's last records) is all in `records` by then
+      if (!child.stdout.closed) await once(child.stdout, 'close');
       return child.exitCode;
     },
   };
