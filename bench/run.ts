@@ -683,7 +683,16 @@ interface FigureResult {
 const PER_DATA_HOOKS = new Set(['busted_send', 'busted_recv', 'busted_egress', 'busted_ingress']);
 /** Fewer runs than this in a figure are cold-cache one-offs (a load's own setup), not judged. */
 const MIN_JUDGED_RUNS = 100;
-function hookTarget(name: string): { kind: string; ns: number } {
+/**
+ * busted's iterators are not hooks: no kernel event runs them, user space walks the TCP sockets
+ * with them now and then (the idle iterator, the census every 30 s), one run per socket met plus
+ * one at the walk's end, which for the census judges all 65,536 counter slots (about 1.7 ms). A
+ * mean per run then says how many sockets the walk met more than what it costs; a census's cost
+ * is the census figure (bench/census.ts). Shown, not judged.
+ */
+const ITERATORS = new Set(['busted_idle', 'busted_census']);
+function hookTarget(name: string): { kind: string; ns: number } | null {
+  if (ITERATORS.has(name)) return null;
   return PER_DATA_HOOKS.has(name) ? { kind: 'per send/recv/packet', ns: 150 } : { kind: 'lifecycle', ns: 1000 };
 }
 
@@ -714,7 +723,7 @@ function bpfTable(results: FigureResult[], floors: Floors): string | null {
       const empty = floor?.programs.find((f) => f.tracepoint === floorHook(p.name));
       rows.push([
         r.id, p.name, p.runsPerSecond.toLocaleString('en-US'), String(p.nsPerRun), empty ? String(p.nsPerRun - empty.nsPerRun) : '-',
-        `<= ${target.ns} ns (${target.kind})`, p.nsPerRun <= target.ns ? 'meets' : 'MISSES',
+        target ? `<= ${target.ns} ns (${target.kind})` : '- (an iterator: per walk)', target ? (p.nsPerRun <= target.ns ? 'meets' : 'MISSES') : 'info',
       ]);
     }
   }
@@ -803,7 +812,8 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
     if (rep.progs) {
       log(`      kernel: ${rep.progs.filter((p) => p.runs > 0).map((p) => {
         const ns = Math.round(p.ns / p.runs);
-        const judged = p.runs >= MIN_JUDGED_RUNS ? (ns > hookTarget(p.name).ns ? ' (over target)' : '') : ' (too few runs to judge: cold)';
+        const target = hookTarget(p.name);
+        const judged = !target ? '' : p.runs >= MIN_JUDGED_RUNS ? (ns > target.ns ? ' (over target)' : '') : ' (too few runs to judge: cold)';
         return `${p.name} ${p.runs.toLocaleString('en-US')} runs x ${ns} ns${judged}`;
       }).join(', ')}`);
     }
