@@ -125,8 +125,10 @@ kernelTest('at its stop busted takes two censuses: a connection whose end no hoo
     detachRelease(busted.child.pid!);
     const client = await runClient(['exchange', '127.0.0.1', port, 2345, 0]);
     await sleep(500);
-    // under --all it is kept back until its end, which no hook saw: nothing of it yet
-    t.deepEqual(busted.records.filter((r) => 'pid' in r && r.pid === client.pid), [], 'not reported before the stop');
+    // its end, which no hook saw, is not reported yet (its connect may be: under --all one that
+    // cannot be LLM traffic is kept back until its end, but one judged maybe-LLM, as while
+    // another test's DNS answer is being applied, is announced at its first send)
+    t.deepEqual(busted.records.filter((r) => r.type === 'close' && r.pid === client.pid), [], 'its close is not reported before the stop');
     t.is(await busted.stop(), 0);
 
     const conn = busted.records.find(isConnect(client.pid));
