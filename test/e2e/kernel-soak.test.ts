@@ -86,10 +86,15 @@ kernelTest('soak: 200k short connections leave no map entries, open flows or pro
   t.true(series <= 21, `${series} per-process series (top 20 + other)`);
   t.true(rss1 <= 512 * 1024, `RSS grew from ${rss0} KiB to ${rss1} KiB`);
 
-  // every connection was reported: the records of the load's pids, unless the kernel said it lost some
-  const pids = new Set(load.map((r) => r.pid));
-  const reported = b.records().filter((r) => (r.type === 'connect' || r.type === 'close') && pids.has(r.pid)).length;
-  // (lost may also count records of other processes on a busy machine: at least, never fewer)
-  t.true(2 * connections - reported <= lost, `${2 * connections - reported} records missing, lost says ${lost}`);
+  // every connection was reported: the records of the load's pids, unless the kernel said it lost
+  // some. Counted once busted has stopped, as a recording is read: its stop takes two censuses,
+  // which report a connection whose end the kernel did not show (endUnseen; about one in 10^7
+  // here, README Limits), as the census every 30 s would have a minute later.
   t.is(await b.stop(), 0, b.stderr());
+  const pids = new Set(load.map((r) => r.pid));
+  const mine = b.records().filter((r) => (r.type === 'connect' || r.type === 'close') && pids.has(r.pid));
+  const unseen = mine.filter((r) => r.type === 'close' && r.endUnseen).length;
+  if (unseen > 0) t.log(`${unseen} closes made by the census (end unseen)`);
+  // (lost may also count records of other processes on a busy machine: at least, never fewer)
+  t.true(2 * connections - mine.length <= lost, `${2 * connections - mine.length} records missing, lost says ${lost}`);
 }, { exclusive: true });
