@@ -7,6 +7,7 @@ import { formatDoctor, runDoctor } from '../core/doctor.js';
 import { loadAgents, type AgentCatalog } from '../core/agents.js';
 import { loadCatalog, type Catalog } from '../core/catalog.js';
 import { startEngine, type Engine } from '../core/engine.js';
+import { afterLong } from '../core/long-timer.js';
 import { Store, turnClock, type Clock } from '../core/store.js';
 import { VERSION } from '../core/version.js';
 import { Printer } from '../sinks/printer.js';
@@ -194,8 +195,16 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
     await out.flush();
     finish(code);
   };
-  process.once('SIGINT', () => void stop(0));
-  process.once('SIGTERM', () => void stop(0));
+  // the first SIGINT or SIGTERM stops busted in order (censuses, the ring's last records, the
+  // sinks); a second one while that runs exits at once, the recording closed on the way out
+  // (the 'exit' handler above), not killed by the signal with its buffer unwritten
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
+    if (!stopping) return void stop(0);
+    warn(`${signal} again: exiting without waiting for the stop to finish`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   process.on('SIGHUP', () => {
     source.reload?.();
     sinks.reopen(); // logrotate moved the recording away: start a new file
@@ -204,7 +213,7 @@ async function runHeadless(flags: Flags & { sinks: SinkFlags }): Promise<number>
 
   await source.start(store);
   void source.ended.then(() => stop(0));
-  if (flags.duration !== undefined) setTimeout(() => void stop(0), flags.duration * 1000).unref();
+  if (flags.duration !== undefined) afterLong(flags.duration * 1000, () => void stop(0));
   return done;
 }
 

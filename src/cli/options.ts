@@ -2,6 +2,7 @@
 import { BpfError, LibbpfMissingError } from '../bpf/libbpf.js';
 import { PreflightError } from '../bpf/preflight.js';
 import type { OutputFormat } from '../sinks/printer.js';
+import { samePath } from '../sinks/recorder-files.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -59,6 +60,9 @@ export function validateFlags(raw: RawFlags): Flags {
   if (raw.providers !== undefined && raw.providers.trim() === '') throw usageError('--providers needs a file path');
   if (raw.agents !== undefined && raw.agents.trim() === '') throw usageError('--agents needs a file path');
   if (raw.policy !== undefined && raw.policy.trim() === '') throw usageError('--policy needs a file path');
+  if (raw.replay !== undefined && raw.record !== undefined && samePath(raw.replay, raw.record)) {
+    throw usageError('--record and --replay cannot be the same file: recording would overwrite the recording being replayed');
+  }
   if (raw.replay !== undefined && (raw.policy !== undefined || raw.enforce)) throw usageError('--policy and --enforce act on live traffic, not on --replay');
   const speed = raw.speed ?? 1;
   if (!Number.isFinite(speed) || speed < 0) throw usageError(`--speed must be a number ≥ 0, not "${raw.speed}"`);

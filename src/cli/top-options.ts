@@ -1,4 +1,5 @@
 /** busted-top's flags: validation into one shape, usage errors as one sentence (exit 2). */
+import { samePath } from '../sinks/recorder-files.js';
 import { UsageError } from './options.js';
 
 export interface TopFlags {
@@ -49,7 +50,9 @@ export function validateTopFlags(raw: RawTopFlags, input: readonly string[] = []
   if (!Number.isFinite(interval) || interval < 50 || interval > 60_000) {
     throw topUsageError(`--interval must be a number of milliseconds between 50 and 60000, not "${raw.interval}"`);
   }
-  if (raw.record !== undefined && raw.record === raw.replay) throw topUsageError('--record and --replay cannot be the same file');
+  if (raw.record !== undefined && raw.replay !== undefined && samePath(raw.record, raw.replay)) {
+    throw topUsageError('--record and --replay cannot be the same file: recording would overwrite the recording being replayed');
+  }
   return { replay: raw.replay ?? null, speed, intervalMs: interval, record: raw.record ?? null, all: raw.all ?? false,
     providers: raw.providers ?? null, policy: raw.policy ?? null, enforce: raw.enforce ?? false };
 }

@@ -73,8 +73,19 @@ export class ClassificationStage {
   private readonly holdMs: number;
   private readonly localPorts: Set<number>;
   private localAddrs: { at: number; set: Set<string> } = { at: -Infinity, set: new Set() };
+  /** DNS answers with addresses read from the kernel's samples. */
   dnsAnswers = 0;
+
+  /** Samples skipped because they did not parse, by why (`dns-malformed`, `tls-malformed`, `tls-too-large`, …). */
+  skippedSamples(): Record<string, number> {
+    const out: Record<string, number> = { 'dns-malformed': this.badDns };
+    for (const [reason, n] of Object.entries(this.badHellos)) out[`tls-${reason}`] = n;
+    return out;
+  }
+  /** DNS samples that did not parse, skipped. */
   badDns = 0;
+  /** TLS handshake samples that gave no ClientHello, skipped (the flow is classified without SNI), by why. */
+  readonly badHellos: Record<string, number> = {};
   private lastDst = '';
   private lastSplit = { ip: '', port: 0 };
 
@@ -149,6 +160,7 @@ export class ClassificationStage {
       this.reclassify(st);
     } else {
       st.sni = '';
+      this.badHellos[r.reason] = (this.badHellos[r.reason] ?? 0) + 1;
     }
     this.release(st);
   }

@@ -30,7 +30,14 @@ export class Enforcement {
   readonly destinations: Destinations;
   private ruleNames: string[] = [];
   private readonly toggles = new Map<string, VerdictAction>();
+  /** Flows cut by busted-top's block, by process identity. */
   private readonly cut = new Map<string, bigint[]>();
+  /**
+   * Flows the policy's rules want cut, by process identity: cut while no verdict from busted-top
+   * overrides the rules (a verdict's block cuts them in `cut`; allow and audit let them pass), and
+   * cut again when the verdict is cleared.
+   */
+  private readonly ruleCut = new Map<string, bigint[]>();
   private readonly providerIds: string[];
 
   constructor(private readonly opts: EnforcementOptions) {
@@ -74,6 +81,8 @@ export class Enforcement {
     const cookies = this.cut.get(key) ?? [];
     for (const c of cookies) this.opts.enforcer.setCut(c, false);
     this.cut.delete(key);
+    // the rules' cuts: lifted while a verdict overrides the rules, in force again when it is cleared
+    for (const c of this.ruleCut.get(key) ?? []) this.opts.enforcer.setCut(c, action === null);
     if (action === 'block' && this.opts.enforce) {
       const open = this.opts.openLlmFlows(key);
       for (const c of open) this.opts.enforcer.setCut(c, true);
@@ -105,19 +114,32 @@ export class Enforcement {
     });
   }
 
-  /** A reloaded policy now blocks these open flows of a process: their packets are dropped. */
-  cutForRule(pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString()): void {
-    if (!this.opts.enforce || cookies.length === 0) return;
+  /**
+   * The policy blocks these open flows of a process (a reload, or a flow announced after one):
+   * their packets are dropped. With `replace` (a reload's judgement of all its open flows), the
+   * process's earlier rule cuts that the new policy no longer blocks are lifted.
+   */
+  cutForRule(pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString(), replace = false): void {
+    if (!this.opts.enforce) return;
     const key = `${pid}:${startTime}`;
-    const list = this.cut.get(key) ?? [];
+    const overridden = this.toggles.has(key); // a verdict from busted-top decides this process's flows
+    let list = this.ruleCut.get(key) ?? [];
+    if (replace) {
+      for (const c of list) if (!cookies.includes(c) && !overridden) this.opts.enforcer.setCut(c, false);
+      list = list.filter((c) => cookies.includes(c));
+    }
+    let newly = 0;
     for (const c of cookies) {
       if (list.includes(c)) continue;
-      this.opts.enforcer.setCut(c, true);
+      if (!overridden) this.opts.enforcer.setCut(c, true);
       list.push(c);
+      newly++;
     }
-    this.cut.set(key, list);
+    if (list.length > 0) this.ruleCut.set(key, list);
+    else this.ruleCut.delete(key);
+    if (newly === 0 || overridden) return;
     this.opts.publish({
-      type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', dst: '*', provider: null, rule, cut: cookies.length,
+      type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', dst: '*', provider: null, rule, cut: newly,
     });
   }
 
@@ -125,16 +147,21 @@ export class Enforcement {
   forget(key: string): void {
     const [pid, start] = key.split(':').map(Number) as [number, number];
     if (this.toggles.has(key)) this.setToggle(pid, start, null);
+    for (const c of this.ruleCut.get(key) ?? []) this.opts.enforcer.setCut(c, false);
+    this.ruleCut.delete(key);
   }
 
   /** A flow closed: it no longer needs cutting. */
   closed(key: string, cookie: number | bigint): void {
-    const list = this.cut.get(key);
-    if (!list) return;
     const c = BigInt(cookie);
-    if (!list.includes(c)) return;
-    this.opts.enforcer.setCut(c, false);
-    this.cut.set(key, list.filter((x) => x !== c));
+    for (const lists of [this.cut, this.ruleCut]) {
+      const list = lists.get(key);
+      if (!list?.includes(c)) continue;
+      this.opts.enforcer.setCut(c, false);
+      const rest = list.filter((x) => x !== c);
+      if (rest.length > 0) lists.set(key, rest);
+      else lists.delete(key);
+    }
   }
 
   /** A decision the kernel made on a connect or send. */

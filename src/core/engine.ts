@@ -332,6 +332,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (!knownFacts) {
       if (factsByKey.size >= 16384) factsByKey.delete(factsByKey.keys().next().value!);
       factsByKey.set(factsKey, { uid: o.uid, comm: o.comm, exeDev: o.exeDev, exeIno: o.exeIno });
+    } else if (knownFacts.exeIno !== o.exeIno || knownFacts.exeDev !== o.exeDev || knownFacts.uid !== o.uid || knownFacts.comm !== o.comm) {
+      // exec, setuid or a new name keep the pid and start time: a reload judges open flows by the newest facts
+      factsByKey.set(factsKey, { uid: o.uid, comm: o.comm, exeDev: o.exeDev, exeIno: o.exeIno });
     }
     // the kernel's exec path (two copies of its slot, a syscall each) only matters to an identity the resolver
     // does not know yet, or one that exec'd since: not to every connection of a known process
@@ -409,8 +412,17 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     probe.close();
     throw new Error('--policy needs the cgroup programs, which could not be attached here: run busted doctor.');
   }
+  /** Executables given sha256 rule bits in the kernel (hashed_exes), by `dev:ino`: a reload rewrites their bits. */
+  const hashedNoted = new Map<string, { exe: { dev: number; ino: bigint }; sha256: string }>();
   const applyPolicy = (p: CompiledPolicy) => {
     enforcement!.applyPolicy(p.names, { rules: p.rules, defaultAction: p.defaultAction, hashExec: p.hashRules.size > 0 });
+    // a kernel entry's bits name rules by their index in the policy it was written for: under the
+    // new rules they would block an executable by whatever sha256 rule now has that index
+    for (const [key, n] of hashedNoted) {
+      const mask = p.hashRules.get(n.sha256) ?? 0n;
+      enforcement!.setHashedExe(n.exe, mask);
+      if (mask === 0n) hashedNoted.delete(key);
+    }
     for (const w of p.warnings) opts.onWarning?.(`policy: ${w}`);
     if (p.hashRules.size > 0) void hashRunningExecutables(p);
   };
@@ -429,7 +441,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   };
   const noteHash = (kdev: number, ino: bigint, sha256: string) => {
     const mask = policy?.hashRules.get(sha256);
-    if (mask) enforcement?.setHashedExe({ dev: kdev, ino }, mask);
+    if (!mask || !enforcement) return;
+    const exe = { dev: kdev, ino };
+    enforcement.setHashedExe(exe, mask);
+    hashedNoted.set(`${kdev}:${ino}`, { exe, sha256 });
   };
   identities.onChange((_key, who, facts) => {
     if (who.sha256 && policy?.hashRules.size) noteHash(facts.exeDev, facts.exeIno, who.sha256);
@@ -671,9 +686,9 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
 
   /** The LLM flows of process `key` that policy `p` blocks are cut, as a `b` would cut them. */
   const providerIndex = new Map(catalog.providers().map((p) => [p.id, p.index]));
-  const cutIfBlocked = (p: CompiledPolicy, key: string, flows: { id: string; provider: string }[]) => {
+  const cutIfBlocked = (p: CompiledPolicy, key: string, flows: { id: string; provider: string }[], replace = false) => {
     const facts = factsByKey.get(key);
-    if (!enforcement || !opts.enforce || flows.length === 0 || !facts) return;
+    if (!enforcement || !opts.enforce || (flows.length === 0 && !replace) || !facts) return;
     const who = identities.get(key);
     const subject = {
       ...facts, cgroupAncestors: ancestorsFromIds(cgroupAncestorIds(cgroupPath, who?.cgroup ?? null)),
@@ -688,14 +703,14 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return d.action === 'block';
     }).map((f) => BigInt(f.id));
     const [pid, start] = key.split(':').map(Number) as [number, number];
-    enforcement.cutForRule(pid, start, cookies, rule);
+    enforcement.cutForRule(pid, start, cookies, rule, undefined, replace);
   };
   /** After a reload: open LLM flows of processes the new policy blocks are cut. */
   const cutNewlyBlocked = (p: CompiledPolicy) => {
     if (!enforcement || !opts.enforce) return;
     for (const key of store.table.liveProcessKeys()) {
-      if (enforcement.toggleOf(key) !== null) continue; // a busted-top verdict overrides rules
-      cutIfBlocked(p, key, store.table.openLlmFlowsOf(key));
+      // a busted-top verdict overrides rules: its flows are judged again if it is cleared
+      cutIfBlocked(p, key, store.table.openLlmFlowsOf(key), true);
     }
   };
 
@@ -724,7 +739,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
-    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...unseenStats(), ...probe.kernelStats() }),
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...unseenStats(), skippedSamples: stage.skippedSamples(), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => {
       const e = needEnforcement();
       if (action === 'block') takeInOpenFlows([pid]);

@@ -179,7 +179,8 @@ export class FlowTable {
       case 'classify': {
         const f = this.flows.get(rec.flow);
         if (!f) return;
-        if (rec.provider !== f.provider) {
+        const changed = rec.provider !== f.provider;
+        if (changed) {
           const from = f.totals;
           const to = this.totalsOf(rec.provider);
           from.connections--;
@@ -187,11 +188,12 @@ export class FlowTable {
           to.connections++;
           to.bytes += f.tx + f.rx;
           f.totals = to;
+          this.countProvider(f, -1); // the process's providers lose the one this flow no longer has
         }
         f.provider = rec.provider;
         f.host = rec.host;
         f.via = rec.via;
-        this.countProvider(f);
+        if (changed) this.countProvider(f, 1);
         return;
       }
       case 'traffic': {
@@ -286,7 +288,10 @@ export class FlowTable {
     }
     for (const [key, p] of this.procs) {
       const idleSince = p.row.exitedAt ?? p.row.lastActivity;
-      if (p.flows.size === 0 && nowMs - idleSince >= this.processRetentionMs) this.procs.delete(key);
+      // a live process with a verdict (busted-top's b or a) keeps its row: its blocked connects
+      // make no flows, and without the row its verdict could not be cleared, nor forgotten at its exit
+      const held = p.row.verdict !== null && p.row.exitedAt === null;
+      if (p.flows.size === 0 && !held && nowMs - idleSince >= this.processRetentionMs) this.procs.delete(key);
     }
   }
 
@@ -428,10 +433,13 @@ export class FlowTable {
     r.agent = rec.agent ?? r.agent;
   }
 
-  private countProvider(f: FlowEntry): void {
+  /** The process's count of flows with the flow's provider, by `by`; a provider counted down to 0 leaves the row. */
+  private countProvider(f: FlowEntry, by = 1): void {
     const p = this.procs.get(f.proc);
     if (!p || !f.provider) return;
-    p.providers.set(f.provider, (p.providers.get(f.provider) ?? 0) + 1);
+    const n = (p.providers.get(f.provider) ?? 0) + by;
+    if (n > 0) p.providers.set(f.provider, n);
+    else p.providers.delete(f.provider);
   }
 
   private addBytes(f: FlowEntry, tx: number, rx: number, nowMs: number, closing = false): void {

@@ -8,6 +8,8 @@ export interface KernelStats {
   unseen?: number;
   /** The same by the TCP state the census last met each connection in (`ESTABLISHED`, `CLOSE_WAIT`, …; `none`: never met). */
   unseenByState?: Record<string, number>;
+  /** Payload samples (DNS answers, TLS ClientHellos) skipped because they did not parse, by why (monotonic). */
+  skippedSamples?: Record<string, number>;
   /** Bytes waiting in the ring buffer, and its size. */
   ringbufUsedBytes?: number;
   ringbufSizeBytes?: number;

@@ -123,7 +123,7 @@ const CHECKS: Record<MatchKey, Check> = {
   exe: absPath,
   cgroup: (v) => absPath(v) ?? ((v as string).split('/').some((s) => s === '.' || s === '..') ? `must not contain "." or ".." segments, not "${v}"` : null),
   sha256: (v) => (typeof v === 'string' && /^[0-9a-fA-F]{64}$/.test(v) ? null : `must be 64 hexadecimal characters, not ${show(v)}`),
-  comm: (v) => str(v) ?? ((v as string).length > 15 ? `is longer than 15 characters, which a kernel comm never is: "${v}"` : null),
+  comm: (v) => str(v) ?? (Buffer.byteLength(v as string) > 15 ? `is longer than 15 bytes, which a kernel comm never is: "${v}"` : null),
   uid: (v) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32 - 1 ? null : `must be a non-negative integer, not ${show(v)}`),
   user: (v) => (typeof v === 'number' ? `must be a user name; for a numeric id write uid: ${v}` : str(v)),
   container: (v) => str(v) ?? (/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,252}$/.test(v as string)
@@ -152,8 +152,13 @@ class Reader {
   }
 
   /** The node, with an alias (`*name`) replaced by what it refers to. */
-  private deref(node: unknown): unknown {
-    return isAlias(node) ? node.resolve(this.doc) : node;
+  private deref(node: unknown, rule: number | null = null, name: string | null = null, key: string | null = null): unknown {
+    if (!isAlias(node)) return node;
+    const target = node.resolve(this.doc);
+    // an alias naming no anchor defined before it resolves to nothing: read as "key absent", a
+    // misspelt `default: *blk` would quietly allow everything
+    if (target === undefined) this.fail(`alias *${node.source} names no anchor (&${node.source}) defined before it`, node, rule, name, key);
+    return target;
   }
 
   private fail(problem: string, node: unknown, rule: number | null = null, name: string | null = null, key: string | null = null): never {
@@ -168,12 +173,12 @@ class Reader {
       const key = isScalar(pair.key) ? String(pair.key.value) : '?';
       if (key !== 'default' && key !== 'rules') this.fail(`unknown key "${key}"; the top level holds "default" and "rules"`, pair.key, null, null, key);
     }
-    const defNode = this.deref(root.get('default', true));
+    const defNode = this.deref(root.get('default', true), null, null, 'default');
     const def = defNode === undefined ? 'allow' : isScalar(defNode) ? defNode.value : defNode;
     if (typeof def !== 'string' || !(POLICY_ACTIONS as readonly string[]).includes(def)) {
       this.fail(`must be allow, audit or block, not ${show(def)}`, defNode, null, null, 'default');
     }
-    const rulesNode = this.deref(root.get('rules', true));
+    const rulesNode = this.deref(root.get('rules', true), null, null, 'rules');
     const empty = rulesNode === undefined || (isScalar(rulesNode) && rulesNode.value === null);
     if (!empty && !isSeq(rulesNode)) this.fail('must be a list of rules', rulesNode, null, null, 'rules');
     const items = isSeq(rulesNode) ? rulesNode.items : [];
@@ -182,7 +187,7 @@ class Reader {
     }
     const names = new Map<string, number>();
     const rules = items.map((item, index) => {
-      const rule = this.rule(this.deref(item), index);
+      const rule = this.rule(this.deref(item, index), index);
       const prev = names.get(rule.name);
       if (prev !== undefined) this.fail(`name "${rule.name}" is already used by rules[${prev}]; rule names must be unique`, item, index, rule.name, 'name');
       names.set(rule.name, index);
@@ -193,7 +198,7 @@ class Reader {
 
   private rule(item: unknown, index: number): PolicyRule {
     if (!isMap(item)) return this.fail('must be a mapping with name, match and action', item, index);
-    const nameNode = this.deref(item.get('name', true));
+    const nameNode = this.deref(item.get('name', true), index, null, 'name');
     const rawName = isScalar(nameNode) ? nameNode.value : undefined;
     const knownName = isString(rawName) ? rawName : null;
     for (const pair of item.items) {
@@ -208,12 +213,12 @@ class Reader {
     if (RESERVED_RULE_NAMES.includes(name)) {
       this.fail(`"${name}" is reserved (records use it for decisions no rule made); choose another name`, nameNode, index, name, 'name');
     }
-    const actionNode = this.deref(item.get('action', true));
+    const actionNode = this.deref(item.get('action', true), index, name, 'action');
     const action = isScalar(actionNode) ? actionNode.value : actionNode;
     if (typeof action !== 'string' || !(POLICY_ACTIONS as readonly string[]).includes(action)) {
       this.fail(`must be allow, audit or block, not ${show(action)}`, actionNode ?? item, index, name, 'action');
     }
-    const matchNode = this.deref(item.get('match', true));
+    const matchNode = this.deref(item.get('match', true), index, name, 'match');
     if (!isMap(matchNode) || matchNode.items.length === 0) {
       this.fail(`must be a mapping with at least one of ${MATCH_KEYS.join(', ')}`, matchNode ?? item, index, name, 'match');
     }
@@ -231,8 +236,8 @@ class Reader {
       }
       const k = key as MatchKey;
       const where = `match.${k}`;
-      const valueNode = this.deref(pair.value);
-      const nodes: unknown[] = isSeq(valueNode) ? valueNode.items.map((n) => this.deref(n)) : [valueNode];
+      const valueNode = this.deref(pair.value, index, name, where);
+      const nodes: unknown[] = isSeq(valueNode) ? valueNode.items.map((n) => this.deref(n, index, name, where)) : [valueNode];
       if (nodes.length === 0) this.fail('must give at least one value', valueNode ?? pair.key, index, name, where);
       if (nodes.length > MAX_VALUES) this.fail(`lists ${nodes.length} values; at most ${MAX_VALUES} fit one rule: split it`, valueNode, index, name, where);
       const values = nodes.map((n) => {

@@ -282,6 +282,9 @@ export class BustedMetrics {
       'Tracked TCP connections whose end no hook saw, found gone and finished by the census (a reported one gets a close record with endUnseen; a kept-back one is counted as closed).', (k) => k.unseen);
     kernelCount('busted_kernel_unseen_ends_by_state_total',
       'busted_kernel_unseen_ends_total by the TCP state the census last met each connection in (none: it never met it).', (k) => k.unseenByState ?? {}, 'last_state');
+    kernelCount('busted_payload_samples_skipped_total',
+      'Payload samples skipped because they did not parse, by reason: dns-malformed, or a TLS handshake start that gave no ClientHello (tls-not-client-hello, tls-malformed, tls-too-large, tls-too-many-samples); the connection is classified without it.',
+      (k) => k.skippedSamples ?? {}, 'reason');
     new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {

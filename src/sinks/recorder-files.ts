@@ -1,5 +1,6 @@
 /** The recorder's file operations: safe opening (no links, no foreign files) and rotation renames. */
 import fs from 'node:fs';
+import nodePath from 'node:path';
 
 export class RecordError extends Error {
   constructor(message: string, readonly code: string) {
@@ -58,6 +59,22 @@ export function sameFile(fd: number, path: string): boolean {
     const a = fs.fstatSync(fd);
     const b = fs.lstatSync(path);
     return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether two paths name one file: the same path once resolved, or (both existing) the same
+ * device and inode, so `--replay a.jsonl --record ./a.jsonl` or a link to it is caught before the
+ * recording truncates what is being replayed.
+ */
+export function samePath(a: string, b: string): boolean {
+  if (nodePath.resolve(a) === nodePath.resolve(b)) return true;
+  try {
+    const x = fs.statSync(a);
+    const y = fs.statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
   } catch {
     return false;
   }

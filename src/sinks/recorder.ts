@@ -156,6 +156,10 @@ export class Recorder {
       if (rec.type !== 'session') {
         // Hold records until the session record arrives, so it is always the first line.
         if (this.held.length < 10_000) this.held.push(rec);
+        else {
+          this.dropped++; // counted, as every record the recording misses is
+          this.lastError = 'no session record came to start the recording';
+        }
         return;
       }
       this.session = rec;

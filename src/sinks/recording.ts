@@ -29,10 +29,16 @@ export interface Recording {
   truncatedLastLine: boolean;
 }
 
-type FieldType = 'string' | 'number' | 'boolean' | 'string?';
+/**
+ * A field's type: JSON types (`?`: or null), the identity objects busted writes (`container?`,
+ * `pod?`, `agent?`: the object or null; `parents`: a list of parent processes), and `action?` (a
+ * verdict's action or null). Downstream code (the store, the printer, busted-top) reads into these,
+ * so a hand-made or damaged line with the wrong shape is a problem here, not a crash there.
+ */
+type FieldType = 'string' | 'number' | 'boolean' | 'string?' | 'number?' | 'container?' | 'pod?' | 'agent?' | 'parents' | 'action?';
 type Spec = Record<string, FieldType>;
 
-/** Fields that must be present with this type (`string?`: string or null). */
+/** Fields that must be present with this type. */
 const REQUIRED: Record<RecordType, Spec> = {
   session: { v: 'number', host: 'string', kernel: 'string', version: 'string', enforce: 'boolean' },
   connect: { flow: 'string', pid: 'number', comm: 'string', uid: 'number', src: 'string', dst: 'string' },
@@ -41,28 +47,77 @@ const REQUIRED: Record<RecordType, Spec> = {
   traffic: { flow: 'string', pid: 'number', tx: 'number', rx: 'number' },
   close: { flow: 'string', pid: 'number', tx: 'number', rx: 'number', durationMs: 'number' },
   policy: { pid: 'number', action: 'string', result: 'string', dst: 'string', rule: 'string' },
-  verdict: { pid: 'number', startTime: 'number', source: 'string' },
+  verdict: { pid: 'number', startTime: 'number', source: 'string', action: 'action?' },
   kill: { pid: 'number', signal: 'string' },
   lost: { count: 'number' },
 };
 
+type Fallback = (r: Record<string, unknown>) => unknown;
+const NULL: Fallback = () => null;
+/** Absent stays absent (a connect's identity fields are optional in the format). */
+const ABSENT: Fallback = () => undefined;
+
+/** A process's identity (records.ts IdentityFields); `absent` for a connect, where they are optional. */
+const identity = (absent: boolean): Record<string, [FieldType, Fallback]> => ({
+  sha256: ['string?', absent ? ABSENT : NULL], exeReplaced: ['boolean', absent ? ABSENT : () => false],
+  user: ['string?', absent ? ABSENT : NULL], group: ['string?', absent ? ABSENT : NULL], ppid: ['number?', absent ? ABSENT : NULL],
+  container: ['container?', absent ? ABSENT : NULL], pod: ['pod?', absent ? ABSENT : NULL], agent: ['agent?', absent ? ABSENT : NULL],
+});
+
 /** Fields that may be missing (older writers); filled with these defaults, but type-checked when present. */
-const OPTIONAL: Partial<Record<RecordType, Record<string, [FieldType, (r: Record<string, unknown>) => unknown]>>> = {
+const OPTIONAL: Partial<Record<RecordType, Record<string, [FieldType, Fallback]>>> = {
+  session: { source: ['string', ABSENT] },
   connect: {
-    tid: ['number', (r) => r.pid], gid: ['number', () => 0], exe: ['string?', () => null],
-    cgroup: ['string?', () => null], cgroupId: ['number', () => 0], startTime: ['number', () => 0],
-    proto: ['string', () => 'tcp'], provider: ['string?', () => null], host: ['string?', () => null],
-    via: ['string?', () => null], error: ['string?', () => null],
+    tid: ['number', (r) => r.pid], gid: ['number', () => 0], exe: ['string?', NULL],
+    cgroup: ['string?', NULL], cgroupId: ['number', () => 0], startTime: ['number', () => 0],
+    proto: ['string', () => 'tcp'], provider: ['string?', NULL], host: ['string?', NULL],
+    via: ['string?', NULL], error: ['string?', NULL],
+    ...identity(true),
   },
-  classify: { provider: ['string?', () => null], host: ['string?', () => null], via: ['string?', () => null] },
-  policy: { provider: ['string?', () => null] },
+  process: {
+    exe: ['string?', NULL], cgroup: ['string?', NULL], cmdline: ['string?', NULL], parents: ['parents', () => []],
+    ...identity(false),
+  },
+  classify: { provider: ['string?', NULL], host: ['string?', NULL], via: ['string?', NULL] },
+  policy: {
+    provider: ['string?', NULL], startTime: ['number', ABSENT], comm: ['string', ABSENT], uid: ['number', ABSENT],
+    proto: ['string', ABSENT], cut: ['number', ABSENT],
+  },
 };
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const strings = (v: unknown, keys: readonly string[], optional: readonly string[] = []): boolean =>
+  isObject(v) && keys.every((k) => typeof v[k] === 'string') && optional.every((k) => v[k] === undefined || typeof v[k] === 'string');
+
 function hasType(value: unknown, type: FieldType): boolean {
-  if (type === 'string?') return value === null || typeof value === 'string';
-  if (type === 'number') return typeof value === 'number' && Number.isFinite(value);
-  return typeof value === type;
+  switch (type) {
+    case 'string?':
+      return value === null || typeof value === 'string';
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'number?':
+      return value === null || (typeof value === 'number' && Number.isFinite(value));
+    case 'container?':
+      return value === null || strings(value, ['id', 'runtime']);
+    case 'pod?':
+      return value === null || strings(value, ['uid', 'qos'], ['namespace', 'name']);
+    case 'agent?':
+      return value === null || strings(value, ['id', 'label']);
+    case 'parents':
+      return Array.isArray(value) && value.every((p) => isObject(p) && hasType(p.pid, 'number') && typeof p.comm === 'string' && hasType(p.exe, 'string?'));
+    case 'action?':
+      return value === null || value === 'block' || value === 'audit' || value === 'allow';
+    default:
+      return typeof value === type;
+  }
 }
+
+/** What a field should have been, for a problem's reason. */
+const DESCRIBED: Record<FieldType, string> = {
+  string: 'a string', number: 'a number', boolean: 'a boolean', 'string?': 'a string or null', 'number?': 'a number or null',
+  'container?': 'a container ({id, runtime}) or null', 'pod?': 'a pod ({uid, qos}) or null', 'agent?': 'an agent ({id, label}) or null',
+  parents: 'a list of parents ({pid, comm, exe})', 'action?': 'block, audit, allow or null',
+};
 
 /** The record, normalized, or the reason it cannot be used. */
 export function validateRecord(value: unknown): EventRecord | string {
@@ -73,12 +128,16 @@ export function validateRecord(value: unknown): EventRecord | string {
   if (!RECORD_TYPES.includes(type as RecordType)) return `unknown type "${type}"`;
   if (typeof obj.ts !== 'string' || Number.isNaN(Date.parse(obj.ts))) return `${type}: "ts" is not an ISO 8601 time`;
   for (const [field, ft] of Object.entries(REQUIRED[type as RecordType])) {
-    if (!hasType(obj[field], ft)) return `${type}: "${field}" is missing or not a ${ft.replace('?', '')}`;
+    if (!hasType(obj[field], ft)) {
+      return ft === 'string' || ft === 'number' || ft === 'boolean' ? `${type}: "${field}" is missing or not a ${ft}` : `${type}: "${field}" is not ${DESCRIBED[ft]}`;
+    }
   }
   const out: Record<string, unknown> = { ...obj };
   for (const [field, [ft, fallback]] of Object.entries(OPTIONAL[type as RecordType] ?? {})) {
-    if (obj[field] === undefined) out[field] = fallback(obj);
-    else if (!hasType(obj[field], ft)) return `${type}: "${field}" is not a ${ft.replace('?', ' or null')}`;
+    if (obj[field] === undefined) {
+      const v = fallback(obj);
+      if (v !== undefined) out[field] = v;
+    } else if (!hasType(obj[field], ft)) return `${type}: "${field}" is not ${DESCRIBED[ft]}`;
   }
   return out as unknown as EventRecord;
 }

@@ -5,6 +5,7 @@
  * last record, so the final state stays on screen once the replay has ended.
  */
 import type { EventRecord } from '../core/records.js';
+import { MAX_TIMER_MS } from '../core/long-timer.js';
 import type { Clock } from '../core/store.js';
 
 export { describeProblems, parseRecording, readRecording, ReplayError, type Recording, type RecordingProblem } from './recording.js';
@@ -153,7 +154,9 @@ export class ReplayPlayer {
       return;
     }
     const wait = sent >= this.batch ? 0 : (this.times[this.next]! - now) / this.speed;
-    this.handle = this.timers.setTimeout(this.step, Math.max(0, wait));
+    // a timer fires at once past 2^31-1 ms (24.8 days: a far-off ts, or a slow --speed); waking
+    // earlier is harmless, the step looks at the clock again
+    this.handle = this.timers.setTimeout(this.step, Math.min(Math.max(0, wait), MAX_TIMER_MS));
   };
 
   private publishOne(i: number): void {

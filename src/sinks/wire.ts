@@ -46,7 +46,7 @@ export interface Sinks {
   metrics: BustedMetrics | null;
   otlp: OtlpSink | null;
   recorder: Recorder | null;
-  /** Stops serving, sends what OTLP still holds (at most ~3 s), flushes and closes the recording. */
+  /** Flushes and closes the recording, stops serving, sends what OTLP still holds (at most ~3 s). */
   close(): Promise<void>;
   /** SIGHUP: the recording starts a new file if its file was moved away (logrotate). */
   reopen(): void;
@@ -260,8 +260,7 @@ export async function attachSinks(store: Store, opts: SinkOptions): Promise<Sink
     close: () => {
       closing ??= (async () => {
         for (const d of detach) d();
-        await server?.close();
-        await otlp?.close();
+        // the recording first: it has every record now, and it must not wait on a slow collector
         if (recorder && !recorder.closed) {
           try {
             recorder.close();
@@ -272,6 +271,8 @@ export async function attachSinks(store: Store, opts: SinkOptions): Promise<Sink
             opts.onWarning(`recording to ${recorder.path} may be incomplete: ${(e as Error).message}.`);
           }
         }
+        await server?.close();
+        await otlp?.close();
       })();
       return closing;
     },

@@ -47,6 +47,8 @@ function onPromptKey(command: Command | undefined, press: KeyPress, target: Kill
 function verdictEffect(state: UiState, action: 'block' | 'audit'): Effect[] {
   const row = selectedRow(state);
   if (!row) return act({ type: 'status', text: 'Select a process first.', level: 'error' });
+  // a verdict on a process that is gone would stay in the kernel with nobody to clear it
+  if (row.exitedAt !== null) return act({ type: 'status', text: `Process ${row.pid} has already exited.`, level: 'error' });
   return [{ kind: 'verdict', target: { key: row.key, pid: row.pid, startTime: row.startTime, comm: row.comm }, action }];
 }
 

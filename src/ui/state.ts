@@ -141,14 +141,21 @@ export function advanceView(view: View, snapshot: StoreSnapshot, tombstoneMs: nu
   return { snapshot, tombstones, ledger, history: addSample(view.history, ledger, snapshot.at) };
 }
 
-/** Keeps the selection on the same process; if it is gone, on the row at the same position. */
+/**
+ * Keeps the selection on the same process; if it is gone, on the row at the same position. The
+ * detail screen of a process that is gone goes back to the table (it would otherwise show the
+ * neighbour, and b or a would act on a process nobody chose).
+ */
 function reselect(state: UiState): UiState {
   const rows = rowsOf(state);
-  if (rows.length === 0) return { ...state, selected: null, selectedIndex: 0 };
   const index = rows.findIndex((r) => r.key === state.selected);
   if (index >= 0) return index === state.selectedIndex ? state : { ...state, selectedIndex: index };
+  const left: Partial<UiState> = state.screen === 'detail' && state.selected !== null
+    ? { screen: 'table', detailScroll: 0, status: status(`Process ${state.selected.split(':')[0]} left the table; back to the list.`, 'info') }
+    : {};
+  if (rows.length === 0) return { ...state, ...left, selected: null, selectedIndex: 0 };
   const i = Math.min(Math.max(0, state.selectedIndex), rows.length - 1);
-  return { ...state, selected: rows[i]!.key, selectedIndex: i };
+  return { ...state, ...left, selected: rows[i]!.key, selectedIndex: i };
 }
 
 function moveTo(state: UiState, to: MoveTo, page: number): UiState {

@@ -227,6 +227,16 @@ kernelTest('a sha256 rule blocks a binary started after busted from its first co
     const other = await tryConnect(PYTHON, '127.98.0.5', port(llm));
     t.deepEqual([other.ok, other.error], [true, null], 'the original binary (another hash) is not');
     t.like(await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === first.pid), { rule: 'by-hash', result: 'denied' });
+    // a reload whose sha256 rule (at the same index) names another hash: the binary's kernel
+    // entry must lose its bit, or the new rule would block it by the old one's match
+    writeFileSync(f.policy, `rules:\n  - name: other-hash\n    match: {sha256: ${'ab'.repeat(32)}}\n    action: block\n`);
+    busted.child.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while (!/reloaded the policy/.test(busted.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    t.regex(busted.stderr(), /reloaded the policy/);
+    const after = await tryConnect(f.bot, '127.98.0.5', port(llm));
+    t.deepEqual([after.ok, after.error], [true, null], 'after the reload the binary, which no rule names now, connects');
+    t.is(await mapEntries(hashedExes.id), 0, 'its hashed_exes entry is gone');
   } finally {
     await busted.stop();
     llm.shut();

@@ -102,3 +102,22 @@ test('releaseAll sends every held connect (stop)', (t) => {
   s.releaseAll();
   t.deepEqual(types(published), ['connect:1', 'connect:2', 'connect:3']);
 });
+
+test('samples that do not parse are counted by why and skipped; the flow goes on without SNI', (t) => {
+  const { s, published } = stage(false);
+  s.connect(connect('1', '192.0.2.1:443'));
+  const hello = clientHello('api.anthropic.com');
+  const cut = Uint8Array.from(hello);
+  cut[9] = 0xff; // the ClientHello's length: past its record
+  s.tls('1', 0, cut);
+  t.like(published[0], { type: 'connect', flow: '1', provider: null, host: null });
+  s.connect(connect('2', '192.0.2.2:443'));
+  s.tls('2', 0, Uint8Array.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00])); // a ServerHello
+  s.dns(Uint8Array.from([1, 2, 3]), 'udp');
+  s.dns(Uint8Array.from([0, 1, 0x81]), 'tcp');
+  const skipped = s.skippedSamples();
+  t.is(skipped['dns-malformed'], 2);
+  const tls = Object.entries(skipped).filter(([k]) => k.startsWith('tls-'));
+  t.is(tls.reduce((n, [, v]) => n + v, 0), 2, JSON.stringify(skipped));
+  t.deepEqual(types(published), ['connect:1', 'connect:2']);
+});

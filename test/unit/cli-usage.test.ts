@@ -1,12 +1,12 @@
 /** Every usage error: exit 2 and one sentence on stderr, nothing on stdout. No root needed. */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { BUSTED_BIN } from '../helpers/busted.js';
+import { BUSTED_BIN, ROOT } from '../helpers/busted.js';
 import { validateFlags, describeError, UsageError } from '../../src/cli/options.js';
 import { PreflightError } from '../../src/bpf/preflight.js';
 import { BpfError } from '../../src/bpf/libbpf.js';
 
-const run = (...args: string[]) => spawnSync(process.execPath, [BUSTED_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+const run = (...args: string[]) => spawnSync(process.execPath, [BUSTED_BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
 
 const USAGE_CASES: [string[], RegExp][] = [
   [['--format', 'xml'], /--format must be text or json, not "xml"/],
@@ -14,6 +14,7 @@ const USAGE_CASES: [string[], RegExp][] = [
   [['--interval', '5'], /--interval must be a number of milliseconds between 50 and 60000/],
   [['--duration', '0'], /--duration must be a positive number of seconds/],
   [['--duration', '-3'], /--duration must be a positive number of seconds/],
+  [['--replay', `${ROOT}examples/demo.jsonl`, '--record', './examples/demo.jsonl'], /--record and --replay cannot be the same file/],
   [['--bogus-flag'], /unknown option --bogus-flag/],
   [['frobnicate'], /unknown command frobnicate/],
   [['doctor', 'extra'], /unexpected argument extra/],

@@ -172,3 +172,38 @@ test('provider totals keep every flow, closed and pruned ones included, and foll
   t.deepEqual(s3.flows.map((f) => f.id), ['3']);
   t.deepEqual(s3.providers.map((p) => [p.provider, p.connections, p.bytes, p.rate]), [['openai', 2, 1103, 0], ['anthropic', 1, 80, 0]]);
 });
+
+test('a live process with a verdict keeps its row however long it is idle; cleared or exited, it is pruned as usual', (t) => {
+  const ft = new FlowTable({ processRetentionMs: 1000, closedRetentionMs: 0 });
+  ft.apply(connect('1'), T0);
+  ft.apply({ type: 'close', ts: iso(0), flow: '1', pid: 100, tx: 0, rx: 0, durationMs: 1 }, T0);
+  ft.apply({ type: 'verdict', ts: iso(0), pid: 100, startTime: 555, action: 'block', source: 'busted-top' }, T0);
+  ft.prune(T0 + 60_000);
+  t.deepEqual(ft.snapshot(T0 + 60_000).processes.map((p) => [p.pid, p.verdict]), [[100, 'block']], 'blocked: its connects make no flows, its row stays');
+  ft.markExited(processKey(100, 555), T0 + 60_000);
+  ft.prune(T0 + 60_500);
+  t.is(ft.snapshot(T0 + 60_500).processes.length, 1, 'a tombstone for its retention');
+  ft.prune(T0 + 61_000);
+  t.is(ft.snapshot(T0 + 61_000).processes.length, 0);
+  ft.apply(connect('2', { pid: 200, startTime: 9 }), T0);
+  ft.apply({ type: 'close', ts: iso(0), flow: '2', pid: 200, tx: 0, rx: 0, durationMs: 1 }, T0);
+  ft.apply({ type: 'verdict', ts: iso(0), pid: 200, startTime: 9, action: 'audit', source: 'busted-top' }, T0);
+  ft.apply({ type: 'verdict', ts: iso(0), pid: 200, startTime: 9, action: null, source: 'busted-top' }, T0);
+  ft.prune(T0 + 1000);
+  t.is(ft.snapshot(T0 + 1000).processes.length, 0, 'its verdict cleared, an idle row goes');
+});
+
+test('a reclassified flow moves its process to the new provider; one classified twice the same counts once', (t) => {
+  const ft = new FlowTable();
+  ft.apply(connect('1', { provider: 'openai' }), T0);
+  ft.apply(connect('2', { provider: 'openai' }), T0);
+  const providers = () => ft.snapshot(T0).processes[0]!.providers;
+  t.deepEqual(providers(), ['openai']);
+  ft.apply({ type: 'classify', ts: iso(0), flow: '1', pid: 100, provider: 'anthropic', host: 'api.anthropic.com', via: 'sni' }, T0);
+  t.deepEqual(providers(), ['anthropic', 'openai'], 'flow 2 is still openai');
+  ft.apply({ type: 'classify', ts: iso(0), flow: '2', pid: 100, provider: null, host: 'cdn.example', via: 'sni' }, T0);
+  t.deepEqual(providers(), ['anthropic'], 'no flow of it is openai any more');
+  ft.apply({ type: 'classify', ts: iso(0), flow: '1', pid: 100, provider: 'anthropic', host: 'api.anthropic.com', via: 'sni' }, T0);
+  ft.apply({ type: 'classify', ts: iso(0), flow: '1', pid: 100, provider: null, host: null, via: null }, T0);
+  t.deepEqual(providers(), [], 'counted once, so gone with its one flow: not an LLM process now');
+});

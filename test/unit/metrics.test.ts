@@ -133,6 +133,10 @@ test('kernel stats: map and ring-buffer gauges; lost events take the larger of r
   t.is(s.get('busted_kernel_unseen_ends_total'), 4);
   t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'CLOSE_WAIT' })), 3);
   t.is(s.get(key('busted_kernel_unseen_ends_by_state_total', { last_state: 'none' })), 1);
+  stats = { ...stats, skippedSamples: { 'dns-malformed': 2, 'tls-malformed': 1 } };
+  s = await scrape(m);
+  t.is(s.get(key('busted_payload_samples_skipped_total', { reason: 'dns-malformed' })), 2);
+  t.is(s.get(key('busted_payload_samples_skipped_total', { reason: 'tls-malformed' })), 1);
   const broken = new BustedMetrics({ version: '1', stats: () => { throw new Error('probe closed'); } });
   t.notThrows(() => void broken.metrics());
   t.true((await broken.metrics()).includes('busted_build_info'));

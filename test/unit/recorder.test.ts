@@ -128,3 +128,14 @@ test('after a crash (SIGKILL) every complete line still parses', async (t) => {
   t.true(rec.records.length > 100, `${rec.records.length} records survived`);
   t.is(rec.records[0]!.type, 'session');
 });
+
+test('records held for a session record that never comes are counted once the hold is full', (t) => {
+  const p = fresh();
+  const r = new Recorder(p);
+  for (let i = 0; i < 10_005; i++) r.write(traffic(i, '1', PY.pid, 1, 1));
+  t.is(r.dropped, 5);
+  r.write(session(0));
+  r.close();
+  t.is(lines(p).length, 1 + 10_000);
+  t.is(r.dropped, 5);
+});

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { EventRecord } from '../../src/core/records.js';
+import { MAX_TIMER_MS } from '../../src/core/long-timer.js';
 import { Store } from '../../src/core/store.js';
 import {
   describeProblems, parseRecording, readRecording, ReplayError, ReplayPlayer, type Timers,
@@ -42,6 +43,41 @@ test('bad lines are counted with their line numbers, never fatal', (t) => {
     'traffic: "ts" is not an ISO 8601 time', 'not a JSON object', 'connect: "exe" is not a string or null',
   ]);
   t.regex(describeProblems(r.problems), /^6 problems: line 2 \(not valid JSON\), line 3 \(unknown type "bogus"\), .*, and 1 more$/);
+});
+
+test('records whose fields the store, the printer or busted-top read into have the right shape, or are problems', (t) => {
+  const ts = GOOD[0]!.ts;
+  const proc = { type: 'process', ts, pid: PY.pid, startTime: 7 };
+  const lines = [
+    GOOD[0], GOOD[1],
+    proc, // an identity with none of its details: defaults, not a crash in the store
+    { ...proc, parents: 'init' },
+    { ...proc, parents: [{ pid: 1, comm: 'init' }] }, // a parent without exe
+    { type: 'verdict', ts, pid: PY.pid, startTime: 7, source: 'busted-top', action: 1 },
+    { type: 'verdict', ts, pid: PY.pid, startTime: 7, source: 'busted-top', action: null },
+    { ...GOOD[1], flow: '3', container: { runtime: 'docker' } },
+    { ...GOOD[1], flow: '4', pod: 'web' },
+    { ...GOOD[1], flow: '5', agent: { id: 'claude' } },
+    { ...GOOD[1], flow: '6', container: { id: 'abc', runtime: 'docker' }, pod: null, agent: { id: 'a', label: 'A' }, ppid: 1 },
+    { ...GOOD[1], flow: '7', ppid: 'one' },
+  ];
+  const r = parseRecording(jsonl(lines));
+  t.deepEqual(r.problems, [
+    { line: 4, reason: 'process: "parents" is not a list of parents ({pid, comm, exe})' },
+    { line: 5, reason: 'process: "parents" is not a list of parents ({pid, comm, exe})' },
+    { line: 6, reason: 'verdict: "action" is not block, audit, allow or null' },
+    { line: 8, reason: 'connect: "container" is not a container ({id, runtime}) or null' },
+    { line: 9, reason: 'connect: "pod" is not a pod ({uid, qos}) or null' },
+    { line: 10, reason: 'connect: "agent" is not an agent ({id, label}) or null' },
+    { line: 12, reason: 'connect: "ppid" is not a number or null' },
+  ]);
+  t.deepEqual(r.records.map((x) => x.type), ['session', 'connect', 'process', 'verdict', 'connect']);
+  t.like(r.records[2], { parents: [], cmdline: null, exe: null, cgroup: null, sha256: null, exeReplaced: false, container: null, pod: null, agent: null, ppid: null });
+  t.false('container' in r.records[1]!, 'a connect without identity fields keeps them absent');
+  // and the store takes what passed (the process record used to throw there)
+  const store = new Store();
+  t.notThrows(() => r.records.forEach((rec) => store.publish(rec)));
+  t.is(store.tick().flows.length, 2);
 });
 
 test('a truncated last line is expected after a crash and is not a problem', (t) => {
@@ -176,6 +212,24 @@ test('rates in the store come out right with the replay clock', (t) => {
   t.is(snap.at - T0, 2000);
   t.is(snap.processes[0]?.rx, 6000);
   t.is(snap.processes[0]?.rxRate, 3000, '6000 bytes over 2 s of recording, whatever the speed');
+});
+
+test('a gap longer than a timer can wait (24.8 days) is waited in steps, not skipped', (t) => {
+  const timers = new FakeTimers();
+  const delays: number[] = [];
+  const capped: Timers = { ...timers, setTimeout: (fn, ms) => (delays.push(ms), timers.setTimeout(fn, ms)) };
+  const far: EventRecord[] = [session(0), connect(0, '1', PY), traffic(40 * 86_400_000, '1', PY.pid, 1, 1)];
+  let count = 0;
+  const player = new ReplayPlayer({ publish: () => count++ }, far, { speed: 1, timers: capped });
+  player.start();
+  t.is(count, 2);
+  t.is(delays[0], MAX_TIMER_MS, 'no timer longer than setTimeout keeps');
+  timers.advance(MAX_TIMER_MS);
+  t.is(count, 2, 'woken early, the player waits again');
+  t.true(delays[1]! > 0 && delays[1]! <= MAX_TIMER_MS);
+  timers.advance(40 * 86_400_000 - MAX_TIMER_MS);
+  t.is(count, 3);
+  t.true(player.ended);
 });
 
 test('speed must be positive', (t) => {

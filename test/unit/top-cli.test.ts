@@ -11,6 +11,10 @@ import { UsageError } from '../../src/cli/options.js';
 
 const BIN = `${ROOT}bin/busted-top.js`;
 const DEMO = `${ROOT}examples/demo.jsonl`;
+/** A symbolic link to the demo recording: another name for the same file. */
+const DEMO_LINK = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'busted-top-cli-')), 'link.jsonl');
+fs.symlinkSync(DEMO, DEMO_LINK);
+test.after.always(() => fs.rmSync(path.dirname(DEMO_LINK), { recursive: true, force: true }));
 /** Runs busted-top (as nobody when asked and we are root); resolves with exit code and output. */
 async function run(args: string[], opts: { asNobody?: boolean } = {}) {
   const asNobody = opts.asNobody && process.geteuid?.() === 0;
@@ -33,10 +37,12 @@ const USAGE: [string[], RegExp][] = [
   [['--bogus'], /unknown option --bogus/],
   [['--replay', DEMO, 'extra'], /unexpected argument extra/],
   [['--replay', DEMO, '--record', DEMO], /cannot be the same file/],
+  [['--replay', DEMO, '--record', path.relative(os.tmpdir(), DEMO)], /cannot be the same file/], // busted-top runs in os.tmpdir()
+  [['--replay', DEMO, '--record', DEMO_LINK], /cannot be the same file: recording would overwrite the recording being replayed/],
 ];
 
 for (const [args, message] of USAGE) {
-  test(`busted-top ${args.map((a) => path.basename(a)).join(' ')} is a usage error`, async (t) => {
+  test(`busted-top ${args.map((a) => path.basename(a)).join(' ')} is a usage error${args.includes(DEMO_LINK) ? ' (a link to it)' : args.some((a) => a.startsWith('..') || (a.includes('/') && !path.isAbsolute(a))) ? ' (relative)' : ''}`, async (t) => {
     const r = await run(args);
     t.is(r.status, 2, r.stderr);
     t.regex(r.stderr, message);

@@ -8,7 +8,7 @@ import type { KillResult, UiActions } from '../../src/ui/actions.js';
 import { App } from '../../src/ui/App.js';
 import { interpretKey } from '../../src/ui/input.js';
 import { KeyInput } from '../../src/ui/KeyInput.js';
-import { initialState, type Action, type KillSignal, type KillTarget, type UiState } from '../../src/ui/state.js';
+import { initialState, reducer, selectedRow, type Action, type KillSignal, type KillTarget, type UiState } from '../../src/ui/state.js';
 import { config, CURL, ManualClock, PY, snapshotOf, T0, threeProcesses } from '../helpers/ui-fixtures.js';
 
 const settle = (ms = 30) => new Promise((r) => setTimeout(r, ms));
@@ -190,6 +190,21 @@ for (const [key, action] of [['b', 'block'], ['a', 'audit']] as const) {
     m.unmount();
   });
 }
+
+test('b and a on a process that has exited say so instead of setting a verdict', async (t) => {
+  const gone = snapshotOf(threeProcesses().filter((r) => !('pid' in r) || r.pid !== PY.pid), 3000);
+  const state = reducer(tableState(), { type: 'tick', snapshot: gone }); // python3 selected: now a tombstone
+  t.not(selectedRow(state)?.exitedAt ?? null, null);
+  for (const key of ['b', 'a']) {
+    const m = mount(state);
+    await settle();
+    m.stdin.write(key);
+    await settle();
+    t.deepEqual(m.fake.verdicts, []);
+    t.deepEqual(m.dispatched, [{ type: 'status', text: `Process ${PY.pid} has already exited.`, level: 'error' }]);
+    m.unmount();
+  }
+});
 
 test('b without a verdict action (a replay) says so instead', async (t) => {
   const fake = fakeActions();

@@ -185,6 +185,24 @@ test('selection stays on the same process when rows reorder, and moves to a neig
   t.true([PY.pid, CURL.pid].includes(selectedRow(s2)?.pid ?? -1));
 });
 
+test('the detail screen of a process that leaves the table goes back to the list, not to its neighbour', (t) => {
+  const s0 = reducer(start(), { type: 'screen', screen: 'detail' });
+  t.is(selectedRow(s0)?.pid, PY.pid);
+  const without = snapshotOf([session(0), connect(100, '2', NODE, { provider: 'anthropic' }), traffic(1000, '2', NODE.pid, 5, 5)], 3000);
+  const s1 = reducer(s0, { type: 'tick', snapshot: without });
+  t.is(s1.screen, 'detail', 'while its tombstone lasts it is still shown');
+  t.is(selectedRow(s1)?.pid, PY.pid);
+  const later = snapshotOf([session(0), connect(100, '2', NODE, { provider: 'anthropic' }), traffic(1000, '2', NODE.pid, 5, 5)], 8000);
+  const s2 = reducer(s1, { type: 'tick', snapshot: later });
+  t.is(s2.screen, 'table');
+  t.regex(s2.status?.text ?? '', new RegExp(`Process ${PY.pid} left the table`));
+  t.not(selectedRow(s2)?.pid, PY.pid);
+  // in the table the selection just moves to a neighbour, without a word
+  const s3 = reducer(reducer(start(), { type: 'tick', snapshot: without }), { type: 'tick', snapshot: later });
+  t.is(s3.screen, 'table');
+  t.is(s3.status, null);
+});
+
 test('closed flows and reclassified flows keep the provider ledger right', (t) => {
   const recs = [session(0), connect(100, '1', PY, { provider: null, host: null, via: null }), traffic(1000, '1', PY.pid, 10, 100)];
   let s = initialState(config(), { showAll: true, snapshot: snapshotOf(recs, 1000) });
