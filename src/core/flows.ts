@@ -199,7 +199,8 @@ export class FlowTable {
       case 'traffic': {
         const f = this.flows.get(rec.flow);
         if (!f) return;
-        this.addBytes(f, rec.tx, rec.rx, nowMs);
+        // deltas: never negative from the kernel; a hand-made recording's are not taken off the totals
+        this.addBytes(f, Math.max(0, rec.tx), Math.max(0, rec.rx), nowMs);
         return;
       }
       case 'close': {

@@ -89,6 +89,8 @@ export class Recorder {
   private readonly json = new JsonLines();
   /** Counted records among the buffered lines (copies of the session record are not counted). */
   private bufferedRecords = 0;
+  /** Session copies in the buffer (pushSession: not records of their own). */
+  private bufferedCopies = 0;
   private held: EventRecord[] = [];
   /** The session record, repeated first in every new file. */
   private session: SessionRecord | null = null;
@@ -178,13 +180,24 @@ export class Recorder {
     if (this.fd === null || this.buffer.length === 0) return;
     const data = this.buffer.view();
     const records = this.bufferedRecords;
+    const copies = this.bufferedCopies;
     this.bufferedRecords = 0;
+    this.bufferedCopies = 0;
     let off = 0;
     try {
       while (off < data.length) off += this.io.writeSync(this.fd, data, off, data.length - off);
       if (this.fsync) this.io.fsyncSync(this.fd);
     } catch (e) {
-      this.writeFailed(e as NodeJS.ErrnoException, off === data.length ? 0 : off, off === data.length ? 0 : records);
+      if (off === data.length) this.writeFailed(e as NodeJS.ErrnoException, 0, 0);
+      else {
+        // the whole lines that reached the file stay; only the cut one is taken back
+        const whole = off > 0 ? data.lastIndexOf(0x0a, off - 1) + 1 : 0;
+        let lines = 0;
+        for (let i = data.indexOf(0x0a); i >= 0 && i < whole; i = data.indexOf(0x0a, i + 1)) lines++;
+        // a session copy is the buffer's first line when there is one (pushSession)
+        const kept = Math.max(0, lines - copies);
+        this.writeFailed(e as NodeJS.ErrnoException, off - whole, records - kept);
+      }
     } finally {
       this.buffer.clear();
     }
@@ -261,6 +274,7 @@ export class Recorder {
     const start = this.buffer.length;
     this.buffer.text(JSON.stringify(this.session));
     this.buffer.newline();
+    this.bufferedCopies++;
     this.fileBytes += this.buffer.length - start;
   }
 

@@ -207,3 +207,12 @@ test('a reclassified flow moves its process to the new provider; one classified 
   ft.apply({ type: 'classify', ts: iso(0), flow: '1', pid: 100, provider: null, host: null, via: null }, T0);
   t.deepEqual(providers(), [], 'counted once, so gone with its one flow: not an LLM process now');
 });
+
+test('a traffic record with a negative delta (a hand-made recording) never lowers the totals', (t) => {
+  const ft = new FlowTable();
+  ft.apply(connect('1'), T0);
+  ft.apply({ type: 'traffic', ts: iso(1000), flow: '1', pid: 100, tx: 100, rx: 100 }, T0 + 1000);
+  ft.apply({ type: 'traffic', ts: iso(2000), flow: '1', pid: 100, tx: -50, rx: 10 }, T0 + 2000);
+  const s = ft.snapshot(T0 + 2000);
+  t.deepEqual([s.flows[0]!.tx, s.flows[0]!.rx, s.processes[0]!.tx, s.processes[0]!.rx], [100, 110, 100, 110]);
+});

@@ -139,7 +139,7 @@ test('flushMs 0 writes each record at once; fsync syncs every write', (t) => {
   r.close();
 });
 
-test('disk full: a failed write is cut back to whole lines, counted and warned about once a minute; recording goes on after', (t) => {
+test('disk full: a failed write keeps the whole lines that reached the file and takes back the cut one, counted and warned about once a minute; recording goes on after', (t) => {
   const dir = freshDir();
   const file = path.join(dir, 'full.jsonl');
   let budget = Infinity; // bytes the "disk" still takes
@@ -161,17 +161,19 @@ test('disk full: a failed write is cut back to whole lines, counted and warned a
   t.notThrows(() => r.flush());
   for (let i = 21; i <= 30; i++) r.write(tr(i));
   r.flush();
-  t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-  t.is(r.dropped, 20);
+  // 100 bytes took record 11 whole (under 100 bytes) and part of 12
+  t.true(JSON.stringify(tr(11)).length < 100 && 2 * (JSON.stringify(tr(11)).length + 1) > 100);
+  t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  t.is(r.dropped, 19);
   t.is(r.writeErrors, 2);
   t.is(warnings.length, 1, 'one warning for both failures');
-  t.regex(warnings[0]!, /cannot write to .*full\.jsonl: the disk is full \(ENOSPC\); 10 records lost so far/);
+  t.regex(warnings[0]!, /cannot write to .*full\.jsonl: the disk is full \(ENOSPC\); 9 records lost so far/);
   budget = Infinity; // space was freed
   r.write(tr(31));
   const problems = closeAllRecorders();
-  t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 31]);
+  t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 31]);
   t.is(problems.length, 1);
-  t.regex(problems[0]!, /missing 20 records .*ENOSPC/);
+  t.regex(problems[0]!, /missing 19 records .*ENOSPC/);
 });
 
 test('disk full from the first write: the session record comes first once writing works again', (t) => {
@@ -193,4 +195,31 @@ test('disk full from the first write: the session record comes first once writin
   r.close();
   t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 2]);
   t.is(r.dropped, 2);
+});
+
+test('a write cut short after the session copy keeps that copy, counts no record for it, and does not write it twice', (t) => {
+  const dir = freshDir();
+  const file = path.join(dir, 'copy.jsonl');
+  let budget = 0;
+  const io: Partial<RecorderIo> = {
+    writeSync: (fd, data, off, len) => {
+      if (budget <= 0) throw Object.assign(new Error('no space'), { code: 'ENOSPC' });
+      const n = Math.min(len, budget);
+      budget -= n;
+      return fs.writeSync(fd, data, off, n);
+    },
+  };
+  const r = new Recorder(file, { io });
+  r.write(session(0));
+  r.write(tr(1));
+  r.flush(); // nothing fits: the next write starts with a copy of the session record
+  budget = JSON.stringify(session(0)).length + 1 + 10;
+  r.write(tr(2));
+  r.flush(); // the copy fits, record 2 is cut
+  t.is(r.dropped, 3);
+  budget = Infinity;
+  r.write(tr(3));
+  r.close();
+  t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 3]);
+  t.is(r.dropped, 3);
 });
