@@ -54,14 +54,19 @@ export function shiftFiles(path: string, keep: number): void {
   }
 }
 
-export function sameFile(fd: number, path: string): boolean {
+/** Whether two stat() results are one file (device and inode); false when either cannot be read. */
+function oneFile(a: () => fs.Stats, b: () => fs.Stats): boolean {
   try {
-    const a = fs.fstatSync(fd);
-    const b = fs.lstatSync(path);
-    return a.dev === b.dev && a.ino === b.ino;
+    const x = a();
+    const y = b();
+    return x.dev === y.dev && x.ino === y.ino;
   } catch {
     return false;
   }
+}
+
+export function sameFile(fd: number, path: string): boolean {
+  return oneFile(() => fs.fstatSync(fd), () => fs.lstatSync(path));
 }
 
 /**
@@ -70,12 +75,5 @@ export function sameFile(fd: number, path: string): boolean {
  * recording truncates what is being replayed.
  */
 export function samePath(a: string, b: string): boolean {
-  if (nodePath.resolve(a) === nodePath.resolve(b)) return true;
-  try {
-    const x = fs.statSync(a);
-    const y = fs.statSync(b);
-    return x.dev === y.dev && x.ino === y.ino;
-  } catch {
-    return false;
-  }
+  return nodePath.resolve(a) === nodePath.resolve(b) || oneFile(() => fs.statSync(a), () => fs.statSync(b));
 }

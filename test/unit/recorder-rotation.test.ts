@@ -139,24 +139,32 @@ test('flushMs 0 writes each record at once; fsync syncs every write', (t) => {
   r.close();
 });
 
+/** A disk that takes `budget` more bytes (a write is cut where it runs out), then fails with ENOSPC. */
+function smallDisk(budget: number) {
+  const disk = {
+    budget,
+    io: {
+      writeSync: (fd: number, data: Uint8Array, off: number, len: number) => {
+        if (disk.budget <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        const n = Math.min(len, disk.budget);
+        disk.budget -= n;
+        return fs.writeSync(fd, data, off, n);
+      },
+    } as Partial<RecorderIo>,
+  };
+  return disk;
+}
+
 test('disk full: a failed write keeps the whole lines that reached the file and takes back the cut one, counted and warned about once a minute; recording goes on after', (t) => {
   const dir = freshDir();
   const file = path.join(dir, 'full.jsonl');
-  let budget = Infinity; // bytes the "disk" still takes
-  const io: Partial<RecorderIo> = {
-    writeSync: (fd, data, off, len) => {
-      if (budget <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-      const n = Math.min(len, budget);
-      budget -= n;
-      return fs.writeSync(fd, data, off, n);
-    },
-  };
+  const disk = smallDisk(Infinity);
   const warnings: string[] = [];
-  const r = new Recorder(file, { io, onWarning: (m) => warnings.push(m) });
+  const r = new Recorder(file, { io: disk.io, onWarning: (m) => warnings.push(m) });
   r.write(session(0));
   for (let i = 1; i <= 10; i++) r.write(tr(i));
   r.flush();
-  budget = 100; // the next write stops in the middle of a line
+  disk.budget = 100; // the next write stops in the middle of a line
   for (let i = 11; i <= 20; i++) r.write(tr(i));
   t.notThrows(() => r.flush());
   for (let i = 21; i <= 30; i++) r.write(tr(i));
@@ -168,7 +176,7 @@ test('disk full: a failed write keeps the whole lines that reached the file and 
   t.is(r.writeErrors, 2);
   t.is(warnings.length, 1, 'one warning for both failures');
   t.regex(warnings[0]!, /cannot write to .*full\.jsonl: the disk is full \(ENOSPC\); 9 records lost so far/);
-  budget = Infinity; // space was freed
+  disk.budget = Infinity; // space was freed
   r.write(tr(31));
   const problems = closeAllRecorders();
   t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 31]);
@@ -200,24 +208,16 @@ test('disk full from the first write: the session record comes first once writin
 test('a write cut short after the session copy keeps that copy, counts no record for it, and does not write it twice', (t) => {
   const dir = freshDir();
   const file = path.join(dir, 'copy.jsonl');
-  let budget = 0;
-  const io: Partial<RecorderIo> = {
-    writeSync: (fd, data, off, len) => {
-      if (budget <= 0) throw Object.assign(new Error('no space'), { code: 'ENOSPC' });
-      const n = Math.min(len, budget);
-      budget -= n;
-      return fs.writeSync(fd, data, off, n);
-    },
-  };
-  const r = new Recorder(file, { io });
+  const disk = smallDisk(0);
+  const r = new Recorder(file, { io: disk.io });
   r.write(session(0));
   r.write(tr(1));
   r.flush(); // nothing fits: the next write starts with a copy of the session record
-  budget = JSON.stringify(session(0)).length + 1 + 10;
+  disk.budget = JSON.stringify(session(0)).length + 1 + 10;
   r.write(tr(2));
   r.flush(); // the copy fits, record 2 is cut
   t.is(r.dropped, 3);
-  budget = Infinity;
+  disk.budget = Infinity;
   r.write(tr(3));
   r.close();
   t.deepEqual(read(file).map((x) => x.type === 'traffic' ? x.tx : x.type), ['session', 3]);
