@@ -163,8 +163,27 @@ export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: Sin
       return k ? { ...k, lost: Math.max(store.table.lost, k.lost) } : { lost: store.table.lost, maps: [] };
     },
   });
-  await source.start(store);
   try {
+    // a signal while the engine loads (a second or more on a busy host) stops busted-top once the
+    // load is done, through the same stop as q; a second one exits at once, the recording closed
+    const held = holdSignals((signal) => {
+      closeAllRecorders();
+      process.stderr.write(`busted-top: ${signal} again: exiting without waiting for the start to finish\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+    try {
+      await source.start(store);
+    } finally {
+      held.release();
+    }
+    if (held.received) {
+      await source.stop().catch(() => {});
+      const problems = closeAllRecorders();
+      process.stderr.write(`busted-top: ${held.received} while starting: stopped before the screen came up\n`);
+      if (sinks.recorder) process.stderr.write(`busted-top: recorded ${sinks.recorder.count} records to ${sinks.recorder.path}\n`);
+      for (const problem of problems) process.stderr.write(`busted-top: ${problem}\n`);
+      return 0;
+    }
     return await runUi(flags, source, store, sinks.recorder, screen, () => {
       sinks.reopen();
       source.reload?.();
@@ -173,6 +192,33 @@ export async function runTop(flags: TopFlags, screen: FullScreen, sinkFlags: Sin
     await sinks.close();
     for (const w of warnings) process.stderr.write(`busted-top: ${w}\n`);
   }
+}
+
+/**
+ * Holds SIGINT, SIGTERM and SIGHUP (their default is to kill busted-top) until release():
+ * `received` is the first that asks to stop (SIGHUP only when the terminal hung up); `again`
+ * runs on a SIGINT or SIGTERM after it.
+ */
+export function holdSignals(
+  again: (signal: 'SIGINT' | 'SIGTERM') => void, hungUp: () => boolean = () => !terminalAlive(),
+): { readonly received: NodeJS.Signals | null; release(): void } {
+  const held = { received: null as NodeJS.Signals | null, release: () => {} };
+  const on = (signal: NodeJS.Signals): void => {
+    if (signal === 'SIGHUP') {
+      // sent on purpose (logrotate) while the terminal is there: nothing to reopen yet, go on
+      if (hungUp()) held.received ??= signal;
+    } else if (held.received !== null) {
+      again(signal as 'SIGINT' | 'SIGTERM');
+    } else {
+      held.received = signal;
+    }
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.on(s, on);
+  held.release = () => {
+    for (const s of signals) process.off(s, on);
+  };
+  return held;
 }
 
 /** Engine warnings kept for stderr at exit (the latest). */

@@ -6,13 +6,14 @@ import React, { useEffect, useMemo, useReducer, useSyncExternalStore } from 'rea
 import { Box, useApp } from 'ink';
 import type { StoreSnapshot } from '../core/store.js';
 import type { UiActions } from './actions.js';
+import { detailScrollMax } from './Detail.js';
 import { Header } from './Header.js';
 import { KeyInput } from './KeyInput.js';
 import { layoutScreen } from './layout.js';
 import { UNCLASSIFIED } from './ledger.js';
 import { MainArea } from './MainArea.js';
 import type { UiOptions } from './source.js';
-import { initialState, reducer, type UiConfig, type UiState } from './state.js';
+import { initialState, reducer, selectedRow, type UiConfig, type UiState } from './state.js';
 import { StatusLine } from './StatusLine.js';
 import { useTerminalSize, type TerminalSize } from './useTerminalSize.js';
 
@@ -41,6 +42,15 @@ function providerCount(state: UiState): number {
   return n;
 }
 
+/** How far the detail screen can scroll (only asked on that screen). */
+function detailMax(state: UiState, height: number): number | undefined {
+  const row = state.screen === 'detail' ? selectedRow(state) : undefined;
+  if (!row) return undefined;
+  let flows = 0;
+  for (const f of state.shown.snapshot.flows) if (f.proc === row.key) flows++;
+  return detailScrollMax(row, flows, state.config.userName, height);
+}
+
 export function App(props: AppProps): React.JSX.Element {
   const { store, options, config } = props;
   const snapshot = useSyncExternalStore(store.subscribe, store.getSnapshot);
@@ -67,7 +77,10 @@ export function App(props: AppProps): React.JSX.Element {
       />
       <MainArea state={state} layout={layout} width={columns} />
       <StatusLine draft={state.draft} prompt={state.prompt} status={state.status} filterText={state.filterText} screen={state.screen} width={columns} />
-      <KeyInput state={state} dispatch={dispatch} actions={actions} page={Math.max(1, layout.table - 1)} />
+      <KeyInput
+        state={state} dispatch={dispatch} actions={actions} page={Math.max(1, layout.table - 1)}
+        detailMax={detailMax(state, layout.main)}
+      />
     </Box>
   );
 }

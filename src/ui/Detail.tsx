@@ -65,12 +65,22 @@ function fitFields(fields: Field[], max: number): Field[] {
   return kept;
 }
 
+/** Rows of the connections table (its header included) under `fieldCount` identity lines. */
+const flowTableHeight = (height: number, fieldCount: number): number => Math.max(2, height - fieldCount - 1);
+/** Identity lines that fit: a blank line, the table's header and one connection stay on screen. */
+const fieldRoom = (height: number): number => Math.max(1, height - 3);
+
+/** The farthest the connections can scroll (the last one at the bottom): the keys stop there. */
+export function detailScrollMax(row: ProcessRow, flowCount: number, userName: UserName, height: number): number {
+  const fieldCount = Math.min(identityFields(row, userName, 0).length, fieldRoom(height));
+  return Math.max(0, flowCount - (flowTableHeight(height, fieldCount) - 1));
+}
+
 function DetailView(props: DetailProps): React.JSX.Element {
   const { row, at } = props;
   const flows = orderFlows(props.flows);
-  // a blank line, the table's header and one connection stay on screen
-  const fields = fitFields(identityFields(row, props.userName, at), Math.max(1, props.height - 3));
-  const tableHeight = Math.max(2, props.height - fields.length - 1);
+  const fields = fitFields(identityFields(row, props.userName, at), fieldRoom(props.height));
+  const tableHeight = flowTableHeight(props.height, fields.length);
   const scroll = Math.min(props.scroll, Math.max(0, flows.length - (tableHeight - 1)));
   const hiddenBelow = Math.max(0, flows.length - scroll - (tableHeight - 1));
   return (

@@ -19,6 +19,8 @@ export interface KeyInputProps {
   actions: UiActions;
   /** Rows moved by PgUp/PgDn. */
   page: number;
+  /** The farthest the detail screen's connections can scroll. */
+  detailMax?: number;
 }
 
 const CHAR_NAMES: Record<string, string> = { '\r': 'return', '\n': 'return', '\x7f': 'backspace', '\b': 'backspace' };
@@ -31,12 +33,12 @@ export function splitPresses(input: string, key: Key): KeyPress[] {
   return [...input].map((ch) => ({ name: CHAR_NAMES[ch] ?? ch, input: ch, ctrl: false, meta: false }));
 }
 
-export function KeyInput({ state, dispatch, actions, page }: KeyInputProps): React.JSX.Element | null {
+export function KeyInput({ state, dispatch, actions, page, detailMax }: KeyInputProps): React.JSX.Element | null {
   const current = useRef(state);
   current.current = state;
   useInput((input, key) => {
     for (const press of splitPresses(input, key)) {
-      for (const effect of interpretKey(press, current.current, page)) {
+      for (const effect of interpretKey(press, current.current, page, detailMax)) {
         switch (effect.kind) {
           case 'dispatch':
             current.current = reducer(current.current, effect.action);

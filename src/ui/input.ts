@@ -66,13 +66,14 @@ function onCommonCommand(command: Command | undefined, state?: UiState): Effect[
   }
 }
 
-function onDetailCommand(command: Command | undefined, page: number, state: UiState): Effect[] {
+function onDetailCommand(command: Command | undefined, page: number, state: UiState, max: number): Effect[] {
+  const scroll = (delta: number) => act({ type: 'scrollDetail', delta, max });
   switch (command) {
-    case 'up': return act({ type: 'scrollDetail', delta: -1 });
-    case 'down': return act({ type: 'scrollDetail', delta: 1 });
-    case 'pageUp': return act({ type: 'scrollDetail', delta: -page });
-    case 'pageDown': return act({ type: 'scrollDetail', delta: page });
-    case 'top': return act({ type: 'scrollDetail', delta: -Number.MAX_SAFE_INTEGER });
+    case 'up': return scroll(-1);
+    case 'down': return scroll(1);
+    case 'pageUp': return scroll(-page);
+    case 'pageDown': return scroll(page);
+    case 'top': return scroll(-Number.MAX_SAFE_INTEGER);
     case 'back': case 'detail': return act({ type: 'screen', screen: 'table' });
     case 'help': return act({ type: 'screen', screen: 'help' });
     default: return onCommonCommand(command, state) ?? [];
@@ -94,7 +95,8 @@ function onTableCommand(command: Command | undefined, state: UiState, page: numb
 }
 
 /** What a key press does in the current state. `page` is the number of visible table rows. */
-export function interpretKey(press: KeyPress, state: UiState, page: number): Effect[] {
+/** `detailMax`: the farthest the detail screen's connections can scroll (its view's detailScrollMax). */
+export function interpretKey(press: KeyPress, state: UiState, page: number, detailMax = Number.MAX_SAFE_INTEGER): Effect[] {
   if (state.draft !== null) return onFilterKey(press, state.draft);
   const command = commandFor(press.name);
   if (state.prompt) return onPromptKey(command, press, state.prompt);
@@ -103,7 +105,7 @@ export function interpretKey(press: KeyPress, state: UiState, page: number): Eff
       // An overlay: any key closes it, q included; only Ctrl-C quits from here.
       return press.name === 'ctrl+c' ? [{ kind: 'quit' }] : act({ type: 'screen', screen: 'table' });
     case 'detail':
-      return onDetailCommand(command, page, state);
+      return onDetailCommand(command, page, state, detailMax);
     case 'table':
       return onTableCommand(command, state, page);
   }

@@ -78,7 +78,8 @@ export type Action =
   | { type: 'filterApply' }
   | { type: 'filterClear' }
   | { type: 'screen'; screen: Screen }
-  | { type: 'scrollDetail'; delta: number }
+  /** `max`: the farthest the detail's connections can scroll (detailScrollMax), so keys past the end are not stored up. */
+  | { type: 'scrollDetail'; delta: number; max?: number }
   | { type: 'togglePause' }
   | { type: 'toggleAll' }
   | { type: 'killAsk' }
@@ -236,7 +237,10 @@ export function reducer(state: UiState, action: Action): UiState {
       if (action.screen === 'detail' && !selectedRow(state)) return state;
       return { ...state, screen: action.screen, detailScroll: 0 };
     case 'scrollDetail':
-      return { ...state, detailScroll: Math.max(0, state.detailScroll + action.delta) };
+    {
+      const max = action.max ?? Number.MAX_SAFE_INTEGER;
+      return { ...state, detailScroll: Math.max(0, Math.min(max, Math.min(state.detailScroll, max) + action.delta)) };
+    }
     case 'togglePause':
       return { ...state, paused: !state.paused, shown: state.live };
     case 'toggleAll':

@@ -133,3 +133,26 @@ kernelTest('busted-top: SIGHUP re-reads --policy; a bad file keeps the policy in
   t.true(alive(pid), 'busted-top is still running');
   t.notRegex(tm.text(), /EXIT=/);
 });
+
+kernelTest('busted-top: SIGINT while the engine loads stops it once loaded (exit 0, recording whole); it is not killed midway', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-early-'));
+  const recording = path.join(dir, 'top.jsonl');
+  const tm = new Tmux('early-int');
+  t.teardown(() => {
+    tm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  tm.start(`sh -c 'env CI=true ${process.execPath} ${ROOT}bin/busted-top.js --record ${recording} 2>&1; echo "EXIT=$?"; sleep 60'`, 200, 30);
+  // the recording is opened before the engine loads (which takes a second or so): the signal comes during the load
+  await waitUntil(() => fs.existsSync(recording), 'the recording to be opened', 20_000);
+  const pid = bustedTopPid(tm);
+  process.kill(pid, 'SIGINT');
+  const text = (await tm.waitFor((s) => /EXIT=\d+/.test(s), 'busted-top to exit', 30_000)).join('\n');
+  t.regex(text, /EXIT=0/, text);
+  t.regex(text, /SIGINT while starting: stopped before the screen came up/, text);
+  t.regex(text, new RegExp(`recorded \\d+ records to ${recording}`));
+  const rec = parseRecording(fs.readFileSync(recording, 'utf8'));
+  t.deepEqual(rec.problems, []);
+  t.false(rec.truncatedLastLine);
+  t.false(alive(pid));
+});

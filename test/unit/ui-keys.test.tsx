@@ -9,7 +9,7 @@ import { App } from '../../src/ui/App.js';
 import { interpretKey } from '../../src/ui/input.js';
 import { KeyInput } from '../../src/ui/KeyInput.js';
 import { initialState, reducer, selectedRow, type Action, type KillSignal, type KillTarget, type UiState } from '../../src/ui/state.js';
-import { config, CURL, ManualClock, PY, snapshotOf, T0, threeProcesses } from '../helpers/ui-fixtures.js';
+import { config, connect, CURL, ManualClock, PY, session, snapshotOf, T0, threeProcesses } from '../helpers/ui-fixtures.js';
 
 const settle = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 
@@ -139,7 +139,7 @@ test('q and Ctrl-C quit through actions.quit', async (t) => {
   }
 });
 
-test('the whole App: keys change what is drawn', async (t) => {
+test.serial('the whole App: keys change what is drawn', async (t) => {
   const clock = new ManualClock();
   const store = new Store(clock);
   snapshotOf(threeProcesses(), 2000, store, clock);
@@ -215,4 +215,27 @@ test('b without a verdict action (a replay) says so instead', async (t) => {
   await settle();
   t.deepEqual(m.dispatched, [{ type: 'status', text: 'Verdicts act on live traffic: not in a replay.', level: 'error' }]);
   m.unmount();
+});
+
+test.serial('the detail screen stops scrolling at its last connection: keys pressed past the end are not stored up', async (t) => {
+  const clock = new ManualClock();
+  const store = new Store(clock);
+  const flows = Array.from({ length: 30 }, (_, i) => connect(100 + i, `f${i}`, CURL, { dst: `192.0.2.10:${1000 + i}` }));
+  snapshotOf([session(0), ...flows], 2000, store, clock);
+  const app = render(
+    <App store={store} actions={fakeActions().actions} showAll={false} size={{ columns: 100, rows: 24 }}
+      config={config()} options={{ source: { mode: 'replay', file: 'f', speed: 1, endsAt: T0 + 2000 }, recording: null, intervalMs: 1000 }} />,
+  );
+  const screen = () => stripVTControlCharacters(app.lastFrame() ?? '');
+  await settle();
+  app.stdin.write('\r');
+  await settle();
+  t.regex(screen(), /… \d+ more \(j\/k to scroll\)/, 'the detail screen does not show all 30 at 24 rows');
+  app.stdin.write('j'.repeat(60));
+  await settle();
+  t.notRegex(screen(), /more \(j\/k/, 'at the bottom');
+  app.stdin.write('k');
+  await settle();
+  t.regex(screen(), /… 1 more \(j\/k to scroll\)/, 'one k after pressing past the end moves up one line');
+  app.unmount();
 });

@@ -84,6 +84,10 @@ const ACTION_TESTS: Record<Action['type'], (t: ExecutionContext) => void> = {
     const s = reducer(start(), { type: 'scrollDetail', delta: 3 });
     t.is(s.detailScroll, 3);
     t.is(reducer(s, { type: 'scrollDetail', delta: -10 }).detailScroll, 0);
+    const far = reducer(start(), { type: 'scrollDetail', delta: 50, max: 4 });
+    t.is(far.detailScroll, 4, 'no farther than the last connection');
+    t.is(reducer(far, { type: 'scrollDetail', delta: -1, max: 4 }).detailScroll, 3, 'and one up moves at once');
+    t.is(reducer(far, { type: 'scrollDetail', delta: -1, max: 2 }).detailScroll, 1, 'from where the view is, when connections left');
   },
   togglePause(t) {
     const paused = reducer(start(), { type: 'togglePause' });
