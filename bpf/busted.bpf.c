@@ -1571,6 +1571,7 @@ static __always_inline void emit_policy(struct bpf_sock_addr *ctx, const struct 
 	e->action = sub->action;
 	e->denied = denied;
 	e->rule = rule;
+	e->bank = sub->pol.bank; /* a record still on the ring at a reload keeps its rule's name */
 	e->provider = sub->provider;
 	__builtin_memcpy(e->comm, sub->comm, BUSTED_COMM_LEN);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */

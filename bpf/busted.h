@@ -150,7 +150,7 @@ struct busted_policy_event {
 	__u8 action;      /* the rule's action: BUSTED_ACT_AUDIT or BUSTED_ACT_BLOCK */
 	__u8 denied;      /* 1 when the connect was refused (block under --enforce) */
 	__u16 rule;       /* rule index, BUSTED_RULE_DEFAULT or BUSTED_RULE_TOGGLE */
-	__u16 _pad0;
+	__u16 bank;       /* the rule bank it was decided by (`rule` names a rule of that bank's policy) */
 	__u32 provider;   /* catalog provider index */
 	__u32 _pad1;
 	char comm[BUSTED_COMM_LEN];

@@ -59,7 +59,7 @@ export const LPM6 = { size: 20, prefixlen: 0, addr: 4 } as const;
 /** struct busted_policy_event */
 export const POLICY_EVENT = {
   size: 104, kind: 0, family: 4, proto: 6, ts_ns: 8, tgid: 16, tid: 20, uid: 24, gid: 28, start_ns: 32,
-  cgroup_id: 40, daddr: 48, dport: 64, action: 66, denied: 67, rule: 68, provider: 72, comm: 80,
+  cgroup_id: 40, daddr: 48, dport: 64, action: 66, denied: 67, rule: 68, bank: 70, provider: 72, comm: 80,
 } as const;
 
 export interface PolicyDecision {
@@ -78,6 +78,8 @@ export interface PolicyDecision {
   action: number;
   denied: boolean;
   rule: number;
+  /** The rule bank (0 or 1) the kernel decided by: `rule` is an index into that bank's policy. */
+  bank: number;
   provider: number;
   comm: string;
 }
@@ -102,6 +104,7 @@ export function decodePolicyEvent(view: DataView, offset: number, length: number
     action: view.getUint8(o + P.action),
     denied: view.getUint8(o + P.denied) === 1,
     rule: view.getUint16(o + P.rule, true),
+    bank: view.getUint16(o + P.bank, true),
     provider: view.getUint32(o + P.provider, true),
     comm: decodeCStringAt(view, o + P.comm, COMM_LEN),
   };

@@ -156,8 +156,8 @@ export class Enforcer {
     (addr.length === 4 ? this.maps.llmV4 : this.maps.llmV6).delete(lpmKey(addr, prefixLen));
   }
 
-  /** Writes the rules to the idle bank, then makes it live in one write. */
-  setPolicy(p: KernelPolicy): void {
+  /** Writes the rules to the idle bank, then makes it live in one write; returns that bank. */
+  setPolicy(p: KernelPolicy): number {
     if (p.rules.length > MAX_RULES) throw new RuleLimitError(`the policy has ${p.rules.length} rules; at most ${MAX_RULES} fit in the kernel`);
     const encoded = p.rules.map((r, i) => encodeRule(r, i)); // every error before anything is written
     const next = this.bank ^ 1;
@@ -165,6 +165,7 @@ export class Enforcer {
     this.bank = next;
     this.state = { ...this.state, nrules: p.rules.length, defaultAction: p.defaultAction, enforce: p.enforce, hashExec: p.hashExec ?? false };
     this.writePolicy();
+    return next;
   }
 
   setEnforce(enforce: boolean): void {

@@ -28,7 +28,8 @@ const ACTION_CODE: Record<VerdictAction, ActionValue> = { block: Action.BLOCK, a
 
 export class Enforcement {
   readonly destinations: Destinations;
-  private ruleNames: string[] = [];
+  /** The rule names of the policy in each kernel bank: a decision names its rule from the bank it was made by. */
+  private readonly ruleNames: [string[], string[]] = [[], []];
   private readonly toggles = new Map<string, VerdictAction>();
   /** Flows cut by busted-top's block, by process identity. */
   private readonly cut = new Map<string, bigint[]>();
@@ -54,8 +55,8 @@ export class Enforcement {
 
   /** Applies a compiled policy (replacing the previous one in one step). */
   applyPolicy(names: string[], kernel: Omit<KernelPolicy, 'enforce'>): void {
-    this.opts.enforcer.setPolicy({ ...kernel, enforce: this.opts.enforce });
-    this.ruleNames = names;
+    const bank = this.opts.enforcer.setPolicy({ ...kernel, enforce: this.opts.enforce });
+    this.ruleNames[bank & 1] = names;
   }
 
   /** Executables whose content matched sha256 rules (bit i = rule i). */
@@ -166,7 +167,7 @@ export class Enforcement {
 
   /** A decision the kernel made on a connect or send. */
   decision(d: PolicyDecision): PolicyRecord {
-    const rule = d.rule === RULE_DEFAULT ? 'default' : d.rule === RULE_TOGGLE ? 'busted-top' : (this.ruleNames[d.rule] ?? `#${d.rule}`);
+    const rule = d.rule === RULE_DEFAULT ? 'default' : d.rule === RULE_TOGGLE ? 'busted-top' : (this.ruleNames[d.bank & 1]?.[d.rule] ?? `#${d.rule}`);
     const rec: PolicyRecord = {
       type: 'policy', ts: this.opts.iso(d.tsNs), pid: d.tgid, startTime: nsToTicks(d.startNs), comm: d.comm, uid: d.uid,
       action: d.action === Action.BLOCK ? 'block' : 'audit',

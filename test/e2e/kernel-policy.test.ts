@@ -282,6 +282,10 @@ kernelTest('a SIGHUP reload that blocks a process cuts its open LLM flows within
     const deadline = Date.now() + 3000;
     while (packetAttached(progs).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     t.deepEqual(packetAttached(progs), [], 'and detached once the cut flow is gone');
+    // the kernel now decides by the reloaded policy's bank: its record names the new rule
+    const again = await tryConnect(f.bot, '127.98.0.6', port(server));
+    t.deepEqual([again.ok, again.error], [false, EPERM]);
+    t.like(await busted.waitFor((r): r is PolicyRecord => r.type === 'policy' && r.pid === again.pid), { rule: 'stop-llmbot', result: 'denied' });
   } finally {
     child.kill();
     await busted.stop();

@@ -3,6 +3,7 @@
  * process, through a stand-in for the kernel's cut_socks map (which cookies are cut now).
  */
 import test from 'ava';
+import { Action, Kind, type PolicyDecision } from '../../src/bpf/abi.js';
 import type { Enforcer } from '../../src/bpf/enforcer.js';
 import { loadCatalog } from '../../src/core/catalog.js';
 import { Enforcement } from '../../src/core/enforcement.js';
@@ -10,8 +11,9 @@ import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
 
 function setup(open: bigint[] = []) {
   const cutNow = new Set<bigint>();
+  let bank = 0; // as the kernel's: each policy goes to the idle bank, which becomes live
   const enforcer = {
-    setPolicy: () => {}, setToggle: () => {}, setHashedExe: () => {},
+    setPolicy: () => (bank ^= 1), setToggle: () => {}, setHashedExe: () => {},
     setCut: (c: bigint, on: boolean) => (on ? cutNow.add(c) : cutNow.delete(c)),
     addDestination: () => {}, removeDestination: () => {},
   } as unknown as Enforcer;
@@ -79,4 +81,20 @@ test('closed flows and gone processes leave nothing cut and no lists behind', (t
   t.deepEqual(cuts(), []);
   e.setToggle(43, 5, null);
   t.deepEqual(cuts(), []);
+});
+
+test('a decision names its rule from the policy it was made by, though a reload came before it was read', (t) => {
+  const { e } = setup();
+  e.applyPolicy(['old-first', 'old-second'], { rules: [], defaultAction: Action.ALLOW });
+  const decision = (bank: number, rule: number): PolicyDecision => ({
+    kind: Kind.POLICY, family: 2, proto: 6, tsNs: 0n, tgid: 42, tid: 42, uid: 0, gid: 0, startNs: 0n, cgroupId: 1n,
+    daddr: new Uint8Array([127, 0, 0, 1, ...new Array<number>(12).fill(0)]), dport: 443, action: Action.AUDIT, denied: false,
+    rule, bank, provider: 0, comm: 'curl',
+  });
+  const oldBank = 0; // the constructor's empty policy took bank 1, this one bank 0
+  t.is(e.decision(decision(oldBank, 1)).rule, 'old-second');
+  e.applyPolicy(['new-first'], { rules: [], defaultAction: Action.ALLOW });
+  t.is(e.decision(decision(oldBank, 1)).rule, 'old-second', 'made before the reload, read after it');
+  t.is(e.decision(decision(oldBank ^ 1, 0)).rule, 'new-first');
+  t.is(e.decision(decision(oldBank ^ 1, 1)).rule, '#1', 'an index the policy of its bank does not have');
 });

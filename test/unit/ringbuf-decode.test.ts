@@ -108,6 +108,7 @@ test('policy decisions and exec records decode at any offset; a non-ASCII comm i
   view.setUint8(o + POLICY_EVENT.action, 3);
   view.setUint8(o + POLICY_EVENT.denied, 1);
   view.setUint16(o + POLICY_EVENT.rule, 5, true);
+  view.setUint16(o + POLICY_EVENT.bank, 1, true);
   view.setUint32(o + POLICY_EVENT.provider, 2, true);
   bytes.set(ascii('café-bot'), o + POLICY_EVENT.comm);
   const p = decodeRecord(view, o, POLICY_EVENT.size);
@@ -119,6 +120,7 @@ test('policy decisions and exec records decode at any offset; a non-ASCII comm i
   t.is(p.action, 3);
   t.true(p.denied);
   t.is(p.rule, 5);
+  t.is(p.bank, 1);
   t.is(p.provider, 2);
   t.is(p.comm, 'café-bot');
 
