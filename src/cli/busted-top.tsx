@@ -5,6 +5,7 @@
  * Exit codes: 0 done, 1 runtime failure, 2 usage error.
  */
 import meow from 'meow';
+import { privilegeStatus } from '../bpf/preflight.js';
 import { closeAllRecorders } from '../sinks/recorder.js';
 import { parseSinkFlags, SINK_CLI_FLAGS } from '../sinks/wire.js';
 import { ReplayError } from '../sinks/recording.js';
@@ -58,7 +59,8 @@ const screen = new FullScreen();
 async function main(): Promise<number> {
   const flags = validateTopFlags(cli.flags, cli.input);
   const sinkFlags = parseSinkFlags(cli.flags, 'busted-top');
-  if (flags.replay === null && process.geteuid?.() !== 0) {
+  // live needs what busted needs to load its programs: root, or the capabilities (as busted checks)
+  if (flags.replay === null && !privilegeStatus().ok) {
     process.stderr.write(`busted-top: ${NEED_ROOT}\n`);
     return 1;
   }

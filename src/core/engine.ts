@@ -657,10 +657,20 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
   pollTimer = setTimeout(pollLoop, pollDelay);
   const counterTimer = setInterval(() => guard(readCounters), opts.intervalMs);
   // the census: the network namespaces of the open flows' owners, each once (probe.census)
+  let unreachableNamespaces = 0;
+  let unreachableSaid = false;
   const takeCensus = () => {
     const pids = new Set<number>();
     for (const lf of live.values()) pids.add(lf.pid);
-    probe.census(pids);
+    const run = probe.census(pids);
+    if (!run) return;
+    unreachableNamespaces = run.unreachable;
+    if (run.unreachable > 0 && !unreachableSaid) {
+      unreachableSaid = true;
+      opts.onWarning?.(`could not enter the network namespace of ${run.unreachable} process${run.unreachable === 1 ? '' : 'es'} with open flows `
+        + '(a container\'s; entering one needs CAP_SYS_ADMIN): connections there that move no byte are reported only at their close, '
+        + 'and ends the kernel did not show there are not found (busted_census_unreachable_namespaces counts them)');
+    }
   };
   const censusMs = Number(process.env.BUSTED_CENSUS_MS) > 0 ? Number(process.env.BUSTED_CENSUS_MS) : CENSUS_MS;
   const censusTimer = setInterval(() => guard(takeCensus), censusMs);
@@ -739,7 +749,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       return next.warnings;
     },
     canEnforce: enforcement !== null,
-    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...unseenStats(), skippedSamples: stage.skippedSamples(), ...probe.kernelStats() }),
+    kernelStats: () => (stopped ? { lost: Number(lostSeen), maps: [] } : { lost: Number(probe.lost()), untracked: Number(probe.untracked()), ...unseenStats(), unreachableNamespaces, skippedSamples: stage.skippedSamples(), ...probe.kernelStats() }),
     setVerdict: (pid, startTime, action) => {
       const e = needEnforcement();
       if (action === 'block') takeInOpenFlows([pid]);

@@ -8,6 +8,11 @@ export interface KernelStats {
   unseen?: number;
   /** The same by the TCP state the census last met each connection in (`ESTABLISHED`, `CLOSE_WAIT`, …; `none`: never met). */
   unseenByState?: Record<string, number>;
+  /**
+   * Network namespaces (of processes with open flows) the last census could not walk: entering
+   * another namespace needs CAP_SYS_ADMIN, and at most CENSUS_NETNS_MAX are walked.
+   */
+  unreachableNamespaces?: number;
   /** Payload samples (DNS answers, TLS ClientHellos) skipped because they did not parse, by why (monotonic). */
   skippedSamples?: Record<string, number>;
   /** Bytes waiting in the ring buffer, and its size. */

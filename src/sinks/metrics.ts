@@ -286,6 +286,15 @@ export class BustedMetrics {
       'Payload samples skipped because they did not parse, by reason: dns-malformed, or a TLS handshake start that gave no ClientHello (tls-not-client-hello, tls-malformed, tls-too-large, tls-too-many-samples); the connection is classified without it.',
       (k) => k.skippedSamples ?? {}, 'reason');
     new Gauge({
+      name: 'busted_census_unreachable_namespaces',
+      help: 'Network namespaces of processes with open flows that the last census could not enter (entering one needs CAP_SYS_ADMIN): idle connections there are reported only at their close, and ends the kernel did not show there are not found.',
+      registers,
+      collect() {
+        const s = read();
+        if (s?.unreachableNamespaces !== undefined) this.set(s.unreachableNamespaces);
+      },
+    });
+    new Gauge({
       name: 'busted_ringbuf_used_bytes', help: 'Bytes waiting in the kernel ring buffer at scrape time.', registers,
       collect() {
         const s = read();

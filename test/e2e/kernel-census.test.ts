@@ -101,6 +101,7 @@ kernelTest('a connection whose end no hook sees is closed by the census, endUnse
     const metrics = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
     const lastMet = (state: string) => sample(metrics, 'busted_kernel_unseen_ends_by_state_total', { last_state: state }) ?? 0;
     t.true(lastMet('ESTABLISHED') + lastMet('FIN_WAIT1') + lastMet('FIN_WAIT2') >= 1, metrics.split('\n').filter((l) => l.includes('unseen')).join('\n'));
+    t.is(sample(metrics, 'busted_census_unreachable_namespaces'), 0, 'as root it enters every namespace');
     // the idle one's namespace went with its process: nothing can walk it, its slot is not judged
     await sleep(4 * CENSUS_MS);
     t.deepEqual(closesOf(busted, idleConn.flow), [], 'not judged: its namespace was not walked');

@@ -17,7 +17,7 @@ import type { ConnectRecord, EventRecord, ProcessRecord } from '../../src/core/r
 import { parseSinkFlags, type RawSinkFlags } from '../../src/sinks/wire.js';
 import { BUSTED_BIN, ROOT } from '../helpers/busted.js';
 import { kernelTest } from '../helpers/kernel.js';
-import { exchangeServer } from '../helpers/servers.js';
+import { exchangeServer, freePort } from '../helpers/servers.js';
 
 const UNIT = fs.readFileSync(path.join(ROOT, 'deploy/busted.service'), 'utf8');
 const DAEMONSET = fs.readFileSync(path.join(ROOT, 'deploy/daemonset.yaml'), 'utf8');
@@ -69,6 +69,27 @@ analyzeTest(`the unit's offline security review rates it OK (exposure below 4)${
   t.truthy(m, r.stdout + r.stderr);
   t.log(`exposure ${m![1]} ${m![2]}`);
   t.true(Number(m![1]) < 4, `exposure ${m![1]}`);
+});
+
+/** The repository paths deploy/Dockerfile copies into the image (COPY lines, the destination left out). */
+function imagePaths(): string[] {
+  const dockerfile = fs.readFileSync(path.join(ROOT, 'deploy/Dockerfile'), 'utf8');
+  return dockerfile.split('\n').filter((l) => /^COPY\s/.test(l)).flatMap((l) => l.trim().split(/\s+/).slice(1, -1));
+}
+
+test("the image's files (what deploy/Dockerfile copies) are enough for busted to start and for doctor to check its object", (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-image-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const p of imagePaths()) fs.cpSync(path.join(ROOT, p), path.join(dir, p), { recursive: true });
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules')); // the image's npm ci
+  const bin = path.join(dir, 'bin/busted.js');
+  const version = spawnSync(process.execPath, [bin, '--version'], { encoding: 'utf8', timeout: 60_000 });
+  t.is(version.status, 0, version.stderr);
+  t.regex(version.stdout, /^\d+\.\d+\.\d+/);
+  const doctor = spawnSync(process.execPath, [bin, 'doctor', '--json'], { encoding: 'utf8', timeout: 120_000 });
+  t.is(doctor.stderr.trim(), '', 'doctor starts from the image layout');
+  const report = JSON.parse(doctor.stdout) as { checks: { name: string; ok: boolean; detail: string }[] };
+  t.like(report.checks.find((c) => c.name === 'bpf-object'), { ok: true }, 'the image holds what the object is checked against');
 });
 
 test('the unit: hardening settings, only the needed capabilities, and valid busted flags', (t) => {
@@ -285,5 +306,43 @@ kernelTest("the unit's SystemCallFilter allows every system call busted makes wh
   } finally {
     server.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+kernelTest("with only the unit's capabilities busted cannot enter a container's network namespace: it says so once and counts it in busted_census_unreachable_namespaces", async (t) => {
+  const caps = unitCaps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+  const wrap = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, `--bounding-set=-all,${caps}`, '--no-new-privs'];
+  const metricsPort = await freePort();
+  // an LLM provider's range on loopback: its connections are reported (and judged) as they start
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busted-netns-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const providers = path.join(dir, 'providers.yaml');
+  fs.writeFileSync(providers, 'providers:\n  - id: acme-llm\n    name: Acme LLM\n    hosts: [api.acme-llm.test]\n    cidrs: [127.88.0.0/16]\n    source: https://example.test/acme\n', { mode: 0o644 });
+  fs.chmodSync(dir, 0o755);
+  const [cmd, ...rest] = [...wrap, process.execPath, BUSTED_BIN, '--format', 'json', '--providers', providers, '--metrics', `127.0.0.1:${metricsPort}`];
+  const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BUSTED_CENSUS_MS: '300' } });
+  const records: EventRecord[] = [];
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  createInterface({ input: child.stdout }).on('line', (l) => records.push(JSON.parse(l) as EventRecord));
+  const exited = once(child, 'exit');
+  await until(() => records.some((r) => r.type === 'session') || child.exitCode !== null, 30_000);
+  // a process in a network namespace of its own (a container's) with a connection that sent 10 bytes
+  const inNetns = ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"'];
+  const client = spawn(inNetns[0]!, [...inNetns.slice(1), 'python3', path.join(ROOT, 'test/helpers/client.py'), 'sent-self', '127.88.0.1', '20']);
+  try {
+    const first = JSON.parse((await once(createInterface({ input: client.stdout }), 'line'))[0] as string) as { pid: number };
+    await until(() => records.some((r) => r.type === 'connect' && r.pid === first.pid));
+    t.true(records.some((r) => r.type === 'connect' && r.pid === first.pid), `its connect is reported: ${err}`);
+    await until(() => /could not enter the network namespace/.test(err), 10_000);
+    t.regex(err, /could not enter the network namespace of 1 process with open flows \(a container's; entering one needs CAP_SYS_ADMIN\)/);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    t.regex(metrics, /^busted_census_unreachable_namespaces 1$/m);
+    await new Promise((r) => setTimeout(r, 1000)); // more censuses: said once
+    t.is(err.match(/could not enter the network namespace/g)?.length, 1, err);
+  } finally {
+    client.kill();
+    child.kill('SIGINT');
+    await exited;
   }
 });

@@ -225,6 +225,23 @@ def idle_self(host, seconds):
     return out
 
 
+def sent_self(host, seconds):
+    """One connection to a listener of its own that sends 10 bytes, then holds it `seconds`."""
+    import time
+    srv = socket.socket(family(host), socket.SOCK_STREAM)
+    srv.bind((host, 0))
+    srv.listen(1)
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, srv.getsockname()[1]))
+    s.sendall(b's' * 10)
+    local = s.getsockname()[1]
+    print(json.dumps({'pid': os.getpid(), 'sport': local, 'port': srv.getsockname()[1], 'ready': True}), flush=True)
+    time.sleep(seconds)
+    s.close()
+    srv.close()
+    return {'sport': local}
+
+
 def moved(host, seconds, netns):
     """A socket whose namespace is not its owner's: made here (with a listener of its own), then the
     process moves to `netns` (setns) and connects it, sends 10 bytes and holds it `seconds`."""
@@ -319,6 +336,8 @@ def main():
         out = idle(host, port, float(sys.argv[4]))
     elif mode == 'idle-self':
         out = idle_self(host, float(sys.argv[3]))
+    elif mode == 'sent-self':
+        out = sent_self(host, float(sys.argv[3]))
     elif mode == 'idle-then-send':
         out = stream(host, port, float(sys.argv[4]), wait=True)
     elif mode == 'listen-first':

@@ -294,3 +294,18 @@ test('property: with process churn every exported counter only grows, series sta
   );
   t.pass();
 });
+
+test('deploy/README.md lists every metric busted serves', async (t) => {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const root = new URL('../../', import.meta.url);
+  const doc = readFileSync(new URL('deploy/README.md', root), 'utf8');
+  const named = new Set<string>();
+  for (const f of readdirSync(new URL('src/sinks/', root))) {
+    for (const m of readFileSync(new URL(`src/sinks/${f}`, root), 'utf8').matchAll(/'(busted_[a-z_]+)'/g)) named.add(m[1]!);
+  }
+  const m = new BustedMetrics({ version: '1', stats: () => ({ lost: 0, maps: [] }) });
+  const registered = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
+  for (const name of registered) t.true(named.has(name), `${name} is registered under a name the sources spell out`);
+  t.true(named.size >= registered.length);
+  for (const name of named) t.true(doc.includes(`\`${name}\``), `${name} is in deploy/README.md's metrics table`);
+});

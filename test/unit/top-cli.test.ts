@@ -16,10 +16,11 @@ const DEMO_LINK = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'busted-top-cl
 fs.symlinkSync(DEMO, DEMO_LINK);
 test.after.always(() => fs.rmSync(path.dirname(DEMO_LINK), { recursive: true, force: true }));
 /** Runs busted-top (as nobody when asked and we are root); resolves with exit code and output. */
-async function run(args: string[], opts: { asNobody?: boolean } = {}) {
+async function run(args: string[], opts: { asNobody?: boolean; caps?: string } = {}) {
   const asNobody = opts.asNobody && process.geteuid?.() === 0;
   const cmd = asNobody ? 'setpriv' : process.execPath;
-  const argv = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args] : [BIN, ...args];
+  const caps = opts.caps ? [`--inh-caps=-all,${opts.caps}`, `--ambient-caps=-all,${opts.caps}`] : [];
+  const argv = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', ...caps, process.execPath, BIN, ...args] : [BIN, ...args];
   const child = spawn(cmd, argv, { cwd: os.tmpdir(), env: { ...process.env, HOME: os.tmpdir() }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -64,6 +65,15 @@ test('without root and without --replay it says how to use a recording, exit 1',
   const r = await run([], { asNobody: true });
   t.is(r.status, 1, r.stderr);
   t.regex(r.stderr, /^busted-top: busted-top needs root .*: run it with sudo, or try it without privileges on a recording: busted-top --replay examples\/demo\.jsonl\n$/);
+});
+
+test('with the capabilities instead of root it goes on to start (here it stops at the missing terminal)', async (t) => {
+  if (process.geteuid?.() !== 0) return t.pass('only as root: setpriv gives the capabilities');
+  const r = await run([], { asNobody: true, caps: '+bpf,+perfmon,+net_admin' });
+  t.notRegex(r.stderr, /needs root/);
+  t.regex(r.stderr, /busted-top needs a terminal on stdin and stdout/);
+  const short = await run([], { asNobody: true, caps: '+bpf,+perfmon' });
+  t.regex(short.stderr, /needs root or CAP_BPF\+CAP_PERFMON\+CAP_NET_ADMIN/, 'one missing is not enough');
 });
 
 test('a missing or empty recording is one clear sentence, exit 1', async (t) => {
