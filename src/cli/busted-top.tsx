@@ -34,7 +34,8 @@ const HELP = `
     --version        show the version
 
   Keys: arrows/j/k move, s/</> sort, r reverse, / filter, Enter detail, x kill, b block,
-  a audit, Space pause, t all/LLM, ? help, q quit.   Exit codes: 0 done, 1 runtime failure, 2 usage error.
+  a audit, Space pause, t all/LLM, ? help, q quit.
+  Exit codes: 0 done, 1 runtime failure, 2 usage error, 130/143 a second SIGINT/SIGTERM while starting.
 `;
 
 const cli = meow(HELP, {

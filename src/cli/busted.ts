@@ -46,7 +46,7 @@ const cli = meow(
     --help               show this help
     --version            show the version
 
-  Exit codes: 0 done, 1 runtime failure, 2 usage error.
+  Exit codes: 0 done, 1 runtime failure, 2 usage error, 130/143 a second SIGINT/SIGTERM while stopping.
   When busted exits or is killed, the kernel detaches its programs: traffic is never blocked by a dead busted.
 
   Examples

@@ -12,7 +12,7 @@ export interface HelpProps {
 const LABEL_W = 9;
 const FOOTER = [
   'Filter: provider:NAME user:NAME|UID pid:N process:NAME|AGENT and free text;',
-  'same-kind terms are alternatives, the rest must all match. b/a: reserved for block/audit.',
+  'same-kind terms are alternatives, the rest must all match.',
 ];
 
 function HelpView({ width, height }: HelpProps): React.JSX.Element {
