@@ -9,7 +9,8 @@
  *   tp_btf/sock_send_length     count tx bytes of tracked sockets; emit CONNECT on a tracked
  *                               socket's first send; sample the first bytes of a tracked TCP
  *                               stream that starts a TLS handshake (the ClientHello, for SNI)
- *                               from the sender's buffer.
+ *                               or an HTTP CONNECT request (a proxy tunnel's target) from the
+ *                               sender's buffer.
  *   tp_btf/sock_recv_length     count rx bytes of tracked sockets; emit CONNECT on a tracked TCP
  *                               socket's first receive (a server that speaks first); sample DNS
  *                               answers from port 53 from the reader's buffer.
@@ -1194,11 +1195,19 @@ static __always_inline void set_hello_need(__u64 cookie, __u16 need)
 		x.s->hello_need = need;
 }
 
+/* The first bytes of an HTTP CONNECT request ("CONNE"): a tunnel through a proxy (HTTPS_PROXY). */
+static __always_inline int starts_connect(const __u8 *h)
+{
+	return h[0] == 'C' && h[1] == 'O' && h[2] == 'N' && h[3] == 'N' && h[4] == 'E';
+}
+
 /*
  * A tracked TCP stream sent `ret` bytes at stream offset `off`: if the stream opens with a TLS
  * handshake record, its first BUSTED_HELLO_MAX bytes at most (the record: the ClientHello) are
  * sampled. A record longer than the first send is noted in the owner (hello_need), and the sends
  * after it are sampled (called with `need`, for those, only while it is set) up to its end.
+ * A stream that opens with an HTTP CONNECT request has that first send sampled, at most
+ * BUSTED_CONNECT_MAX bytes, as the same kind of sample (user space tells them apart).
  * A subprogram (see first_send): its frame, over 64 bytes, is its own.
  */
 static __noinline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off, int ret, __u64 need)
@@ -1211,12 +1220,19 @@ static __noinline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off
 	if (user_bufs(&u, 0))
 		return;
 	if (off == 0) {
-		if (u.len[0] < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (const void *)u.base[0]) ||
-		    head[0] != TLS_HANDSHAKE)
+		if (u.len[0] < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (const void *)u.base[0]))
 			return;
-		need = 5 + (((__u32)head[3] << 8) | head[4]);
-		if (need > BUSTED_HELLO_MAX)
-			need = BUSTED_HELLO_MAX;
+		if (head[0] == TLS_HANDSHAKE) {
+			need = 5 + (((__u32)head[3] << 8) | head[4]);
+			if (need > BUSTED_HELLO_MAX)
+				need = BUSTED_HELLO_MAX;
+		} else if (starts_connect(head)) {
+			/* this send only: its request line names the tunnel's target; what follows
+			 * (the proxy's answer, then the tunnelled handshake) is not sampled */
+			need = (__u64)ret < BUSTED_CONNECT_MAX ? (__u64)ret : BUSTED_CONNECT_MAX;
+		} else {
+			return;
+		}
 	}
 	addrs_from_btf(&a, sk);
 	if (off == 0 && cfg.quiet)
@@ -1321,7 +1337,8 @@ static __always_inline void first_use(const struct sock *sk, __u64 cookie, struc
 }
 
 /*
- * A TCP stream's first send: does it start a TLS handshake record? This runs for every
+ * A TCP stream's first send: does it start a TLS handshake record, or an HTTP CONNECT request
+ * (whose target host user space reads)? This runs for every
  * connection, so it stays in the hook's own small frame and calls sample_tls only for a
  * handshake (or a send from an iovec, which only sample_tls reads). Since 6.13 a tracing program
  * whose frame reaches 64 bytes runs on a per-CPU private stack, and a read of user memory into
@@ -1341,7 +1358,7 @@ static __always_inline void first_send(const struct sock *sk, __u64 cookie, int 
 		return;
 	if (nr == NR_WRITE || nr == NR_SENDTO) {
 		if (a3 < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (const void *)a2) ||
-		    head[0] != TLS_HANDSHAKE)
+		    (head[0] != TLS_HANDSHAKE && !starts_connect(head)))
 			return;
 	} else if (nr != NR_WRITEV && nr != NR_SENDMSG) {
 		return;

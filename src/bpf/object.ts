@@ -196,10 +196,21 @@ export class BpfObject implements Closable {
   close(): void {
     if (this.obj === null) return;
     const lib = libbpf();
-    for (const r of this.owned.splice(0).reverse()) r.close();
-    for (const link of this.links.splice(0)) lib.bpf_link__destroy(link);
-    lib.bpf_object__close(this.obj);
+    // every step runs even when one before it throws (a ring buffer's munmap): the links and the
+    // object are released all the same, and the first error is thrown after
+    let first: unknown = null;
+    const step = (fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        first ??= err;
+      }
+    };
+    for (const r of this.owned.splice(0).reverse()) step(() => r.close());
+    for (const link of this.links.splice(0)) step(() => lib.bpf_link__destroy(link));
+    step(() => lib.bpf_object__close(this.obj));
     this.obj = null;
+    if (first !== null) throw first;
   }
 }
 

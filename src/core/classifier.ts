@@ -12,11 +12,16 @@
  * - DNS: the names this host's answers gave for the address. It decides only when every one of
  *   them maps to the same provider; an address seen for names of different providers, or for a
  *   provider and a non-provider, is not trusted alone and the next evidence is consulted.
+ * - A flow through an HTTP proxy (its stream opens with a CONNECT request): the tunnel's target
+ *   decides (`via: proxy`), by name, or by published range when it is an address. A target that
+ *   names no provider is the flow's host; the proxy's own address is then judged as any address
+ *   (a range a user gave the proxy in --providers), and DNS is not consulted (it names the proxy).
  * - `via` says where `provider` came from, or where `host` came from when provider is null.
  */
 import type { Via } from './records.js';
 import type { Catalog } from './catalog.js';
 import { DnsCache, normalizeHostname, type DnsAnswer } from './dns.js';
+import type { ConnectTarget } from './http-connect.js';
 
 export interface ClassifyInput {
   /** Destination address, as text (IPv6 without brackets; v4-mapped accepted). */
@@ -26,6 +31,8 @@ export interface ClassifyInput {
   sni?: string | null;
   /** The ClientHello carried encrypted_client_hello (so `sni` is an outer, public name). */
   ech?: boolean;
+  /** The target of the HTTP CONNECT request the flow opened with (a tunnel through a proxy). */
+  proxy?: ConnectTarget | null;
   /** Executable path (or file name) of the process listening on dstIp:dstPort, for local flows. */
   listenerExe?: string | null;
   /** comm of that listener (what a "#!" script like `vllm` shows, since its exe is the interpreter). */
@@ -50,6 +57,7 @@ export class Classifier {
   }
 
   classify(input: ClassifyInput): Classification {
+    if (input.proxy) return this.byTunnel(input, input.proxy);
     const sni = input.sni ? normalizeHostname(input.sni) : null;
     if (sni) {
       const byName = this.catalog.matchHost(sni);
@@ -65,6 +73,13 @@ export class Classifier {
     // Only a single name is a trustworthy host for display; an outer ECH name is better than none.
     if (names.length === 1) return this.bySource(input, names[0]!, 'dns');
     return sni ? this.bySource(input, sni, 'sni') : this.bySource(input, null, null);
+  }
+
+  /** A tunnel through a proxy: its target by name or range, else the proxy's address as any. */
+  private byTunnel(input: ClassifyInput, target: ConnectTarget): Classification {
+    const match = target.ip ? this.catalog.matchIp(target.host) : this.catalog.matchHost(target.host);
+    if (match) return { provider: match.provider.id, host: target.host, via: 'proxy' };
+    return this.bySource(input, target.host, 'proxy');
   }
 
   /** Published ranges, then local servers; `host`/`via` describe the name evidence already found. */

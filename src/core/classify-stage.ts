@@ -10,6 +10,7 @@ import { parseDnsResponse, parseDnsTcpResponse } from './dns.js';
 import { listenerNames, type ListenerFinder } from './listeners.js';
 import type { ConnectRecord, EventRecord } from './records.js';
 import { ChurnMap } from './churn-map.js';
+import { parseConnectRequest, startsConnect, type ConnectTarget } from './http-connect.js';
 import { ClientHelloAssembler } from './tls.js';
 
 export interface StageOptions {
@@ -43,6 +44,8 @@ interface FlowState {
   hello: ClientHelloAssembler | null;
   sni: string | null;
   ech: boolean;
+  /** The target of the HTTP CONNECT request the stream opened with (through a proxy). */
+  proxy: ConnectTarget | null;
   /** Not published (quiet mode: no provider when its connect would have gone out). */
   quiet: boolean;
 }
@@ -78,12 +81,14 @@ export class ClassificationStage {
 
   /** Samples skipped because they did not parse, by why (`dns-malformed`, `tls-malformed`, `tls-too-large`, …). */
   skippedSamples(): Record<string, number> {
-    const out: Record<string, number> = { 'dns-malformed': this.badDns };
+    const out: Record<string, number> = { 'dns-malformed': this.badDns, 'http-connect-malformed': this.badConnects };
     for (const [reason, n] of Object.entries(this.badHellos)) out[`tls-${reason}`] = n;
     return out;
   }
   /** DNS samples that did not parse, skipped. */
   badDns = 0;
+  /** Streams that opened with an HTTP CONNECT request whose request line did not parse, skipped. */
+  badConnects = 0;
   /** TLS handshake samples that gave no ClientHello, skipped (the flow is classified without SNI), by why. */
   readonly badHellos: Record<string, number> = {};
   private lastDst = '';
@@ -113,7 +118,7 @@ export class ClassificationStage {
     const { ip, port } = this.lastSplit;
     const st: FlowState = {
       rec, cls: { provider: null, host: null, via: null }, dstIp: ip, dstPort: port, held: false, heldUntil: 0,
-      hello: null, sni: null, ech: false, quiet: false,
+      hello: null, sni: null, ech: false, proxy: null, quiet: false,
     };
     st.cls = this.classify(st);
     if (rec.error !== null) {
@@ -146,10 +151,19 @@ export class ClassificationStage {
     this.opts.publish(this.opts.finalize ? this.opts.finalize(rec) : rec);
   }
 
-  /** A ClientHello sample (TLS payload at `offset` of the flow's stream). */
+  /** A ClientHello sample (TLS payload at `offset` of the flow's stream), or a CONNECT request's. */
   tls(flow: string, offset: number, data: Uint8Array): void {
     const st = this.flows.get(flow);
     if (!st || st.sni !== null) return;
+    if (offset === 0 && st.hello === null && startsConnect(data)) {
+      // a tunnel through a proxy: its target names the flow; nothing after it is sampled
+      st.sni = '';
+      st.proxy = parseConnectRequest(data);
+      if (st.proxy) this.reclassify(st);
+      else this.badConnects++;
+      this.release(st);
+      return;
+    }
     st.hello ??= new ClientHelloAssembler();
     const r = st.hello.push(data, offset);
     if (r.state === 'pending') return;
@@ -259,6 +273,7 @@ export class ClassificationStage {
       dstPort: st.dstPort,
       sni: st.sni || null,
       ech: st.ech,
+      proxy: st.proxy,
       listenerExe: listener?.exe ?? null,
       listenerComm: listener?.comm ?? null,
       nowMs: this.opts.now(),

@@ -9,7 +9,7 @@ import type { Enforcer, ExeId, KernelPolicy } from '../bpf/enforcer.js';
 import type { Catalog } from './catalog.js';
 import { Destinations } from './destinations.js';
 import { nsToTicks } from './identity.js';
-import type { EventRecord, PolicyRecord } from './records.js';
+import type { EventRecord, PolicyRecord, Proto } from './records.js';
 
 export type VerdictAction = 'block' | 'audit' | 'allow';
 
@@ -118,9 +118,13 @@ export class Enforcement {
   /**
    * The policy blocks these open flows of a process (a reload, or a flow announced after one):
    * their packets are dropped. With `replace` (a reload's judgement of all its open flows), the
-   * process's earlier rule cuts that the new policy no longer blocks are lifted.
+   * process's earlier rule cuts that the new policy no longer blocks are lifted. `about`: the one
+   * flow cut, for its record (a tunnel through a proxy); else the record says `*`.
    */
-  cutForRule(pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString(), replace = false): void {
+  cutForRule(
+    pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString(), replace = false,
+    about?: { dst: string; proto: Proto; provider: string | null },
+  ): void {
     if (!this.opts.enforce) return;
     const key = `${pid}:${startTime}`;
     const overridden = this.toggles.has(key); // a verdict from busted-top decides this process's flows
@@ -140,7 +144,7 @@ export class Enforcement {
     else this.ruleCut.delete(key);
     if (newly === 0 || overridden) return;
     this.opts.publish({
-      type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', dst: '*', provider: null, rule, cut: newly,
+      type: 'policy', ts: nowIso, pid, startTime, action: 'block', result: 'denied', ...(about ?? { dst: '*', provider: null }), rule, cut: newly,
     });
   }
 

@@ -5,7 +5,7 @@
  * reaches JavaScript.
  */
 import { hostname, release } from 'node:os';
-import { END_UNSEEN, IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type ConnectEvent, type Cookie, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
+import { CENSUS_NETNS_MAX, END_UNSEEN, IPPROTO_TCP, IPPROTO_UDP, Kind, MODEL_PORTS, flowId, OVERFLOW_MAX, PayloadWhat, type ConnectEvent, type Cookie, type KernelEvent, type PayloadSample } from '../bpf/abi.js';
 import { errnoName } from '../bpf/libbpf.js';
 import { checkBtf, checkPrivileges, findCgroup2Mount } from '../bpf/preflight.js';
 import { KernelProbe, type ProbeOptions } from '../bpf/probe.js';
@@ -470,6 +470,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
         // an LLM flow of a process blocked before it was announced is cut as its open ones were
         const toggle = rec.provider !== null ? enforcement?.toggleOf(key) : undefined;
         if (toggle === 'block') enforcement!.lateFlow(key, BigInt(rec.flow));
+        else if (toggle === null && rec.via === 'proxy' && policy) judgeTunnel(policy, key, rec);
         else if (toggle === null && beforeReload && policy) cutIfBlocked(policy, key, [{ id: rec.flow, provider: rec.provider! }]);
       }
       const who = identities.get(key);
@@ -668,7 +669,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (run.unreachable > 0 && !unreachableSaid) {
       unreachableSaid = true;
       opts.onWarning?.(`could not enter the network namespace of ${run.unreachable} process${run.unreachable === 1 ? '' : 'es'} with open flows `
-        + '(a container\'s; entering one needs CAP_SYS_ADMIN): connections there that move no byte are reported only at their close, '
+        + `(a container's; entering one needs CAP_SYS_ADMIN, and at most ${CENSUS_NETNS_MAX} are walked): connections there that move no byte are reported only at their close, `
         + 'and ends the kernel did not show there are not found (busted_census_unreachable_namespaces counts them)');
     }
   };
@@ -696,14 +697,20 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
 
   /** The LLM flows of process `key` that policy `p` blocks are cut, as a `b` would cut them. */
   const providerIndex = new Map(catalog.providers().map((p) => [p.id, p.index]));
-  const cutIfBlocked = (p: CompiledPolicy, key: string, flows: { id: string; provider: string }[], replace = false) => {
+  /** What the rules match a process by: the kernel's facts and what user space resolved. */
+  const subjectOf = (key: string) => {
     const facts = factsByKey.get(key);
-    if (!enforcement || !opts.enforce || (flows.length === 0 && !replace) || !facts) return;
+    if (!facts) return null;
     const who = identities.get(key);
-    const subject = {
+    return {
       ...facts, cgroupAncestors: ancestorsFromIds(cgroupAncestorIds(cgroupPath, who?.cgroup ?? null)),
       sha256: who?.sha256 ?? null, agent: who?.agent?.id ?? null,
     };
+  };
+  const cutIfBlocked = (p: CompiledPolicy, key: string, flows: { id: string; provider: string }[], replace = false) => {
+    if (!enforcement || !opts.enforce || (flows.length === 0 && !replace)) return;
+    const subject = subjectOf(key);
+    if (!subject) return;
     let rule = '';
     const cookies = flows.filter((f) => {
       const idx = providerIndex.get(f.provider);
@@ -714,6 +721,28 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }).map((f) => BigInt(f.id));
     const [pid, start] = key.split(':').map(Number) as [number, number];
     enforcement.cutForRule(pid, start, cookies, rule, undefined, replace);
+  };
+  /**
+   * An LLM flow through a proxy (classified by its CONNECT request's target): the kernel let its
+   * connect through, since the proxy is no LLM address, so the rules judge it here as the kernel
+   * judges a connect. A block under --enforce cuts it (its packets are dropped from now on); a
+   * block without --enforce, or an audit, is a would-deny record.
+   */
+  const judgeTunnel = (p: CompiledPolicy, key: string, rec: ConnectRecord) => {
+    const idx = rec.provider !== null ? providerIndex.get(rec.provider) : undefined;
+    const subject = subjectOf(key);
+    if (idx === undefined || !subject) return;
+    const d = decide(p.resolved, subject, idx, { kernelOnly: true });
+    if (d.action !== 'block' && d.action !== 'audit') return;
+    const about = { dst: rec.dst, proto: rec.proto, provider: rec.provider };
+    if (d.action === 'block' && opts.enforce && enforcement) {
+      enforcement.cutForRule(rec.pid, rec.startTime, [BigInt(rec.flow)], d.rule, undefined, false, about);
+      return;
+    }
+    publish({
+      type: 'policy', ts: new Date().toISOString(), pid: rec.pid, startTime: rec.startTime, comm: rec.comm, uid: rec.uid,
+      action: d.action, result: 'would-deny', ...about, rule: d.rule,
+    });
   };
   /** After a reload: open LLM flows of processes the new policy blocks are cut. */
   const cutNewlyBlocked = (p: CompiledPolicy) => {

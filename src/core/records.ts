@@ -7,7 +7,7 @@
 export const SCHEMA_VERSION = 1;
 
 export type Proto = 'tcp' | 'udp';
-export type Via = 'sni' | 'dns' | 'cidr' | 'port' | null;
+export type Via = 'sni' | 'proxy' | 'dns' | 'cidr' | 'port' | null;
 
 interface RecordBase {
   /** ISO 8601 with milliseconds. */

@@ -283,7 +283,7 @@ export class BustedMetrics {
     kernelCount('busted_kernel_unseen_ends_by_state_total',
       'busted_kernel_unseen_ends_total by the TCP state the census last met each connection in (none: it never met it).', (k) => k.unseenByState ?? {}, 'last_state');
     kernelCount('busted_payload_samples_skipped_total',
-      'Payload samples skipped because they did not parse, by reason: dns-malformed, or a TLS handshake start that gave no ClientHello (tls-not-client-hello, tls-malformed, tls-too-large, tls-too-many-samples); the connection is classified without it.',
+      'Payload samples skipped because they did not parse, by reason: dns-malformed, http-connect-malformed (a proxy tunnel\'s request line), or a TLS handshake start that gave no ClientHello (tls-not-client-hello, tls-malformed, tls-too-large, tls-too-many-samples); the connection is classified without it.',
       (k) => k.skippedSamples ?? {}, 'reason');
     new Gauge({
       name: 'busted_census_unreachable_namespaces',

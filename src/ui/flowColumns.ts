@@ -35,7 +35,7 @@ export function flowColumns(now: number): Column<Flow>[] {
     { id: 'dst', title: 'REMOTE', minWidth: 15, flex: 1, priority: 10, cell: (f) => `${f.proto === 'udp' ? 'udp ' : ''}${f.dst}` },
     { id: 'host', title: 'HOST', minWidth: 12, flex: 1, priority: 9, cell: (f) => f.host ?? '-' },
     { id: 'provider', title: 'PROVIDER', width: 10, priority: 8, cell: (f) => f.provider ?? 'unclassified' },
-    { id: 'via', title: 'VIA', width: 4, priority: 4, cell: (f) => f.via ?? '-' },
+    { id: 'via', title: 'VIA', width: 5, priority: 4, cell: (f) => f.via ?? '-' },
     { id: 'state', title: 'STATE', width: 7, priority: 7, cell: flowState },
     { id: 'age', title: 'DUR', width: 4, align: 'right', priority: 5, cell: (f) => formatAge(flowDuration(f, now)) },
     { id: 'tx', title: 'TX', width: 5, align: 'right', priority: 6, cell: (f) => formatBytesCompact(f.tx) },

@@ -10,7 +10,7 @@ import type { EventRecord } from '../../src/core/records.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BUSTED_BIN = `${ROOT}bin/busted.js`;
-const CLIENT = `${ROOT}test/helpers/client.py`;
+export const CLIENT = `${ROOT}test/helpers/client.py`;
 
 export interface BustedRun {
   child: ChildProcessWithoutNullStreams;

@@ -242,6 +242,34 @@ def sent_self(host, seconds):
     return {'sport': local}
 
 
+def tunnel(host, port, target, seconds):
+    """Through an HTTP proxy at host:port: CONNECT `target` (one send), read the answer, print the
+    pid, then send 100 bytes every 50 ms for `seconds` (stopping when the proxy stops taking them)."""
+    import time
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    s.sendall(('CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' % (target, target)).encode())
+    answer = b''
+    while b'\r\n\r\n' not in answer:
+        chunk = s.recv(1024)
+        if not chunk:
+            raise SystemExit('the proxy closed before answering')
+        answer += chunk
+    print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'answer': answer.split(b'\r\n')[0].decode(), 'ready': True}), flush=True)
+    sent = 0
+    s.settimeout(0.2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            s.send(b't' * 100)
+            sent += 100
+        except (socket.timeout, OSError):
+            pass
+        time.sleep(0.05)
+    s.close()
+    return {'sent': sent}
+
+
 def moved(host, seconds, netns):
     """A socket whose namespace is not its owner's: made here (with a listener of its own), then the
     process moves to `netns` (setns) and connects it, sends 10 bytes and holds it `seconds`."""
@@ -336,6 +364,8 @@ def main():
         out = idle(host, port, float(sys.argv[4]))
     elif mode == 'idle-self':
         out = idle_self(host, float(sys.argv[3]))
+    elif mode == 'tunnel':
+        out = tunnel(host, port, sys.argv[4], float(sys.argv[5]))
     elif mode == 'sent-self':
         out = sent_self(host, float(sys.argv[3]))
     elif mode == 'idle-then-send':

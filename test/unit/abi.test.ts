@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIPv6 } from 'node:net';
-import { TCP_STATES, TCP_STATE_NAMES, CENSUS_CFG, CENSUS_MISSES, CENSUS_NETNS_MAX, CENSUS_SLOT, END_UNSEEN, CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
+import { TCP_STATES, TCP_STATE_NAMES, CENSUS_CFG, CENSUS_MISSES, CENSUS_NETNS_MAX, CENSUS_SLOT, END_UNSEEN, CGROUP_REF, CONFIG, EVENT, EXEC, EXEC_EVENT, EXEC_SLOTS, EXE_ID, LPM4, LPM6, MAX_RULES, PATH_MAX, POLICY, POLICY_EVENT, PROC_KEY, RULE, RULE_ITEMS, RULE_DEFAULT, RULE_TOGGLE, Action, RuleField, HELLO_MAX, CONNECT_MAX, Kind, OWNER, PAYLOAD, PAYLOAD_CHUNKS, PAYLOAD_MAX, PayloadWhat, MODEL_PORTS, Announced, DnsSync, QuietMode, SLOT, SLOTS, SLOT_BUSY, SLOT_PROBES, OVERFLOW_MAX, SOCK, Stat, TRAFFIC, decodeEvent, decodeRecord, flowId, formatEndpoint, formatIpv6 } from '../../src/bpf/abi.js';
 import { ROOT } from '../helpers/busted.js';
 
 const LAYOUTS: Record<string, Record<string, number>> = {
@@ -52,8 +52,8 @@ function compilerLayout(): Record<string, Record<string, number>> & { consts: Re
     'printf("\\"A_NO\\": %d, \\"A_YES\\": %d, \\"A_QUIET\\": %d, \\"A_KEPT\\": %d, \\"A_DONE\\": %d, ", BUSTED_ANNOUNCED_NO, BUSTED_ANNOUNCED_YES, BUSTED_ANNOUNCED_QUIET, BUSTED_ANNOUNCED_KEPT, BUSTED_ANNOUNCED_DONE);',
     'printf("\\"SLOTS\\": %d, \\"SLOT_PROBES\\": %d, \\"OVERFLOW_MAX\\": %d, \\"SLOT_BUSY\\": \\"%llu\\", \\"EXEC_SLOTS\\": %d, ",',
     '  BUSTED_SLOTS, BUSTED_SLOT_PROBES, BUSTED_OVERFLOW_MAX, BUSTED_SLOT_BUSY, BUSTED_EXEC_SLOTS);',
-    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
-    '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX, BUSTED_PATH_MAX);',
+    'printf("\\"TLS\\": %d, \\"DNS\\": %d, \\"PAYLOAD_MAX\\": %d, \\"CHUNKS\\": %d, \\"HELLO_MAX\\": %d, \\"CONNECT_MAX\\": %d, \\"PATH_MAX\\": %d, ",',
+    '  BUSTED_PL_TLS, BUSTED_PL_DNS, BUSTED_PAYLOAD_MAX, BUSTED_PAYLOAD_CHUNKS, BUSTED_HELLO_MAX, BUSTED_CONNECT_MAX, BUSTED_PATH_MAX);',
     'printf("\\"MAX_RULES\\": %d, \\"RULE_ITEMS\\": %d, \\"NONE\\": %d, \\"ALLOW\\": %d, \\"AUDIT\\": %d, \\"BLOCK\\": %d, ",',
     '  BUSTED_MAX_RULES, BUSTED_RULE_ITEMS, BUSTED_ACT_NONE, BUSTED_ACT_ALLOW, BUSTED_ACT_AUDIT, BUSTED_ACT_BLOCK);',
     'printf("\\"RF_EXE\\": %d, \\"RF_UID\\": %d, \\"RF_COMM\\": %d, \\"RF_CGROUP\\": %d, \\"RF_HASH\\": %d, \\"RF_NEVER\\": %d, \\"RULE_DEFAULT\\": %d, \\"RULE_TOGGLE\\": %d}}",',
@@ -79,7 +79,7 @@ test('every size and offset in abi.ts matches bpf/busted.h as compiled', (t) => 
     MODEL_PORTS, DNS_SEEN: DnsSync.SEEN, DNS_APPLIED: DnsSync.APPLIED, Q_OFF: QuietMode.OFF, Q_COUNT: QuietMode.COUNT, Q_LATE: QuietMode.LATE,
     A_NO: Announced.NO, A_YES: Announced.YES, A_QUIET: Announced.QUIET, A_KEPT: Announced.KEPT, A_DONE: Announced.DONE,
     SLOTS, SLOT_PROBES, OVERFLOW_MAX, SLOT_BUSY: SLOT_BUSY.toString(), EXEC_SLOTS,
-    ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, PATH_MAX,
+    ...PayloadWhat, PAYLOAD_MAX, CHUNKS: PAYLOAD_CHUNKS, HELLO_MAX, CONNECT_MAX, PATH_MAX,
     MAX_RULES, RULE_ITEMS, ...Action,
     RF_EXE: RuleField.EXE, RF_UID: RuleField.UID, RF_COMM: RuleField.COMM, RF_CGROUP: RuleField.CGROUP,
     RF_HASH: RuleField.HASH, RF_NEVER: RuleField.NEVER, RULE_DEFAULT, RULE_TOGGLE,

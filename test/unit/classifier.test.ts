@@ -110,3 +110,18 @@ test('an SNI that is not a valid host name counts as no SNI', (t) => {
   t.deepEqual(c.classify({ dstIp: '127.0.0.80', dstPort: 443, sni: 'bad name!', nowMs: NOW }),
     { provider: 'deepseek', host: 'api.deepseek.com', via: 'dns' });
 });
+
+test('through a proxy the CONNECT target decides (via proxy): by name or by range; DNS for the proxy is not consulted', (t) => {
+  const c = classifier([['10.1.1.1', 'api.openai.com']]); // a DNS name seen for the proxy's address
+  const tunnel = (host: string, ip = false) => ({ host, port: 443, ip });
+  t.deepEqual(c.classify({ dstIp: '10.1.1.1', dstPort: 3128, proxy: tunnel('api.anthropic.com'), nowMs: NOW }),
+    { provider: 'anthropic', host: 'api.anthropic.com', via: 'proxy' });
+  t.deepEqual(c.classify({ dstIp: '10.1.1.1', dstPort: 3128, proxy: tunnel('127.77.0.9', true), nowMs: NOW }),
+    { provider: 'loopback-llm', host: '127.77.0.9', via: 'proxy' }, 'an address target by the published ranges');
+  t.deepEqual(c.classify({ dstIp: '10.1.1.1', dstPort: 3128, proxy: tunnel('www.example.org'), nowMs: NOW }),
+    { provider: null, host: 'www.example.org', via: 'proxy' }, 'not the DNS name of the proxy');
+  t.deepEqual(c.classify({ dstIp: '127.77.0.1', dstPort: 3128, proxy: tunnel('www.example.org'), nowMs: NOW }),
+    { provider: 'loopback-llm', host: 'www.example.org', via: 'cidr' }, 'a proxy a user mapped to a provider is that provider');
+  t.deepEqual(c.classify({ dstIp: '10.1.1.1', dstPort: 3128, sni: 'api.mistral.ai', proxy: tunnel('api.groq.com'), nowMs: NOW }),
+    { provider: 'groq', host: 'api.groq.com', via: 'proxy' });
+});

@@ -121,3 +121,28 @@ test('samples that do not parse are counted by why and skipped; the flow goes on
   t.is(tls.reduce((n, [, v]) => n + v, 0), 2, JSON.stringify(skipped));
   t.deepEqual(types(published), ['connect:1', 'connect:2']);
 });
+
+test('a stream that opens with a CONNECT request is named by its target (via proxy), the proxy not learned as the provider; a bad request line is counted', (t) => {
+  let now = 1000;
+  const published: EventRecord[] = [];
+  const learned: string[] = [];
+  const s = new ClassificationStage({
+    classifier: new Classifier(loadCatalog()), publish: (r) => published.push(r), listeners: new ListenerFinder(),
+    now: () => now, holdMs: 250, quiet: true, onLearned: (ip, provider) => learned.push(`${ip}=${provider}`),
+  });
+  const request = (target: string) => new Uint8Array(Buffer.from(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+  s.connect(connect('1', '192.0.2.80:3128'));
+  s.tls('1', 0, request('api.openai.com:443'));
+  t.like(published[0], { type: 'connect', flow: '1', provider: 'openai', host: 'api.openai.com', via: 'proxy' });
+  s.tls('1', 60, clientHello('api.anthropic.com')); // later bytes (the tunnelled handshake) change nothing
+  t.is(published.length, 1);
+  t.deepEqual(learned, [], 'the proxy is not an LLM address');
+  s.connect(connect('2', '192.0.2.80:3128'));
+  s.tls('2', 0, request('www.example.org:443'));
+  s.connect(connect('3', '192.0.2.80:3128'));
+  s.tls('3', 0, new Uint8Array(Buffer.from('CONNECT nonsense\r\n\r\n')));
+  now += 300;
+  s.tick();
+  t.is(published.length, 1, 'quiet: neither a non-LLM tunnel nor an unreadable one is published');
+  t.is(s.skippedSamples()['http-connect-malformed'], 1);
+});
