@@ -1100,8 +1100,40 @@ static __always_inline int user_bufs(struct ubufs *u, int rx)
 }
 
 /* One sample of n (1..BUSTED_PAYLOAD_MAX) bytes at user address `from`. */
+struct line_scan {
+	struct busted_payload *e;
+	__s64 end; /* index of the request line's '\n', or -1 */
+};
+
+/* bpf_loop callback: byte i of the sample, up to the first '\n'; every byte after it is zeroed. */
+static long scan_line(__u64 i, void *ctx)
+{
+	struct line_scan *s = ctx;
+	struct busted_payload *e = s->e;
+
+	if (i >= BUSTED_CONNECT_MAX || i >= e->len)
+		return 1;
+	if (s->end >= 0)
+		e->data[i] = 0;
+	else if (e->data[i] == '\n')
+		s->end = i;
+	return 0;
+}
+
+/* A CONNECT request's sample keeps its request line only: the header lines after it (a
+ * Proxy-Authorization among them) are zeroed before the record leaves the kernel. */
+static __always_inline void keep_request_line(struct busted_payload *e)
+{
+	struct line_scan s = { .e = e, .end = -1 };
+
+	bpf_loop(BUSTED_CONNECT_MAX, scan_line, &s, 0);
+	if (s.end >= 0)
+		e->len = s.end + 1;
+}
+
+/* One payload sample: `n` bytes of user memory at `from`; `line_only`: a CONNECT request's (keep_request_line). */
 static __always_inline void emit_user(__u64 cookie, __u8 what, __u8 proto, const struct addrs *a,
-				      __u32 stream_off, __u32 total, __u64 ts, __u64 from, __u64 n)
+				      __u32 stream_off, __u32 total, __u64 ts, __u64 from, __u64 n, int line_only)
 {
 	struct busted_payload *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -1129,6 +1161,8 @@ static __always_inline void emit_user(__u64 cookie, __u8 what, __u8 proto, const
 		e->len = 0;
 	else
 		e->len = n;
+	if (line_only)
+		keep_request_line(e);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP); /* consumed on a timer: no wakeups */
 }
 
@@ -1156,7 +1190,7 @@ static __always_inline void emit_bufs(const struct ubufs *u, __u64 m, __u64 cook
 			n = seg - from;
 			if (n > BUSTED_PAYLOAD_MAX)
 				n = BUSTED_PAYLOAD_MAX;
-			emit_user(cookie, what, proto, a, off + pos + from, total, ts, u->base[i] + from, n);
+			emit_user(cookie, what, proto, a, off + pos + from, total, ts, u->base[i] + from, n, 0);
 			left--;
 		}
 		pos += seg;
@@ -1195,10 +1229,11 @@ static __always_inline void set_hello_need(__u64 cookie, __u16 need)
 		x.s->hello_need = need;
 }
 
-/* The first bytes of an HTTP CONNECT request ("CONNE"): a tunnel through a proxy (HTTPS_PROXY). */
+/* The first 8 bytes of an HTTP CONNECT request ("CONNECT "): a tunnel through a proxy (HTTPS_PROXY). */
 static __always_inline int starts_connect(const __u8 *h)
 {
-	return h[0] == 'C' && h[1] == 'O' && h[2] == 'N' && h[3] == 'N' && h[4] == 'E';
+	return h[0] == 'C' && h[1] == 'O' && h[2] == 'N' && h[3] == 'N' && h[4] == 'E' && h[5] == 'C' &&
+	       h[6] == 'T' && h[7] == ' ';
 }
 
 /*
@@ -1206,8 +1241,9 @@ static __always_inline int starts_connect(const __u8 *h)
  * handshake record, its first BUSTED_HELLO_MAX bytes at most (the record: the ClientHello) are
  * sampled. A record longer than the first send is noted in the owner (hello_need), and the sends
  * after it are sampled (called with `need`, for those, only while it is set) up to its end.
- * A stream that opens with an HTTP CONNECT request has that first send sampled, at most
- * BUSTED_CONNECT_MAX bytes, as the same kind of sample (user space tells them apart).
+ * A stream that opens with an HTTP CONNECT request has its request line sampled (from the first
+ * send's first buffer, at most BUSTED_CONNECT_MAX bytes, the rest zeroed: keep_request_line), as
+ * the same kind of sample (user space tells them apart); nothing after it is.
  * A subprogram (see first_send): its frame, over 64 bytes, is its own.
  */
 static __noinline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off, int ret, __u64 need)
@@ -1215,21 +1251,29 @@ static __noinline void sample_tls(const struct sock *sk, __u64 cookie, __u64 off
 	struct ubufs u;
 	struct addrs a;
 	__u64 m;
-	__u8 head[5];
+	__u8 head[8] = {};
 
 	if (user_bufs(&u, 0))
 		return;
 	if (off == 0) {
-		if (u.len[0] < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (const void *)u.base[0]))
+		m = u.len[0] < sizeof(head) ? u.len[0] : sizeof(head);
+		if (m < 5 || bpf_probe_read_user(head, m, (const void *)u.base[0]))
 			return;
 		if (head[0] == TLS_HANDSHAKE) {
 			need = 5 + (((__u32)head[3] << 8) | head[4]);
 			if (need > BUSTED_HELLO_MAX)
 				need = BUSTED_HELLO_MAX;
 		} else if (starts_connect(head)) {
-			/* this send only: its request line names the tunnel's target; what follows
-			 * (the proxy's answer, then the tunnelled handshake) is not sampled */
-			need = (__u64)ret < BUSTED_CONNECT_MAX ? (__u64)ret : BUSTED_CONNECT_MAX;
+			/* its request line names the tunnel's target; what follows (the proxy's answer,
+			 * then the tunnelled handshake) is not sampled */
+			addrs_from_btf(&a, sk);
+			if (cfg.quiet)
+				promote_tls(cookie, &a);
+			m = u.len[0] < (__u64)ret ? u.len[0] : (__u64)ret;
+			if (m > BUSTED_CONNECT_MAX)
+				m = BUSTED_CONNECT_MAX;
+			emit_user(cookie, BUSTED_PL_TLS, IPPROTO_TCP, &a, 0, ret, bpf_ktime_get_ns(), u.base[0], m, 1);
+			return;
 		} else {
 			return;
 		}
@@ -1348,8 +1392,8 @@ static __always_inline void first_use(const struct sock *sk, __u64 cookie, struc
 static __always_inline void first_send(const struct sock *sk, __u64 cookie, int ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u8 head[5];
-	__u64 a2, a3;
+	__u8 head[8] = {};
+	__u64 a2, a3, n;
 	long nr;
 
 	if (task->flags & PF_KTHREAD)
@@ -1357,7 +1401,8 @@ static __always_inline void first_send(const struct sock *sk, __u64 cookie, int 
 	if (syscall_args(task, &nr, &a2, &a3))
 		return;
 	if (nr == NR_WRITE || nr == NR_SENDTO) {
-		if (a3 < sizeof(head) || bpf_probe_read_user(head, sizeof(head), (const void *)a2) ||
+		n = a3 < sizeof(head) ? a3 : sizeof(head);
+		if (n < 5 || bpf_probe_read_user(head, n, (const void *)a2) ||
 		    (head[0] != TLS_HANDSHAKE && !starts_connect(head)))
 			return;
 	} else if (nr != NR_WRITEV && nr != NR_SENDMSG) {

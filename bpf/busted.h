@@ -159,8 +159,8 @@ struct busted_policy_event {
 
 /* What a BUSTED_EV_PAYLOAD sample holds. */
 enum busted_payload_what {
-	BUSTED_PL_TLS = 1, /* first bytes of an outbound TCP stream that starts a TLS handshake, or an
-	                    * HTTP CONNECT request (a proxy tunnel: its first send, at most BUSTED_CONNECT_MAX) */
+	BUSTED_PL_TLS = 1, /* first bytes of an outbound TCP stream that starts a TLS handshake, or the
+	                    * request line of an HTTP CONNECT request (a proxy tunnel) it starts with */
 	BUSTED_PL_DNS = 2, /* a DNS message read from port 53 (UDP; over TCP, one read: with or
 			    * without its 2-byte length, as the reader asked for it) */
 };
@@ -168,7 +168,7 @@ enum busted_payload_what {
 #define BUSTED_PAYLOAD_MAX 1024 /* bytes per sample */
 #define BUSTED_PAYLOAD_CHUNKS 4 /* samples per send at most; ClientHellos up to 4 KiB */
 #define BUSTED_HELLO_MAX 4096   /* stream bytes sampled per flow at most */
-#define BUSTED_CONNECT_MAX 512  /* bytes of a first send that starts an HTTP CONNECT request sampled */
+#define BUSTED_CONNECT_MAX 512  /* bytes of an HTTP CONNECT request sampled at most (its request line only) */
 
 #define BUSTED_TCP_STATES 16 /* TCP state numbers the census tells apart (BUSTED_STAT_UNSEEN_LAST) */
 

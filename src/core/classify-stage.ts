@@ -22,6 +22,8 @@ export interface StageOptions {
   holdMs?: number;
   /** An address learned to belong to a provider (from a DNS answer or a flow's SNI), for enforcement. */
   onLearned?: (ip: string, provider: string, ttlS: number) => void;
+  /** A flow whose connect record had gone out was classified again (a `classify` record went out). */
+  onLateClassified?: (rec: ConnectRecord, cls: Classification) => void;
   /** Last touches to a connect record as it is published (e.g. the identity as known by then). */
   finalize?: (rec: ConnectRecord) => ConnectRecord;
   /**
@@ -264,6 +266,7 @@ export class ClassificationStage {
     this.opts.publish({
       type: 'classify', ts: new Date(this.opts.now()).toISOString(), flow: st.rec.flow, pid: st.rec.pid, ...next,
     });
+    this.opts.onLateClassified?.(st.rec, next);
   }
 
   private classify(st: FlowState): Classification {

@@ -123,7 +123,7 @@ export class Enforcement {
    */
   cutForRule(
     pid: number, startTime: number, cookies: bigint[], rule: string, nowIso = new Date().toISOString(), replace = false,
-    about?: { dst: string; proto: Proto; provider: string | null },
+    about?: { comm: string; uid: number; dst: string; proto: Proto; provider: string | null },
   ): void {
     if (!this.opts.enforce) return;
     const key = `${pid}:${startTime}`;

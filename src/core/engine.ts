@@ -459,6 +459,15 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     holdMs: opts.holdMs,
     quiet: opts.quiet ?? false,
     onQuiet: (proto, failed) => store.noteQuiet(proto, failed),
+    // a flow named only after its connect went out (a ClientHello or CONNECT request that came
+    // after the hold): judged now as finalize would have judged it
+    onLateClassified: (rec, cls) => {
+      if (cls.provider === null) return;
+      const key = `${rec.pid}:${rec.startTime}`;
+      const toggle = enforcement?.toggleOf(key);
+      if (toggle === 'block') enforcement!.lateFlow(key, BigInt(rec.flow));
+      else if (toggle === null && cls.via === 'proxy' && policy) judgeTunnel(policy, key, { ...rec, ...cls });
+    },
     finalize: (rec) => {
       // the identity as known when the connect goes out; later changes become process records
       const l = lastOwner;
@@ -470,8 +479,10 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
         // an LLM flow of a process blocked before it was announced is cut as its open ones were
         const toggle = rec.provider !== null ? enforcement?.toggleOf(key) : undefined;
         if (toggle === 'block') enforcement!.lateFlow(key, BigInt(rec.flow));
-        else if (toggle === null && rec.via === 'proxy' && policy) judgeTunnel(policy, key, rec);
-        else if (toggle === null && beforeReload && policy) cutIfBlocked(policy, key, [{ id: rec.flow, provider: rec.provider! }]);
+        else if (toggle === null && rec.via === 'proxy' && policy) {
+          const p = policy;
+          queueMicrotask(() => judgeTunnel(p, key, rec)); // after its connect record
+        } else if (toggle === null && beforeReload && policy) cutIfBlocked(policy, key, [{ id: rec.flow, provider: rec.provider! }]);
       }
       const who = identities.get(key);
       if (!who) return rec;
@@ -734,13 +745,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     if (idx === undefined || !subject) return;
     const d = decide(p.resolved, subject, idx, { kernelOnly: true });
     if (d.action !== 'block' && d.action !== 'audit') return;
-    const about = { dst: rec.dst, proto: rec.proto, provider: rec.provider };
+    const about = { comm: rec.comm, uid: rec.uid, dst: rec.dst, proto: rec.proto, provider: rec.provider };
     if (d.action === 'block' && opts.enforce && enforcement) {
       enforcement.cutForRule(rec.pid, rec.startTime, [BigInt(rec.flow)], d.rule, undefined, false, about);
       return;
     }
     publish({
-      type: 'policy', ts: new Date().toISOString(), pid: rec.pid, startTime: rec.startTime, comm: rec.comm, uid: rec.uid,
+      type: 'policy', ts: new Date().toISOString(), pid: rec.pid, startTime: rec.startTime,
       action: d.action, result: 'would-deny', ...about, rule: d.rule,
     });
   };

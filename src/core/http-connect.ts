@@ -53,6 +53,8 @@ export function parseConnectRequest(data: Uint8Array): ConnectTarget | null {
     portText = authority.slice(close + 2);
     if (isIP(host) !== 6) return null;
   } else {
+    // an IPv6 address without brackets (`2001:db8::1:443`, not the RFC's form, sent by some old
+    // clients) is read with its last group as the port
     const colon = authority.lastIndexOf(':');
     if (colon <= 0) return null;
     host = authority.slice(0, colon);

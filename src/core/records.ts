@@ -142,7 +142,7 @@ export interface PolicyRecord extends RecordBase {
   action: 'block' | 'audit';
   /** `denied`: refused (block under --enforce); `would-deny`: let through (audit, or block without --enforce). */
   result: 'denied' | 'would-deny';
-  /** `ip:port` of the refused or audited connect; `*` when open flows were cut. */
+  /** `ip:port` of the refused or audited connect, or of the proxy a cut tunnel goes through; `*` when a process's open flows were cut. */
   dst: string;
   proto?: Proto;
   provider: string | null;

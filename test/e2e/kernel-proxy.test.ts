@@ -53,9 +53,9 @@ async function proxy(): Promise<Proxy> {
   };
 }
 
-/** A client tunnelling to `target` through the proxy for `seconds`; resolves once the tunnel is up. */
-async function tunnel(p: Proxy, target: string, seconds: number) {
-  const child = spawn('python3', [CLIENT, 'tunnel', '127.0.0.1', String(p.port), target, String(seconds)]);
+/** A client tunnelling to `target` through the proxy for `seconds` (asking `delay` s after its connect); resolves once the tunnel is up. */
+async function tunnel(p: Proxy, target: string, seconds: number, delay = 0) {
+  const child = spawn('python3', [CLIENT, 'tunnel', '127.0.0.1', String(p.port), target, String(seconds), String(delay)]);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const first = JSON.parse((await lines.next()).value as string) as { pid: number; sport: number; answer: string };
   const done = (async () => JSON.parse((await lines.next()).value as string) as { sent: number })();
@@ -111,7 +111,9 @@ kernelTest('a proxied LLM flow is judged by the policy: a block under --enforce 
     try {
       const blocked = await tunnel(p, 'api.openai.com:443', 4);
       const rec = await policyOf(enforce, blocked.pid);
-      t.like(rec, { action: 'block', result: 'denied', cut: 1, dst: `127.0.0.1:${p.port}`, provider: 'openai', rule: 'no-openai-via-proxy' });
+      t.like(rec, { action: 'block', result: 'denied', cut: 1, dst: `127.0.0.1:${p.port}`, provider: 'openai', rule: 'no-openai-via-proxy', comm: 'python3' });
+      const order = enforce.records.filter((r) => 'pid' in r && r.pid === blocked.pid).map((r) => r.type);
+      t.true(order.indexOf('connect') === 0 && order.indexOf('policy') > 0, `its connect record first, then the decision: ${order.join(', ')}`);
       await new Promise((r) => setTimeout(r, 500));
       const atCut = p.received.get(blocked.sport) ?? 0;
       await new Promise((r) => setTimeout(r, 1500));
@@ -139,5 +141,72 @@ kernelTest('a proxied LLM flow is judged by the policy: a block under --enforce 
   } finally {
     p.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+kernelTest('with --all, a proxy connection that asks for its tunnel only after it was reported is judged when the CONNECT names the provider (a classify record), and cut under --enforce', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-proxy-'));
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, 'rules:\n  - name: no-openai-via-proxy\n    match: {provider: openai}\n    action: block\n');
+  const p = await proxy();
+  const busted = await startBusted(['--policy', policy, '--enforce']);
+  try {
+    const late = await tunnel(p, 'api.openai.com:443', 3, 2); // idle 2 s: reported by the idle iterator first
+    const conn = await connectOf(busted, late.pid);
+    t.like(conn, { provider: null, via: null }, 'reported before its CONNECT request');
+    const cls = await busted.waitFor((r) => r.type === 'classify' && r.pid === late.pid);
+    t.like(cls, { provider: 'openai', host: 'api.openai.com', via: 'proxy' });
+    t.like(await policyOf(busted, late.pid), { action: 'block', result: 'denied', cut: 1, provider: 'openai', rule: 'no-openai-via-proxy' });
+    await new Promise((r) => setTimeout(r, 500));
+    const atCut = p.received.get(late.sport) ?? 0;
+    await new Promise((r) => setTimeout(r, 1500));
+    t.is(p.received.get(late.sport) ?? 0, atCut, 'nothing reaches the proxy after the cut');
+    await late.done;
+  } finally {
+    await busted.stop();
+    p.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+kernelTest("the kernel's sample of a CONNECT request holds its request line only: the header lines after it (Proxy-Authorization) never leave the kernel", async (t) => {
+  const { KernelProbe } = await import('../../src/bpf/probe.js');
+  const { PayloadWhat } = await import('../../src/bpf/abi.js');
+  const { connect } = await import('node:net');
+  const samples: { sport: number; offset: number; total: number; data: Uint8Array }[] = [];
+  // without the cgroup programs: this process's own socket is tracked from its SYN (selfTgid 0)
+  const probe = KernelProbe.start({
+    cgroupPath: null,
+    onEvent: () => {},
+    onPayload: (e) => {
+      if (e.what === PayloadWhat.TLS) samples.push({ sport: e.sport, offset: e.offset, total: e.total, data: Uint8Array.from(e.data) });
+    },
+  });
+  const p = await proxy();
+  try {
+    const c = connect(p.port, '127.0.0.1');
+    await once(c, 'connect');
+    const line = 'CONNECT api.openai.com:443 HTTP/1.1\r\n';
+    const request = `${line}Host: api.openai.com:443\r\nProxy-Authorization: Basic c2VjcmV0OnBhc3N3b3Jk\r\n\r\n`;
+    c.write(request);
+    await once(c, 'data'); // the proxy's answer: the request went out
+    c.write('tunnelled bytes after the answer');
+    await new Promise((r) => setTimeout(r, 100));
+    const deadline = Date.now() + 3000;
+    const port = c.localPort;
+    while (!samples.some((s) => s.sport === port) && Date.now() < deadline) {
+      probe.poll();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    probe.poll();
+    c.destroy();
+    const mine = samples.filter((s) => s.sport === port);
+    t.is(mine.length, 1, `one sample: the request; nothing after it (port ${port}; samples: ${JSON.stringify(samples.map((s) => [s.sport, s.offset, s.total, Buffer.from(s.data).toString('latin1').slice(0, 40)]))})`);
+    t.is(Buffer.from(mine[0]!.data).toString('latin1'), line);
+    t.is(mine[0]!.offset, 0);
+    t.is(mine[0]!.total, request.length, 'the send it came from');
+  } finally {
+    probe.close();
+    p.close();
   }
 });

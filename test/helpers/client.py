@@ -242,12 +242,14 @@ def sent_self(host, seconds):
     return {'sport': local}
 
 
-def tunnel(host, port, target, seconds):
-    """Through an HTTP proxy at host:port: CONNECT `target` (one send), read the answer, print the
-    pid, then send 100 bytes every 50 ms for `seconds` (stopping when the proxy stops taking them)."""
+def tunnel(host, port, target, seconds, delay=0.0):
+    """Through an HTTP proxy at host:port: CONNECT `target` (one send, `delay` s after connecting),
+    read the answer, print the pid, then send 100 bytes every 50 ms for `seconds` (going on when
+    the proxy stops taking them)."""
     import time
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.connect((host, port))
+    time.sleep(delay)
     s.sendall(('CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' % (target, target)).encode())
     answer = b''
     while b'\r\n\r\n' not in answer:
@@ -365,7 +367,7 @@ def main():
     elif mode == 'idle-self':
         out = idle_self(host, float(sys.argv[3]))
     elif mode == 'tunnel':
-        out = tunnel(host, port, sys.argv[4], float(sys.argv[5]))
+        out = tunnel(host, port, sys.argv[4], float(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)
     elif mode == 'sent-self':
         out = sent_self(host, float(sys.argv[3]))
     elif mode == 'idle-then-send':

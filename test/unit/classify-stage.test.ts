@@ -17,11 +17,15 @@ function stage(quiet: boolean, holdMs = 250) {
   let now = 1000;
   const published: EventRecord[] = [];
   const quietCalls: [string, boolean][] = [];
+  const learned: string[] = [];
+  const late: string[] = [];
   const s = new ClassificationStage({
     classifier: new Classifier(loadCatalog()), publish: (r) => published.push(r), listeners: new ListenerFinder(),
     now: () => now, holdMs, quiet, onQuiet: (proto, failed) => quietCalls.push([proto, failed]),
+    onLearned: (ip, provider) => learned.push(`${ip}=${provider}`),
+    onLateClassified: (rec, cls) => late.push(`${rec.flow}:${cls.provider}:${cls.via}`),
   });
-  return { s, published, quietCalls, advance: (ms: number) => (now += ms) };
+  return { s, published, quietCalls, learned, late, advance: (ms: number) => (now += ms) };
 }
 
 const types = (recs: EventRecord[]) => recs.map((r) => `${r.type}:${'flow' in r ? r.flow : ''}`);
@@ -123,13 +127,7 @@ test('samples that do not parse are counted by why and skipped; the flow goes on
 });
 
 test('a stream that opens with a CONNECT request is named by its target (via proxy), the proxy not learned as the provider; a bad request line is counted', (t) => {
-  let now = 1000;
-  const published: EventRecord[] = [];
-  const learned: string[] = [];
-  const s = new ClassificationStage({
-    classifier: new Classifier(loadCatalog()), publish: (r) => published.push(r), listeners: new ListenerFinder(),
-    now: () => now, holdMs: 250, quiet: true, onLearned: (ip, provider) => learned.push(`${ip}=${provider}`),
-  });
+  const { s, published, learned, advance } = stage(true);
   const request = (target: string) => new Uint8Array(Buffer.from(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
   s.connect(connect('1', '192.0.2.80:3128'));
   s.tls('1', 0, request('api.openai.com:443'));
@@ -141,8 +139,19 @@ test('a stream that opens with a CONNECT request is named by its target (via pro
   s.tls('2', 0, request('www.example.org:443'));
   s.connect(connect('3', '192.0.2.80:3128'));
   s.tls('3', 0, new Uint8Array(Buffer.from('CONNECT nonsense\r\n\r\n')));
-  now += 300;
+  advance(300);
   s.tick();
   t.is(published.length, 1, 'quiet: neither a non-LLM tunnel nor an unreadable one is published');
   t.is(s.skippedSamples()['http-connect-malformed'], 1);
+});
+
+test('a CONNECT request that comes after its connect went out gives a classify record and tells the engine (onLateClassified)', (t) => {
+  const { s, published, late, advance } = stage(false);
+  s.connect(connect('1', '192.0.2.80:3128'));
+  advance(300);
+  s.tick();
+  t.like(published[0], { type: 'connect', flow: '1', provider: null });
+  s.tls('1', 0, new Uint8Array(Buffer.from('CONNECT api.openai.com:443 HTTP/1.1\r\n\r\n')));
+  t.like(published[1], { type: 'classify', flow: '1', provider: 'openai', via: 'proxy' });
+  t.deepEqual(late, ['1:openai:proxy']);
 });
