@@ -62,6 +62,14 @@ async function tunnel(p: Proxy, target: string, seconds: number, delay = 0) {
   return { ...first, done };
 }
 
+/** A --policy file holding `text`, in a directory of its own. */
+function policyFile(text: string): { policy: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'busted-proxy-'));
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, text);
+  return { policy, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 const connectOf = (b: BustedRun, pid: number) =>
   b.waitFor((r: EventRecord): r is ConnectRecord => r.type === 'connect' && r.pid === pid);
 const policyOf = (b: BustedRun, pid: number) =>
@@ -102,9 +110,7 @@ kernelTest('a flow through an HTTP proxy is named by its CONNECT target (via pro
 });
 
 kernelTest('a proxied LLM flow is judged by the policy: a block under --enforce cuts it (nothing more reaches the proxy); an audit is a would-deny record', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'busted-proxy-'));
-  const policy = join(dir, 'policy.yaml');
-  writeFileSync(policy, 'rules:\n  - name: no-openai-via-proxy\n    match: {provider: openai}\n    action: block\n  - name: watch-anthropic\n    match: {provider: anthropic}\n    action: audit\n');
+  const { policy, cleanup } = policyFile('rules:\n  - name: no-openai-via-proxy\n    match: {provider: openai}\n    action: block\n  - name: watch-anthropic\n    match: {provider: anthropic}\n    action: audit\n');
   const p = await proxy();
   try {
     const enforce = await startBusted(['--policy', policy, '--enforce'], {}, { all: false });
@@ -140,14 +146,12 @@ kernelTest('a proxied LLM flow is judged by the policy: a block under --enforce 
     }
   } finally {
     p.close();
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   }
 });
 
 kernelTest('with --all, a proxy connection that asks for its tunnel only after it was reported is judged when the CONNECT names the provider (a classify record), and cut under --enforce', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'busted-proxy-'));
-  const policy = join(dir, 'policy.yaml');
-  writeFileSync(policy, 'rules:\n  - name: no-openai-via-proxy\n    match: {provider: openai}\n    action: block\n');
+  const { policy, cleanup } = policyFile('rules:\n  - name: no-openai-via-proxy\n    match: {provider: openai}\n    action: block\n');
   const p = await proxy();
   const busted = await startBusted(['--policy', policy, '--enforce']);
   try {
@@ -165,7 +169,7 @@ kernelTest('with --all, a proxy connection that asks for its tunnel only after i
   } finally {
     await busted.stop();
     p.close();
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   }
 });
 

@@ -203,11 +203,11 @@ def stream(host, port, seconds, wait=False):
     return {'sent': sent}
 
 
-def idle(host, port, seconds):
-    """One connection that moves no byte: connects, prints its pid and port, waits `seconds`, closes."""
+def hold(s, port, seconds, fill=b''):
+    """On the connected `s`: sends `fill`, prints the pid and ports, waits `seconds`, closes."""
     import time
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.connect((host, port))
+    if fill:
+        s.sendall(fill)
     local = s.getsockname()[1]
     print(json.dumps({'pid': os.getpid(), 'sport': local, 'port': port, 'ready': True}), flush=True)
     time.sleep(seconds)
@@ -215,31 +215,24 @@ def idle(host, port, seconds):
     return {'sport': local}
 
 
-def idle_self(host, seconds):
-    """idle() against a listener of its own (for a network namespace with nothing else in it)."""
-    srv = socket.socket(family(host), socket.SOCK_STREAM)
-    srv.bind((host, 0))
-    srv.listen(1)
-    out = idle(host, srv.getsockname()[1], seconds)
-    srv.close()
-    return out
+def idle(host, port, seconds):
+    """One connection that moves no byte: connects, prints its pid and port, waits `seconds`, closes."""
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    return hold(s, port, seconds)
 
 
-def sent_self(host, seconds):
-    """One connection to a listener of its own that sends 10 bytes, then holds it `seconds`."""
-    import time
+def idle_self(host, seconds, fill=b''):
+    """idle() against a listener of its own (for a network namespace with nothing else in it);
+    with `fill`, the connection sends it first."""
     srv = socket.socket(family(host), socket.SOCK_STREAM)
     srv.bind((host, 0))
     srv.listen(1)
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.connect((host, srv.getsockname()[1]))
-    s.sendall(b's' * 10)
-    local = s.getsockname()[1]
-    print(json.dumps({'pid': os.getpid(), 'sport': local, 'port': srv.getsockname()[1], 'ready': True}), flush=True)
-    time.sleep(seconds)
-    s.close()
+    out = hold(s, srv.getsockname()[1], seconds, fill)
     srv.close()
-    return {'sport': local}
+    return out
 
 
 def tunnel(host, port, target, seconds, delay=0.0):
@@ -276,7 +269,6 @@ def moved(host, seconds, netns):
     """A socket whose namespace is not its owner's: made here (with a listener of its own), then the
     process moves to `netns` (setns) and connects it, sends 10 bytes and holds it `seconds`."""
     import ctypes
-    import time
     srv = socket.socket(family(host), socket.SOCK_STREAM)
     srv.bind((host, 0))
     srv.listen(1)
@@ -287,13 +279,9 @@ def moved(host, seconds, netns):
         raise SystemExit('setns: errno %d' % ctypes.get_errno())
     os.close(fd)
     s.connect((host, srv.getsockname()[1]))  # the socket's own namespace: its own listener
-    s.sendall(b'm' * 10)
-    local = s.getsockname()[1]
-    print(json.dumps({'pid': os.getpid(), 'sport': local, 'port': srv.getsockname()[1], 'ready': True}), flush=True)
-    time.sleep(seconds)
-    s.close()
+    out = hold(s, srv.getsockname()[1], seconds, b'm' * 10)
     srv.close()
-    return {'sport': local}
+    return out
 
 
 def listen_first(host, port, expect):
@@ -369,7 +357,7 @@ def main():
     elif mode == 'tunnel':
         out = tunnel(host, port, sys.argv[4], float(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)
     elif mode == 'sent-self':
-        out = sent_self(host, float(sys.argv[3]))
+        out = idle_self(host, float(sys.argv[3]), b's' * 10)
     elif mode == 'idle-then-send':
         out = stream(host, port, float(sys.argv[4]), wait=True)
     elif mode == 'listen-first':
