@@ -1099,7 +1099,6 @@ static __always_inline int user_bufs(struct ubufs *u, int rx)
 	return -1;
 }
 
-/* One sample of n (1..BUSTED_PAYLOAD_MAX) bytes at user address `from`. */
 struct line_scan {
 	struct busted_payload *e;
 	__s64 end; /* index of the request line's '\n', or -1 */
@@ -1131,7 +1130,8 @@ static __always_inline void keep_request_line(struct busted_payload *e)
 		e->len = s.end + 1;
 }
 
-/* One payload sample: `n` bytes of user memory at `from`; `line_only`: a CONNECT request's (keep_request_line). */
+/* One sample of n (1..BUSTED_PAYLOAD_MAX) bytes at user address `from`; `line_only`: a CONNECT
+ * request's, cut to its request line (keep_request_line). */
 static __always_inline void emit_user(__u64 cookie, __u8 what, __u8 proto, const struct addrs *a,
 				      __u32 stream_off, __u32 total, __u64 ts, __u64 from, __u64 n, int line_only)
 {

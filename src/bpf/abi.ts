@@ -116,7 +116,7 @@ export type PayloadWhatValue = (typeof PayloadWhat)[keyof typeof PayloadWhat];
 export const PAYLOAD_MAX = 1024;
 export const PAYLOAD_CHUNKS = 4;
 export const HELLO_MAX = 4096;
-/** Bytes of a first send that starts an HTTP CONNECT request sampled (BUSTED_CONNECT_MAX). */
+/** Bytes of an HTTP CONNECT request sampled at most, its request line only (BUSTED_CONNECT_MAX). */
 export const CONNECT_MAX = 512;
 
 export const IPPROTO_TCP = 6;

@@ -70,10 +70,13 @@ const flowTableHeight = (height: number, fieldCount: number): number => Math.max
 /** Identity lines that fit: a blank line, the table's header and one connection stay on screen. */
 const fieldRoom = (height: number): number => Math.max(1, height - 3);
 
-/** The farthest the connections can scroll (the last one at the bottom): the keys stop there. */
+/** The farthest `flowCount` connections scroll in a table of `tableHeight` rows: the last one at the bottom. */
+const lastScroll = (flowCount: number, tableHeight: number): number => Math.max(0, flowCount - (tableHeight - 1));
+
+/** The farthest the connections can scroll: the keys stop there. */
 export function detailScrollMax(row: ProcessRow, flowCount: number, userName: UserName, height: number): number {
   const fieldCount = Math.min(identityFields(row, userName, 0).length, fieldRoom(height));
-  return Math.max(0, flowCount - (flowTableHeight(height, fieldCount) - 1));
+  return lastScroll(flowCount, flowTableHeight(height, fieldCount));
 }
 
 function DetailView(props: DetailProps): React.JSX.Element {
@@ -81,7 +84,7 @@ function DetailView(props: DetailProps): React.JSX.Element {
   const flows = orderFlows(props.flows);
   const fields = fitFields(identityFields(row, props.userName, at), fieldRoom(props.height));
   const tableHeight = flowTableHeight(props.height, fields.length);
-  const scroll = Math.min(props.scroll, Math.max(0, flows.length - (tableHeight - 1)));
+  const scroll = Math.min(props.scroll, lastScroll(flows.length, tableHeight));
   const hiddenBelow = Math.max(0, flows.length - scroll - (tableHeight - 1));
   return (
     <Box flexDirection="column" width={props.width} height={props.height}>
