@@ -6,12 +6,15 @@
  *   cgroup/connect4, connect6   track TCP sockets and connected UDP sockets to udp_port (QUIC):
  *                               capture the owner (process context); enforcement; without
  *                               --all, judge whether the destination could be LLM traffic.
- *   tp_btf/sock_send_length     count tx bytes of tracked sockets; emit CONNECT on a tracked
- *                               socket's first send; sample the first bytes of a tracked TCP
+ *   tp_btf/sock_send_length     count tx bytes of tracked sockets (a TCP socket's from its
+ *                               write_seq; a bulk send between two 4 MiB boundaries is left to
+ *                               the next read of the socket: tcp_sent, bulk_between); emit
+ *                               CONNECT on a tracked socket's first send; sample the first bytes of a tracked TCP
  *                               stream that starts a TLS handshake (the ClientHello, for SNI)
  *                               or an HTTP CONNECT request (a proxy tunnel's target) from the
  *                               sender's buffer.
- *   tp_btf/sock_recv_length     count rx bytes of tracked sockets; emit CONNECT on a tracked TCP
+ *   tp_btf/sock_recv_length     count rx bytes of tracked sockets (and bring a TCP socket's tx up
+ *                               to its write_seq); emit CONNECT on a tracked TCP
  *                               socket's first receive (a server that speaks first); sample DNS
  *                               answers from port 53 from the reader's buffer.
  *   cgroup/sock_release         emit CLOSE (or FAIL: never connected), and CONNECT first for a
@@ -51,9 +54,13 @@
 /* TCP states (include/net/tcp_states.h); enum values are stable ABI. */
 #define BUSTED_TCP_ESTABLISHED 1
 #define BUSTED_TCP_SYN_SENT 2
+#define BUSTED_TCP_FIN_WAIT1 4
+#define BUSTED_TCP_FIN_WAIT2 5
 #define BUSTED_TCP_TIME_WAIT 6
 #define BUSTED_TCP_CLOSE 7
 #define BUSTED_TCP_CLOSE_WAIT 8
+#define BUSTED_TCP_LAST_ACK 9
+#define BUSTED_TCP_CLOSING 11
 #define BUSTED_TCP_NEW_SYN_RECV 12
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -372,19 +379,6 @@ static __always_inline struct busted_slot *slot_of(__u64 cookie, __u32 *idx)
 	return NULL;
 }
 
-/* A tracked socket's counters: its slot, else the overflow hash. */
-static __always_inline struct busted_traffic *counters_of(__u64 cookie)
-{
-	__u32 idx;
-	struct busted_slot *slot = slot_of(cookie, &idx);
-
-	if (slot)
-		return &slot->counters;
-	if (!overflow_entries)
-		return NULL;
-	return bpf_map_lookup_elem(&traffic, &cookie);
-}
-
 /* A tracked socket's counters and owner; 0 when found. */
 static __always_inline int find(__u64 cookie, struct tracked *x)
 {
@@ -688,8 +682,83 @@ static __always_inline __u64 cookie_of(const struct sock *sk)
 	return sk->__sk_common.skc_cookie.counter;
 }
 
-/* A TCP socket went to CLOSE: a tracked one is finished (FAIL if it was never established). */
-static __always_inline void tcp_closed(const struct sock *sk)
+/*
+ * ---- A TCP socket's sent count, from the socket's own sequence numbers ----
+ *
+ * The bytes a TCP socket's owner wrote are write_seq - tx_base (mod 2^32; tx_base is write_seq
+ * before the first byte, set by the first send that reaches the map), less 1 once a FIN is
+ * queued. A bulk send (count_bytes) leaves the map alone: the next program that reads the
+ * socket (a send that reaches the map, a receive, the end) brings the count up to date. A count
+ * is only ever raised to a value read from the socket, by compare-and-swap, so bytes are neither
+ * lost nor counted twice, whichever CPU and hook gets there first.
+ */
+
+/* 1 if this state comes after our FIN was queued, 0 if it comes before, -1 unknown (CLOSE: the
+ * end came with or without one) */
+static __always_inline int fin_in_seq(int state)
+{
+	if (state == BUSTED_TCP_ESTABLISHED || state == BUSTED_TCP_CLOSE_WAIT || state == BUSTED_TCP_SYN_SENT)
+		return 0;
+	if (state == BUSTED_TCP_FIN_WAIT1 || state == BUSTED_TCP_FIN_WAIT2 || state == BUSTED_TCP_CLOSING ||
+	    state == BUSTED_TCP_LAST_ACK)
+		return 1;
+	return -1;
+}
+
+/* Raises a sent count to `written` (the low 32 bits of the true count: a socket is read at least
+ * once per 2^BUSTED_BULK_SHIFT bytes). Not inlined: its paths end in one state of the caller's,
+ * not one each (the send program's verification, which samples after it, stays small). */
+static __noinline void tx_upto(struct busted_traffic *t, __u32 written)
+{
+	for (int i = 0; i < 3; i++) {
+		__u64 old = t->tx;
+		__s32 d = (__s32)(written - (__u32)old);
+
+		if (d <= 0 || __sync_val_compare_and_swap(&t->tx, old, old + d) == old)
+			return;
+	}
+	/* three other CPUs raised it meanwhile: the next read of the socket catches up */
+}
+
+/* A receive reads the socket: the sent count catches up with bulk sends not counted yet. */
+static __always_inline void tcp_catch_up(const struct sock *sk, const struct tcp_sock *tp,
+					 const struct busted_sock *s, struct busted_traffic *t)
+{
+	__u64 base = s->tx_base;
+	int fin;
+
+	if (!base)
+		return;
+	fin = fin_in_seq(sk->__sk_common.skc_state);
+	if (fin >= 0) /* in CLOSE, the end counts it */
+		tx_upto(t, tp->write_seq - (__u32)base - fin);
+}
+
+/*
+ * At a TCP socket's end, the sent count takes the bulk sends not counted yet. `fin`: as
+ * fin_in_seq for the state it ended from; -1 when unknown (an error report, in CLOSE): the rest
+ * is data, unless it is exactly one byte (a bulk send is never one byte, a FIN is). Probe reads:
+ * the release hook's socket is not a BTF pointer.
+ */
+static __always_inline void tcp_settle(const struct sock *sk, struct tracked *x, int fin)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 base = x->s->tx_base;
+	__u32 ws;
+
+	if (!base)
+		return;
+	if (BPF_CORE_READ(tp, bytes_sent) == 0)
+		return; /* nothing sent; or tcp_disconnect(), which zeroes it and moves write_seq on */
+	ws = BPF_CORE_READ(tp, write_seq);
+	if (fin < 0)
+		fin = ws - (__u32)base - (__u32)x->t->tx == 1;
+	tx_upto(x->t, ws - (__u32)base - fin);
+}
+
+/* A TCP socket went to CLOSE: a tracked one is finished (FAIL if it was never established).
+ * `fin`: as tcp_settle's. */
+static __always_inline void tcp_closed(const struct sock *sk, int fin)
 {
 	struct tracked x;
 	struct addrs a;
@@ -701,10 +770,12 @@ static __always_inline void tcp_closed(const struct sock *sk)
 		return; /* untracked (a server's socket), or already finished by sock_release */
 	addrs_from_btf(&a, sk);
 	/* CLOSE before ever being established: the connect failed (refused, timed out, reset) */
-	if (x.t->announced == BUSTED_ANNOUNCED_NO || x.t->announced == BUSTED_ANNOUNCED_KEPT)
+	if (x.t->announced == BUSTED_ANNOUNCED_NO || x.t->announced == BUSTED_ANNOUNCED_KEPT) {
 		finish(cookie, &x, BUSTED_EV_FAIL, &a, sk->sk_err);
-	else
+	} else {
+		tcp_settle(sk, &x, fin);
 		finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
+	}
 }
 
 static __always_inline int handle_state(const struct sock *sk, int oldstate, int newstate)
@@ -729,7 +800,7 @@ static __always_inline int handle_state(const struct sock *sk, int oldstate, int
 		return 0;
 	}
 	if (newstate == BUSTED_TCP_CLOSE) {
-		tcp_closed(sk);
+		tcp_closed(sk, fin_in_seq(oldstate));
 		return 0;
 	}
 	cookie = cookie_of(sk);
@@ -764,7 +835,7 @@ int BPF_PROG(busted_sk_error, const struct sock *sk)
 {
 	if (sk->sk_protocol != IPPROTO_TCP || sk->__sk_common.skc_state != BUSTED_TCP_CLOSE)
 		return 0; /* e.g. an ICMP error reported to an IP_RECVERR socket that lives on */
-	tcp_closed(sk);
+	tcp_closed(sk, -1);
 	return 0;
 }
 
@@ -1411,39 +1482,106 @@ static __always_inline void first_send(const struct sock *sk, __u64 cookie, int 
 	sample_tls(sk, cookie, 0, ret, 0);
 }
 
+/*
+ * A bulk TCP send between two 2^BUSTED_BULK_SHIFT boundaries of its socket's write_seq, past the
+ * stream's first BUSTED_HELLO_MAX bytes: left to the next read of the socket (the map's line,
+ * which a large copy has pushed out of the caches, costs 70-130 ns here: bench/README, session
+ * 25; the socket's lines read here the send has just written). More fresh bytes sent (less
+ * retransmissions) than this send and BUSTED_HELLO_MAX mean that the first send, which sets
+ * tx_base, and every send that may be sampled went through the map.
+ */
+static __always_inline int bulk_between(struct sock *sk, int ret)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__u32 ws;
+
+	if (!tp)
+		return 0;
+	ws = tp->write_seq;
+	return tp->bytes_sent - tp->bytes_retrans > (__u64)ret + BUSTED_HELLO_MAX &&
+	       !((ws ^ (ws - (__u32)ret)) >> BUSTED_BULK_SHIFT);
+}
+
+/* A TCP send that reached the map: the count from the socket (the first such send sets tx_base).
+ * Returns the stream offset of the send's first byte: computed from the socket alone, the same
+ * whichever way the count went, so the verifier meets one state after this, not one per path. */
+static __always_inline __u64 tcp_sent(const struct sock *sk, const struct tcp_sock *tp, struct busted_sock *s,
+				      struct busted_traffic *t, int ret)
+{
+	__u32 ws = tp->write_seq;
+	__u64 base = s->tx_base;
+	int fin;
+
+	if (!base)
+		__sync_val_compare_and_swap(&s->tx_base, 0, BUSTED_TX_BASE_SET | (__u32)(ws - (__u32)ret - (__u32)t->tx));
+	base = s->tx_base;
+	fin = fin_in_seq(sk->__sk_common.skc_state);
+	if (fin >= 0) /* in CLOSE (it ended meanwhile), its end counts it */
+		tx_upto(t, ws - (__u32)base - fin);
+	return (__u32)(ws - (__u32)base - (__u32)ret);
+}
+
+/*
+ * Counts a tracked socket's send or receive. Returns the stream offset of a TCP send's first
+ * byte, or BUSTED_HELLO_MAX (nothing to sample). Not inlined: its many paths (slot or overflow
+ * hash, TCP or UDP, the compare-and-swaps) end in one state of the caller's, so the sampling
+ * after it is verified once, not once per path.
+ */
+static __noinline __u64 count(struct sock *sk, __u64 cookie, int ret, int is_rx)
+{
+	struct tcp_sock *tp = NULL;
+	struct tracked x;
+	__u64 off;
+
+	if (find(cookie, &x))
+		return BUSTED_HELLO_MAX;
+	if (sk->sk_protocol == IPPROTO_TCP)
+		tp = bpf_skc_to_tcp_sock(sk);
+	if (is_rx) {
+		__sync_fetch_and_add(&x.t->rx, ret);
+		if (tp)
+			tcp_catch_up(sk, tp, x.s, x.t);
+		first_use(sk, cookie, x.t); /* a server spoke first */
+		return BUSTED_HELLO_MAX;
+	}
+	if (!tp) {
+		__sync_fetch_and_add(&x.t->tx, ret);
+		first_use(sk, cookie, x.t);
+		return BUSTED_HELLO_MAX;
+	}
+	off = tcp_sent(sk, tp, x.s, x.t, ret);
+	first_use(sk, cookie, x.t);
+	return off;
+}
+
 static __always_inline void count_bytes(struct sock *sk, int ret, int is_rx)
 {
-	struct busted_traffic *t;
 	__u64 cookie, off;
+	__u32 need, big;
 
 	if (ret <= 0)
 		return;
 	if (is_rx && cfg.sample_payload && maybe_dns(sk))
 		sample_dns(sk, ret);
+	/* the size test on a copy: a test of `ret` itself would split its range, and the sampling
+	 * below (whose reads `ret` bounds) would be verified once per part */
+	big = (__u32)ret / BUSTED_BULK_SEND;
+	barrier_var(big);
+	if (!is_rx && big && sk->sk_protocol == IPPROTO_TCP && bulk_between(sk, ret))
+		return;
 	cookie = cookie_of(sk);
 	if (!cookie)
 		return; /* never tracked: no cookie generated just to miss the lookup */
-	t = counters_of(cookie);
-	if (!t)
+	off = count(sk, cookie, ret, is_rx);
+	if (off >= BUSTED_HELLO_MAX || !cfg.sample_payload)
 		return;
-	if (is_rx) {
-		__sync_fetch_and_add(&t->rx, ret);
-		first_use(sk, cookie, t); /* a server spoke first */
+	if (off == 0) {
+		first_send(sk, cookie, ret);
 		return;
 	}
-	off = __sync_fetch_and_add(&t->tx, ret);
-	first_use(sk, cookie, t);
-	if (off < BUSTED_HELLO_MAX && cfg.sample_payload && sk->sk_protocol == IPPROTO_TCP) {
-		__u32 need;
-
-		if (off == 0) {
-			first_send(sk, cookie, ret);
-			return;
-		}
-		need = hello_need(cookie);
-		if (need)
-			sample_tls(sk, cookie, off, ret, need);
-	}
+	need = hello_need(cookie);
+	if (need)
+		sample_tls(sk, cookie, off, ret, need);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -1826,6 +1964,9 @@ int busted_release(struct bpf_sock *ctx)
 	}
 	/* the addresses matter to a CONNECT not sent yet and to a BRIEF; a TCP CLOSE record is read
 	 * for its counters and times */
+	/* before the protocol's close: a FIN is queued only by an earlier shutdown(); in CLOSE, the
+	 * FINs were exchanged (a reset's error report finished the flow before) */
+	tcp_settle(sk, &x, state == BUSTED_TCP_CLOSE ? 1 : fin_in_seq(state));
 	if (x.t->announced == BUSTED_ANNOUNCED_NO)
 		announce(cookie, x.s, x.t, &a);
 	finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);

@@ -202,7 +202,7 @@ struct busted_owner {
 };
 
 /* A tracked socket's owner: in `slot_socks` beside its slot, or in the `sockets` hash (keyed by
- * cookie) for a socket whose counters overflowed to `traffic`. 80 bytes. */
+ * cookie) for a socket whose counters overflowed to `traffic`. 88 bytes. */
 struct busted_sock {
 	struct busted_owner owner;
 	__u64 connect_ns; /* bpf_ktime_get_ns() at connect() (the connect hook; without it, when SYN_SENT was entered) */
@@ -210,7 +210,17 @@ struct busted_sock {
 	__u16 hello_need; /* a ClientHello record longer than the stream's first send: the stream
 			   * bytes to sample (at most BUSTED_HELLO_MAX), until they are; else 0 */
 	__u32 netns;      /* inode of the owner's network namespace at connect() (the census) */
+	__u64 tx_base;    /* TCP: BUSTED_TX_BASE_SET | the socket's write_seq before its first byte
+			   * (set at its first counted send); 0 until then */
 };
+
+/* A TCP send of at least BUSTED_BULK_SEND bytes, past the stream's first BUSTED_HELLO_MAX, is
+ * counted by the program only when it crosses a 2^BUSTED_BULK_SHIFT boundary of write_seq; the
+ * others are counted by the next send, receive or end that reads the socket (count_bytes). A
+ * constant: a value read from .rodata costs the send hook a cache line. */
+#define BUSTED_BULK_SEND 32768
+#define BUSTED_BULK_SHIFT 22 /* 4 MiB */
+#define BUSTED_TX_BASE_SET (1ULL << 32)
 
 #define BUSTED_PATH_MAX 248
 

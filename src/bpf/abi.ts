@@ -168,7 +168,7 @@ export const EXEC = { size: 272, tgid: 0, seq: 8, start_ns: 16, path: 24 } as co
 export const EXEC_SLOTS = 8192;
 
 /** struct busted_sock */
-export const SOCK = { size: 80, owner: 0, connect_ns: 64, proto: 72, hello_need: 74, netns: 76 } as const;
+export const SOCK = { size: 88, owner: 0, connect_ns: 64, proto: 72, hello_need: 74, netns: 76, tx_base: 80 } as const;
 /** struct busted_census_slot: the `census` array's entry per counter slot. */
 export const CENSUS_SLOT = { size: 16, cookie: 0, seen: 8, missed: 12, state: 14 } as const;
 /** struct busted_census_cfg: the `census_cfg` array's one entry. */
