@@ -44,10 +44,6 @@
 #include <bpf/bpf_endian.h>
 #include "busted.h"
 
-/* A BTF pointer seen as another kernel type, without a helper call: loads through it are
- * fault-checked (the caller checks the type first). */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 2
@@ -710,8 +706,15 @@ static __always_inline int fin_in_seq(int state)
 	return -1;
 }
 
-/* Raises a sent count to `written` (the low 32 bits of the true count: a socket is read at least
- * once per 2^BUSTED_BULK_SHIFT bytes). */
+/* The high half of a TCP socket's tx_base: its cookie's low 31 bits, plus 1 (never 0). */
+static __always_inline __u64 tx_tag(__u64 cookie)
+{
+	return ((cookie & 0x7fffffff) + 1) << 32;
+}
+
+/* Raises a sent count to `written`, the low 32 bits of the true count, less than 2^31 above it:
+ * the sends the hook left are within one 2^BUSTED_BULK_SHIFT span, and tcp_sent raises it to the
+ * start of a send before its end (a send moves at most 2^31 - 4096 bytes). */
 static __always_inline void tx_upto(struct busted_traffic *t, __u32 written)
 {
 	for (int i = 0; i < 3; i++) {
@@ -725,13 +728,13 @@ static __always_inline void tx_upto(struct busted_traffic *t, __u32 written)
 }
 
 /* A receive reads the socket: the sent count catches up with bulk sends not counted yet. */
-static __always_inline void tcp_catch_up(const struct sock *sk, const struct tcp_sock *tp,
+static __always_inline void tcp_catch_up(const struct sock *sk, const struct tcp_sock *tp, __u64 cookie,
 					 const struct busted_sock *s, struct busted_traffic *t)
 {
 	__u64 base = s->tx_base;
 	int fin;
 
-	if (!base)
+	if ((base & ~0xffffffffULL) != tx_tag(cookie))
 		return;
 	fin = fin_in_seq(sk->__sk_common.skc_state);
 	if (fin >= 0) /* in CLOSE, the end counts it */
@@ -744,13 +747,13 @@ static __always_inline void tcp_catch_up(const struct sock *sk, const struct tcp
  * is data, unless it is exactly one byte (a bulk send is never one byte, a FIN is). Probe reads:
  * the release hook's socket is not a BTF pointer.
  */
-static __always_inline void tcp_settle(const struct sock *sk, struct tracked *x, int fin)
+static __always_inline void tcp_settle(const struct sock *sk, __u64 cookie, struct tracked *x, int fin)
 {
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	__u64 base = x->s->tx_base;
 	__u32 ws;
 
-	if (!base)
+	if ((base & ~0xffffffffULL) != tx_tag(cookie))
 		return;
 	if (BPF_CORE_READ(tp, bytes_sent) == 0)
 		return; /* nothing sent; or tcp_disconnect(), which zeroes it and moves write_seq on */
@@ -777,7 +780,7 @@ static __always_inline void tcp_closed(const struct sock *sk, int fin)
 	if (x.t->announced == BUSTED_ANNOUNCED_NO || x.t->announced == BUSTED_ANNOUNCED_KEPT) {
 		finish(cookie, &x, BUSTED_EV_FAIL, &a, sk->sk_err);
 	} else {
-		tcp_settle(sk, &x, fin);
+		tcp_settle(sk, cookie, &x, fin);
 		finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);
 	}
 }
@@ -1487,11 +1490,13 @@ static __always_inline void first_send(const struct sock *sk, __u64 cookie, int 
 }
 
 /* A TCP stream socket's tcp_sock (a full socket: the send and receive tracepoints' are), else NULL. */
-static __always_inline const struct tcp_sock *tcp_of(const struct sock *sk)
+static __always_inline const struct tcp_sock *tcp_of(struct sock *sk)
 {
 	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
 		return NULL;
-	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+	if (bpf_rdonly_cast) /* no helper call (before 6.2: the helper) */
+		return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+	return bpf_skc_to_tcp_sock(sk);
 }
 
 /*
@@ -1517,20 +1522,23 @@ static __always_inline int bulk_between(struct sock *sk, int ret)
 /* A TCP send that reached the map: the count from the socket (the first such send sets tx_base).
  * Returns the stream offset of the send's first byte: computed from the socket alone, the same
  * whichever way the count went, so the verifier meets one state after this, not one per path. */
-static __always_inline __u64 tcp_sent(const struct sock *sk, const struct tcp_sock *tp, struct busted_sock *s,
-				      struct busted_traffic *t, int ret)
+static __always_inline __u64 tcp_sent(const struct sock *sk, const struct tcp_sock *tp, __u64 cookie,
+				      struct busted_sock *s, struct busted_traffic *t, int ret)
 {
-	__u32 ws = tp->write_seq;
-	__u64 base = s->tx_base;
+	__u64 tag = tx_tag(cookie), base = s->tx_base;
+	__u32 ws = tp->write_seq, written;
 	int fin;
 
-	if (!base)
-		__sync_val_compare_and_swap(&s->tx_base, 0, BUSTED_TX_BASE_SET | (__u32)(ws - (__u32)ret - (__u32)t->tx));
+	if ((base & ~0xffffffffULL) != tag)
+		__sync_val_compare_and_swap(&s->tx_base, base, tag | (__u32)(ws - (__u32)ret - (__u32)t->tx));
 	base = s->tx_base;
+	written = ws - (__u32)base;
 	fin = fin_in_seq(sk->__sk_common.skc_state);
-	if (fin >= 0) /* in CLOSE (it ended meanwhile), its end counts it */
-		tx_upto(t, ws - (__u32)base - fin);
-	return (__u32)(ws - (__u32)base - (__u32)ret);
+	if (fin >= 0) { /* in CLOSE (it ended meanwhile), its end counts it */
+		tx_upto(t, written - fin - (__u32)ret); /* the sends left before this one */
+		tx_upto(t, written - fin);
+	}
+	return (__u32)(written - (__u32)ret);
 }
 
 /* Counts a tracked socket's send or receive. Returns the stream offset of a TCP send's first
@@ -1547,7 +1555,7 @@ static __always_inline __u64 count(struct sock *sk, __u64 cookie, int ret, int i
 	if (is_rx) {
 		__sync_fetch_and_add(&x.t->rx, ret);
 		if (tp)
-			tcp_catch_up(sk, tp, x.s, x.t);
+			tcp_catch_up(sk, tp, cookie, x.s, x.t);
 		first_use(sk, cookie, x.t); /* a server spoke first */
 		return BUSTED_HELLO_MAX;
 	}
@@ -1556,7 +1564,7 @@ static __always_inline __u64 count(struct sock *sk, __u64 cookie, int ret, int i
 		first_use(sk, cookie, x.t);
 		return BUSTED_HELLO_MAX;
 	}
-	off = tcp_sent(sk, tp, x.s, x.t, ret);
+	off = tcp_sent(sk, tp, cookie, x.s, x.t, ret);
 	first_use(sk, cookie, x.t);
 	return off;
 }
@@ -1974,7 +1982,7 @@ int busted_release(struct bpf_sock *ctx)
 	 * for its counters and times */
 	/* before the protocol's close: a FIN is queued only by an earlier shutdown(); in CLOSE, the
 	 * FINs were exchanged (a reset's error report finished the flow before) */
-	tcp_settle(sk, &x, state == BUSTED_TCP_CLOSE ? 1 : fin_in_seq(state));
+	tcp_settle(sk, cookie, &x, state == BUSTED_TCP_CLOSE ? 1 : fin_in_seq(state));
 	if (x.t->announced == BUSTED_ANNOUNCED_NO)
 		announce(cookie, x.s, x.t, &a);
 	finish(cookie, &x, BUSTED_EV_CLOSE, &a, 0);

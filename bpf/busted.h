@@ -210,8 +210,9 @@ struct busted_sock {
 	__u16 hello_need; /* a ClientHello record longer than the stream's first send: the stream
 			   * bytes to sample (at most BUSTED_HELLO_MAX), until they are; else 0 */
 	__u32 netns;      /* inode of the owner's network namespace at connect() (the census) */
-	__u64 tx_base;    /* TCP: BUSTED_TX_BASE_SET | the socket's write_seq before its first byte
-			   * (set at its first counted send); 0 until then */
+	__u64 tx_base;    /* TCP: tx_tag(cookie) << 32 | the socket's write_seq before its first byte
+			   * (set at its first counted send); unset (0, or another cookie's tag: a
+			   * stale hook of the slot's previous socket) until then */
 };
 
 /* A TCP send of at least BUSTED_BULK_SEND bytes, past the stream's first BUSTED_HELLO_MAX, is
@@ -220,7 +221,6 @@ struct busted_sock {
  * constant: a value read from .rodata costs the send hook a cache line. */
 #define BUSTED_BULK_SEND 32768
 #define BUSTED_BULK_SHIFT 22 /* 4 MiB */
-#define BUSTED_TX_BASE_SET (1ULL << 32)
 
 #define BUSTED_PATH_MAX 248
 
