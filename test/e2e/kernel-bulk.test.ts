@@ -18,23 +18,12 @@ import { Kind, type CloseEvent, type ConnectEvent, type KernelEvent } from '../.
 import type { KernelProbe } from '../../src/bpf/probe.js';
 import { findCgroup2Mount } from '../../src/bpf/preflight.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { until } from '../helpers/until.js';
 
 const CLIENT = new URL('../helpers/bulk-client.py', import.meta.url).pathname;
 const HOST = '127.88.9.1';
 const SPAN = 1 << 22; // 2^BUSTED_BULK_SHIFT
 const BULK = 65_536;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, ms: number, get: () => T | null | undefined | false): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
-}
 
 /** bulk-client.py, one command at a time. */
 class BulkClient {

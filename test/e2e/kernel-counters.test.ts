@@ -15,12 +15,11 @@ import type { CloseRecord, ConnectRecord, EventRecord, TrafficRecord } from '../
 import { mapsOf, perCpuSum, SlotsView, type MapInfo } from '../helpers/bpfmaps.js';
 import { startBusted } from '../helpers/busted.js';
 import { kernelTest } from '../helpers/kernel.js';
+import { until } from '../helpers/until.js';
 
 const FAKE = 0xffff_ffff_ffff_fffen; // never a socket's cookie, nor BUSTED_SLOT_BUSY
 const N = 23_456; // bytes the client sends
 const M = 65_432; // bytes the server answers
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The value for `cookie` in a hash keyed by cookie, through its own descriptor; null when absent. */
 function lookupCookie(map: MapInfo, cookie: bigint, size: number): Buffer | null {
@@ -50,16 +49,6 @@ function overflowEntry(map: MapInfo, cookie: bigint): { tx: bigint; rx: bigint }
 function overflowOwner(map: MapInfo, cookie: bigint): number | null {
   const value = lookupCookie(map, cookie, SOCK.size);
   return value && value.readUInt32LE(SOCK.owner + OWNER.tgid);
-}
-
-async function until<T>(what: string, ms: number, get: () => T | null | undefined | false): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
 }
 
 kernelTest('with every counter slot taken, a connection keeps exact counters in the overflow hash, read by busted and freed on close', async (t) => {
