@@ -464,9 +464,7 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     onLateClassified: (rec, cls) => {
       if (cls.provider === null) return;
       const key = `${rec.pid}:${rec.startTime}`;
-      const toggle = enforcement?.toggleOf(key);
-      if (toggle === 'block') enforcement!.lateFlow(key, BigInt(rec.flow));
-      else if (toggle === null && cls.via === 'proxy' && policy) judgeTunnel(policy, key, { ...rec, ...cls });
+      judgeNamed(key, enforcement?.toggleOf(key), { ...rec, ...cls }, false);
     },
     finalize: (rec) => {
       // the identity as known when the connect goes out; later changes become process records
@@ -476,13 +474,13 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
       const beforeReload = connectedBeforeReload.size > 0 && connectedBeforeReload.delete(rec.flow);
       if (rec.error === null) {
         live.set(rec.flow, { pid: rec.pid, proc: key, tx: 0n, rx: 0n });
-        // an LLM flow of a process blocked before it was announced is cut as its open ones were
-        const toggle = rec.provider !== null ? enforcement?.toggleOf(key) : undefined;
-        if (toggle === 'block') enforcement!.lateFlow(key, BigInt(rec.flow));
-        else if (toggle === null && rec.via === 'proxy' && policy) {
-          const p = policy;
-          queueMicrotask(() => judgeTunnel(p, key, rec)); // after its connect record
-        } else if (toggle === null && beforeReload && policy) cutIfBlocked(policy, key, [{ id: rec.flow, provider: rec.provider! }]);
+        if (rec.provider !== null) {
+          const toggle = enforcement?.toggleOf(key);
+          // a tunnel's judgement follows its connect record
+          if (!judgeNamed(key, toggle, rec, true) && toggle === null && beforeReload && policy) {
+            cutIfBlocked(policy, key, [{ id: rec.flow, provider: rec.provider }]);
+          }
+        }
       }
       const who = identities.get(key);
       if (!who) return rec;
@@ -732,6 +730,23 @@ export async function startEngine(store: Store, opts: EngineOptions): Promise<En
     }).map((f) => BigInt(f.id));
     const [pid, start] = key.split(':').map(Number) as [number, number];
     enforcement.cutForRule(pid, start, cookies, rule, undefined, replace);
+  };
+  /**
+   * An LLM flow named once its connect went out (when it is announced, or by a ClientHello or
+   * CONNECT request that came after the hold): a process blocked from busted-top before has it
+   * cut as its open ones were; a tunnel of a process without a verdict goes to the rules. Returns
+   * whether it was judged; `defer` judges a tunnel after the record being published.
+   */
+  const judgeNamed = (key: string, toggle: VerdictAction | null | undefined, rec: ConnectRecord, defer: boolean): boolean => {
+    if (toggle === 'block') {
+      enforcement!.lateFlow(key, BigInt(rec.flow));
+      return true;
+    }
+    if (toggle !== null || rec.via !== 'proxy' || !policy) return false;
+    const p = policy;
+    if (defer) queueMicrotask(() => judgeTunnel(p, key, rec));
+    else judgeTunnel(p, key, rec);
+    return true;
   };
   /**
    * An LLM flow through a proxy (classified by its CONNECT request's target): the kernel let its

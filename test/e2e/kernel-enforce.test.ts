@@ -135,3 +135,33 @@ kernelTest('a connection that has moved no byte yet is cut when its process is b
   });
   llm.shut();
 });
+
+kernelTest('a flow reported before its ClientHello, of a process blocked meanwhile, is cut once its SNI names a provider (a classify record)', async (t) => {
+  const server = await holdingServer('127.0.0.1'); // no provider's address: named by its SNI only
+  await withEngine(true, async (engine, records) => {
+    const child = spawn('python3', [CLIENT, 'wait-tls', '127.0.0.1', String((server.address() as AddressInfo).port), 'api.openai.com', '2']);
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    try {
+      const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
+      const startTime = readStartTime(pid)!;
+      const ofPid = (type: string) => records.find((r) => r.type === type && 'pid' in r && r.pid === pid);
+      for (const until = Date.now() + 6000; !ofPid('connect') && Date.now() < until; ) await settle();
+      t.like(ofPid('connect'), { provider: null }, 'reported (idle) before its ClientHello');
+      engine.setVerdict(pid, startTime, 'block');
+      await settle();
+      t.is(policyOf(records, pid).filter((r) => r.cut).length, 0, 'no LLM flow to cut yet');
+      child.stdin.write('\n');
+      for (const until = Date.now() + 3000; !policyOf(records, pid).some((r) => r.cut) && Date.now() < until; ) await settle();
+      t.like(ofPid('classify'), { provider: 'openai', host: 'api.openai.com', via: 'sni' });
+      t.like(policyOf(records, pid).find((r) => r.cut), { action: 'block', result: 'denied', rule: 'busted-top', cut: 1 });
+      await settle();
+      const atCut = server.received;
+      const { sent } = JSON.parse((await lines.next()).value as string) as { sent: number };
+      t.is(server.received, atCut, `nothing reaches the server after the cut (the client wrote ${sent} bytes after its ClientHello)`);
+      t.true(sent > atCut, `the client kept writing: ${sent} bytes, ${atCut} arrived`);
+    } finally {
+      child.kill();
+    }
+  });
+  server.shut();
+});

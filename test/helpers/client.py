@@ -10,6 +10,9 @@ usage: client.py exchange HOST PORT SEND RECV   connect, send SEND bytes, receiv
        client.py udp HOST PORT SEND              connected UDP socket, send SEND bytes once
        client.py refused HOST PORT              connect to a port nobody listens on
        client.py churn HOST PORT COUNT          COUNT connect/close pairs as fast as possible
+       client.py wait-tls HOST PORT SNI SECONDS connect, print the pid, wait for a line on stdin,
+                                                 then a ClientHello naming SNI and 100 bytes every
+                                                 50 ms for SECONDS
        client.py moved HOST SECONDS NETNS       a socket made here, connected (to a listener of
                                                  its own, 10 bytes sent) after the process moved
                                                  to network namespace NETNS; held SECONDS
@@ -77,6 +80,29 @@ def tls_hello(host, port, sni, wait_ms=0):
     finally:
         raw.close()
     return {'sni': sni}
+
+
+def wait_tls(host, port, sni, seconds):
+    """Connects and prints its pid, then waits for a line on stdin; then writes a ClientHello
+    naming `sni` and 100 bytes every 50 ms for `seconds`, counting what the socket took."""
+    import time
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.connect((host, port))
+    print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'ready': True}), flush=True)
+    sys.stdin.readline()
+    s.settimeout(0.2)
+    s.sendall(client_hello(sni, 0))
+    sent = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            s.sendall(b's' * 100)
+            sent += 100
+        except OSError:
+            pass
+        time.sleep(0.05)
+    s.close()
+    return {'sent': sent}
 
 
 def client_hello(sni, pad):
@@ -360,6 +386,8 @@ def main():
         out = idle_self(host, float(sys.argv[3]), b's' * 10)
     elif mode == 'idle-then-send':
         out = stream(host, port, float(sys.argv[4]), wait=True)
+    elif mode == 'wait-tls':
+        out = wait_tls(host, port, sys.argv[4], float(sys.argv[5]))
     elif mode == 'listen-first':
         out = listen_first(host, port, int(sys.argv[4]))
     elif mode == 'stalled-server':
