@@ -854,6 +854,10 @@ function machine(bustedPath: string) {
   return {
     nproc: availableParallelism(),
     kernel: release(),
+    // a guest that isolates page tables on a CPU without PCID starts every kernel entry with an
+    // empty TLB: each page a program touches costs a walk (bench/README.md, session 31)
+    isolation: readFirstLine('/sys/devices/system/cpu/vulnerabilities/meltdown'),
+    pcid: /^flags\s*:.*\bpcid\b/m.test(cpuinfo),
     cpu: model,
     memGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
@@ -861,6 +865,14 @@ function machine(bustedPath: string) {
     loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
     commit: git.status === 0 ? git.stdout.trim() + (dirty.stdout.trim() ? ' (+ uncommitted changes in src/bpf/bin)' : '') : null,
   };
+}
+
+function readFirstLine(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8').split('\n')[0]!.trim();
+  } catch {
+    return null;
+  }
 }
 
 /** Other busted processes (process title `busted`) whose programs would also see the load. */
@@ -1071,6 +1083,7 @@ interface Reference {
   file: string;
   date: string;
   commit: string | null;
+  kernel: string | null;
   mode: string;
   baselines: Map<string, { label: string; median: number }>;
 }
@@ -1078,7 +1091,7 @@ interface Reference {
 function readReference(file: string): Reference | string {
   try {
     const r = JSON.parse(readFileSync(file, 'utf8')) as {
-      date?: unknown; mode?: unknown; machine?: { commit?: unknown }; figures?: { id?: unknown; label?: unknown; baseline?: { median?: unknown } }[];
+      date?: unknown; mode?: unknown; machine?: { commit?: unknown; kernel?: unknown }; figures?: { id?: unknown; label?: unknown; baseline?: { median?: unknown } }[];
     };
     const baselines = new Map<string, { label: string; median: number }>();
     for (const f of Array.isArray(r.figures) ? r.figures : []) {
@@ -1087,7 +1100,8 @@ function readReference(file: string): Reference | string {
     }
     if (typeof r.date !== 'string' || baselines.size === 0) return `${file} has no baselines to compare with`;
     const commit = typeof r.machine?.commit === 'string' ? r.machine.commit : null;
-    return { file, date: r.date, commit, mode: String(r.mode ?? '?'), baselines };
+    const kernel = typeof r.machine?.kernel === 'string' ? r.machine.kernel : null;
+    return { file, date: r.date, commit, kernel, mode: String(r.mode ?? '?'), baselines };
   } catch (err) {
     return `${file} could not be read: ${(err as Error).message}`;
   }
@@ -1113,7 +1127,10 @@ function speedAgainst(ref: Reference, results: FigureResult[]) {
       ? `  below x${SLOW_FACTOR.toFixed(2)}: ${slow.map((x) => x.id).join(', ')}. The machine ran slower than in the reference run on such loads; the absolute figures (ns per hook run, CPU %, frame ms) can slow with it, and are then not comparable with that run's`
       : `  none below x${SLOW_FACTOR.toFixed(2)}: the machine ran about as fast as in the reference run, or faster`,
   ];
-  return { lines, json: { file: ref.file, date: ref.date, commit: ref.commit, slow: slow.map((x) => x.id), baselines: rows.map(({ show: _, ...x }) => x) } };
+  if (ref.kernel !== null && ref.kernel !== release()) {
+    lines.push(`  the reference run's kernel was ${ref.kernel}, this one is ${release()}: the hooks' costs may differ with the build`);
+  }
+  return { lines, json: { file: ref.file, date: ref.date, commit: ref.commit, kernel: ref.kernel, slow: slow.map((x) => x.id), baselines: rows.map(({ show: _, ...x }) => x) } };
 }
 
 async function main(): Promise<void> {
@@ -1126,7 +1143,8 @@ async function main(): Promise<void> {
   const m = machine(opts.busted);
   log(`busted benchmark (${opts.quick ? 'quick' : 'full'}: ${opts.runs} alternating pairs of ${opts.seconds} s runs per figure` +
     `${opts.settle > 0 ? `; each monitored load starts ${opts.settle} s after busted attached (--settle)` : ''})`);
-  log(`machine: ${m.nproc} CPUs, ${m.cpu}, kernel ${m.kernel}, ${m.memGiB} GiB, node ${m.node}, ${m.iperf3 ?? 'no iperf3'}`);
+  log(`machine: ${m.nproc} CPUs, ${m.cpu}, kernel ${m.kernel}, ${m.memGiB} GiB, node ${m.node}, ${m.iperf3 ?? 'no iperf3'}` +
+    (m.isolation?.includes('PTI') ? `; page-table isolation on (${m.pcid ? 'with' : 'without'} PCID)` : ''));
   log(`busted: ${opts.busted} (commit ${m.commit ?? '?'})${opts.bpfObject ? `, eBPF object ${opts.bpfObject}` : ''}; load average at start: ${m.loadavg}`);
   const others = otherBusted();
   if (others.length) log(`note: another busted is running (pid ${others.join(', ')}): its programs also see the loads, baseline included.`);

@@ -85,24 +85,11 @@ def tls_hello(host, port, sni, wait_ms=0):
 def wait_tls(host, port, sni, seconds):
     """Connects and prints its pid, then waits for a line on stdin; then writes a ClientHello
     naming `sni` and 100 bytes every 50 ms for `seconds`, counting what the socket took."""
-    import time
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.connect((host, port))
     print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'ready': True}), flush=True)
     sys.stdin.readline()
-    s.settimeout(0.2)
-    s.sendall(client_hello(sni, 0))
-    sent = 0
-    end = time.time() + seconds
-    while time.time() < end:
-        try:
-            s.sendall(b's' * 100)
-            sent += 100
-        except OSError:
-            pass
-        time.sleep(0.05)
-    s.close()
-    return {'sent': sent}
+    return trickle(s, seconds, client_hello(sni, 0))
 
 
 def client_hello(sni, pad):
@@ -209,13 +196,21 @@ def wait_connect(host, port, count):
 def stream(host, port, seconds, wait=False):
     """One connection that sends 100 bytes every 50 ms for `seconds`; reports when sends stall.
     With `wait`, it connects and prints its pid, then sends nothing until a line comes on stdin."""
-    import time
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.connect((host, port))
     print(json.dumps({'pid': os.getpid(), 'sport': s.getsockname()[1], 'ready': True}), flush=True)
     if wait:
         sys.stdin.readline()
+    return trickle(s, seconds)
+
+
+def trickle(s, seconds, first=b''):
+    """Writes `first`, then 100 bytes every 50 ms for `seconds` on the connected `s` (stalled
+    writes time out and are not counted), and closes it."""
+    import time
     s.settimeout(0.2)
+    if first:
+        s.sendall(first)
     sent = 0
     end = time.time() + seconds
     while time.time() < end:
