@@ -843,6 +843,9 @@ async function measure(fig: Figure, opts: Options): Promise<FigureResult> {
 // ---------------------------------------------------------------------------------------------
 // machine and preflight
 
+/** How the kernel answers Meltdown: "Mitigation: PTI" when it isolates page tables. */
+const MELTDOWN = '/sys/devices/system/cpu/vulnerabilities/meltdown';
+
 function machine(bustedPath: string) {
   const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
   const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
@@ -856,7 +859,7 @@ function machine(bustedPath: string) {
     kernel: release(),
     // a guest that isolates page tables on a CPU without PCID starts every kernel entry with an
     // empty TLB: each page a program touches costs a walk (bench/README.md, session 31)
-    isolation: readFirstLine('/sys/devices/system/cpu/vulnerabilities/meltdown'),
+    isolation: existsSync(MELTDOWN) ? readFileSync(MELTDOWN, 'utf8').trim() : null,
     pcid: /^flags\s*:.*\bpcid\b/m.test(cpuinfo),
     cpu: model,
     memGiB: Math.round(totalmem() / 2 ** 30),
@@ -865,14 +868,6 @@ function machine(bustedPath: string) {
     loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
     commit: git.status === 0 ? git.stdout.trim() + (dirty.stdout.trim() ? ' (+ uncommitted changes in src/bpf/bin)' : '') : null,
   };
-}
-
-function readFirstLine(file: string): string | null {
-  try {
-    return readFileSync(file, 'utf8').split('\n')[0]!.trim();
-  } catch {
-    return null;
-  }
 }
 
 /** Other busted processes (process title `busted`) whose programs would also see the load. */

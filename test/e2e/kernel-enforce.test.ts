@@ -13,6 +13,7 @@ import { Store } from '../../src/core/store.js';
 import type { EventRecord, PolicyRecord } from '../../src/core/records.js';
 import { kernelTest } from '../helpers/kernel.js';
 import { holdingServer } from '../helpers/servers.js';
+import { until } from '../helpers/until.js';
 import { ROOT } from '../helpers/busted.js';
 
 const EPERM = 1;
@@ -145,15 +146,14 @@ kernelTest('a flow reported before its ClientHello, of a process blocked meanwhi
       const { pid } = JSON.parse((await lines.next()).value as string) as { pid: number };
       const startTime = readStartTime(pid)!;
       const ofPid = (type: string) => records.find((r) => r.type === type && 'pid' in r && r.pid === pid);
-      for (const until = Date.now() + 6000; !ofPid('connect') && Date.now() < until; ) await settle();
-      t.like(ofPid('connect'), { provider: null }, 'reported (idle) before its ClientHello');
+      t.like(await until('its connect record', 6000, () => ofPid('connect')), { provider: null }, 'reported (idle) before its ClientHello');
       engine.setVerdict(pid, startTime, 'block');
       await settle();
       t.is(policyOf(records, pid).filter((r) => r.cut).length, 0, 'no LLM flow to cut yet');
       child.stdin.write('\n');
-      for (const until = Date.now() + 3000; !policyOf(records, pid).some((r) => r.cut) && Date.now() < until; ) await settle();
+      const cut = await until('the cut', 3000, () => policyOf(records, pid).find((r) => r.cut));
       t.like(ofPid('classify'), { provider: 'openai', host: 'api.openai.com', via: 'sni' });
-      t.like(policyOf(records, pid).find((r) => r.cut), { action: 'block', result: 'denied', rule: 'busted-top', cut: 1 });
+      t.like(cut, { action: 'block', result: 'denied', rule: 'busted-top', cut: 1 });
       await settle();
       const atCut = server.received;
       const { sent } = JSON.parse((await lines.next()).value as string) as { sent: number };
